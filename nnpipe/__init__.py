@@ -1,0 +1,1 @@
+"""nnpipe: the Made With ML "Neural Networks" lesson as a reproducible DVC pipeline."""

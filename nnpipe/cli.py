@@ -1,0 +1,46 @@
+"""What every command-line entry point shares: logging set-up and one-line errors."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Iterator
+
+from nnpipe.errors import PipelineError
+
+if TYPE_CHECKING:
+    import argparse
+
+DEBUG_ENV = "NNPIPE_DEBUG"
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[logging.Logger]:
+    """Configure logging once; turn a PipelineError into ``error: ...`` on stderr and exit 2.
+
+    Set NNPIPE_DEBUG=1 to see the traceback instead.
+    """
+    logging.basicConfig(level=logging.INFO, format=f"{name}: %(message)s", stream=sys.stderr)
+    try:
+        yield logging.getLogger(name)
+    except PipelineError as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        message = " ".join(str(exc).split())
+        print(f"{name}: error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def training_parser(description: str | None) -> "argparse.ArgumentParser":
+    """Arguments every training stage takes (paths come from dvc.yaml's cmd)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--train", required=True, help="processed train split (.npz)")
+    parser.add_argument("--val", required=True, help="processed val split (.npz)")
+    parser.add_argument("--preprocess", required=True, help="scaler/encoder state JSON")
+    parser.add_argument("--model-dir", required=True, help="output model directory")
+    parser.add_argument("--curves", required=True, help="output per-epoch CSV")
+    return parser

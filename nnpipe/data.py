@@ -1,0 +1,178 @@
+"""Data sources: the lesson's spiral, random data, and a user's CSV (path or URL), with checks.
+
+A data set here is a pandas DataFrame of D numeric feature columns plus one
+label column. Everything that can be wrong with a user's file is reported as a
+:class:`PipelineError` naming the file, column or value.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import urllib.error
+import urllib.request
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from nnpipe.errors import PipelineError
+
+SPIRAL_FEATURES = ("X1", "X2")
+SPIRAL_TARGET = "color"
+# A class needs a row in each of train, val and test, and train_test_split
+# needs two rows of a class in every set it stratifies.
+MIN_ROWS_PER_CLASS = 4
+
+
+def make_spiral(samples_per_class: int, classes: Sequence[str], noise: float,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cs231n spiral: ``X: (N*K, 2) float64`` and labels ``(N*K,)`` in class order.
+
+    For arm k: r = linspace(0, 1, N), t = linspace(4k, 4(k+1), N) + randn(N) * noise,
+    x = (r sin t, r cos t), drawn from ``RandomState(seed)`` one arm after another.
+    With seed 1234, N=500 and classes (c1, c3, c2) this is the lesson's spiral.csv.
+    """
+    rng = np.random.RandomState(seed)
+    n = samples_per_class
+    X = np.zeros((n * len(classes), 2))
+    labels = np.empty(n * len(classes), dtype=object)
+    radius = np.linspace(0.0, 1.0, n)
+    for k, name in enumerate(classes):
+        theta = np.linspace(4.0 * k, 4.0 * (k + 1), n) + rng.randn(n) * noise
+        rows = slice(n * k, n * (k + 1))
+        X[rows] = np.c_[radius * np.sin(theta), radius * np.cos(theta)]
+        labels[rows] = name
+    return X, labels.astype(str)
+
+
+def spiral_frame(samples_per_class: int, classes: Sequence[str], noise: float,
+                 seed: int) -> Any:
+    """The spiral as the lesson's CSV table: columns X1, X2, color."""
+    import pandas as pd
+
+    X, labels = make_spiral(samples_per_class, classes, noise, seed)
+    frame = pd.DataFrame(X, columns=list(SPIRAL_FEATURES))
+    frame[SPIRAL_TARGET] = labels
+    return frame
+
+
+def make_random_data(samples_per_class: int, num_classes: int, num_features: int,
+                     rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+    """The lesson's overfitting data: uniform ``X: (N*C, D)`` and ``y: (N*C,)`` = class index."""
+    X = rng.rand(samples_per_class * num_classes, num_features)
+    y = np.repeat(np.arange(num_classes), samples_per_class)
+    return X, y
+
+
+def is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def read_source(source: str, timeout: float) -> bytes:
+    """The raw bytes of a local CSV path or an http(s) URL."""
+    if is_url(source):
+        try:
+            with urllib.request.urlopen(source, timeout=timeout) as response:
+                return response.read()
+        except urllib.error.HTTPError as exc:
+            raise PipelineError(f"{source}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise PipelineError(f"{source}: cannot fetch ({reason})") from None
+    try:
+        with open(source, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise PipelineError(f"{source}: file not found (fetch.source)") from None
+    except IsADirectoryError:
+        raise PipelineError(f"{source}: is a directory, not a CSV file (fetch.source)") from None
+    except OSError as exc:
+        raise PipelineError(f"{source}: cannot read ({exc.strerror})") from None
+
+
+def check_sha256(data: bytes, expected: str | None, source: str) -> None:
+    if expected is None:
+        return
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected.lower():
+        raise PipelineError(f"{source}: sha256 {actual} does not match fetch.sha256 {expected}")
+
+
+def parse_csv(data: bytes, source: str) -> Any:
+    """Parse CSV bytes with pandas; the header must be a row of unique, non-empty names."""
+    import pandas as pd
+
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise PipelineError(f"{source}: not a UTF-8 text CSV file") from None
+    if "\x00" in text:
+        raise PipelineError(f"{source}: not a text CSV file (contains NUL bytes)")
+    header = next(csv.reader(io.StringIO(text)), None)
+    if not header or all(not name.strip() for name in header):
+        raise PipelineError(f"{source}: empty file, expected a CSV with a header row")
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise PipelineError(f"{source}: duplicate column name '{name}'")
+        seen.add(name)
+    try:
+        return pd.read_csv(io.StringIO(text))
+    except (ValueError, pd.errors.ParserError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PipelineError(f"{source}: not a readable CSV ({first})") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class CheckedData(NamedTuple):
+    """A validated table: the feature columns (float64) and the target column (str)."""
+    frame: Any
+    class_counts: dict[str, int]
+
+
+def validate_frame(frame: Any, features: Sequence[str], target: str, source: str) -> CheckedData:
+    """Check the columns a run needs and return just those, features as float64, target as str."""
+    import pandas as pd
+
+    if target in features:
+        raise PipelineError(f"{source}: data.target '{target}' is also listed in data.features")
+    columns = [str(c) for c in frame.columns]
+    for name in [*features, target]:
+        if name not in columns:
+            hint = "; the first row looks like data: the file needs a header row" \
+                if any(_is_number(c) for c in columns) else ""
+            raise PipelineError(f"{source}: column '{name}' not found "
+                                f"(columns: {', '.join(columns) or 'none'}){hint}")
+    if len(frame) == 0:
+        raise PipelineError(f"{source}: has a header but no data rows")
+    out = pd.DataFrame(index=range(len(frame)))
+    for name in features:
+        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise PipelineError(f"{source}: column '{name}' row {row + 2} has value "
+                                f"{frame[name].iloc[row]!r}; features must be finite numbers")
+        out[name] = values
+    labels = frame[target]
+    if labels.isna().any():
+        row = int(np.flatnonzero(labels.isna().to_numpy())[0])
+        raise PipelineError(f"{source}: column '{target}' row {row + 2} has no label")
+    out[target] = labels.astype(str).to_numpy()
+    counts = out[target].value_counts().sort_index()
+    if len(counts) < 2:
+        raise PipelineError(f"{source}: column '{target}' has {len(counts)} class "
+                            f"({', '.join(map(str, counts.index))}); at least 2 are needed")
+    small = counts[counts < MIN_ROWS_PER_CLASS]
+    if len(small):
+        raise PipelineError(f"{source}: class '{small.index[0]}' has {int(small.iloc[0])} row(s); "
+                            f"a stratified train/val/test split needs at least "
+                            f"{MIN_ROWS_PER_CLASS} per class")
+    return CheckedData(out, {str(k): int(v) for k, v in counts.items()})

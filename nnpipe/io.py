@@ -1,0 +1,191 @@
+"""Atomic, deterministic, pickle-free reading and writing of every artifact.
+
+Every writer goes through :func:`atomic_write`: a temp file in the target
+directory, then ``os.replace``, so a killed stage never leaves half a file.
+Nothing time- or host-dependent goes into an output.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+from typing import IO, Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+from nnpipe.errors import PipelineError
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yield a temp path beside ``path``; on success rename it into place, else remove it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(handle)`` on a binary temp file, flush it to disk, rename it to ``path``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def write_text(path: str, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def _plain(value: Any) -> Any:
+    """Turn numpy scalars/arrays and tuples into plain JSON values."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"refusing to write non-finite number {value!r} to JSON")
+    return value
+
+
+def dumps_json(data: Any) -> str:
+    return json.dumps(_plain(data), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write_json(path: str, data: Any) -> None:
+    """Write JSON with sorted keys and plain floats (what `dvc metrics diff` reads well)."""
+    write_text(path, dumps_json(data))
+
+
+def read_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PipelineError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
+
+
+def _zip_entry(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """An .npz archive with a fixed timestamp (``np.savez`` stamps the current time)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name in sorted(arrays):
+            array = np.asarray(arrays[name])
+            if array.dtype == object:
+                raise ValueError(f"array {name!r} has dtype object; only plain arrays are saved")
+            entry = io.BytesIO()
+            np.lib.format.write_array(entry, np.ascontiguousarray(array), allow_pickle=False)
+            archive.writestr(_zip_entry(f"{name}.npy"), entry.getvalue())
+    return buffer.getvalue()
+
+
+def write_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+    write_bytes(path, npz_bytes(arrays))
+
+
+def read_npz(path: str, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Load an .npz with ``allow_pickle=False``; ``keys`` must all be present."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        reason = "holds pickled objects, which are never loaded" if "pickle" in str(exc) \
+            else "not a valid .npz archive"
+        raise PipelineError(f"{path}: {reason}") from None
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise PipelineError(f"{path}: missing array(s) {', '.join(missing)}")
+    return arrays
+
+
+def read_xy(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A processed split: ``X: (N, D) float64`` and ``y: (N,) int64``."""
+    arrays = read_npz(path, ("X", "y"))
+    X, y = arrays["X"], arrays["y"]
+    if X.ndim != 2 or y.ndim != 1 or len(X) != len(y) or not np.issubdtype(y.dtype, np.integer):
+        raise PipelineError(f"{path}: expected X (N, D) and integer y (N,), "
+                            f"got {X.shape} and {y.shape} {y.dtype}")
+    return X.astype(np.float64), y.astype(np.int64)
+
+
+def write_csv(path: str, frame: Any) -> None:
+    """Write a pandas DataFrame as CSV (no index; floats round-trip exactly)."""
+    write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+def read_csv(path: str, text_columns: tuple[str, ...] = ()) -> Any:
+    """Read a CSV this pipeline wrote (``text_columns`` kept as str), one-line errors."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, dtype={name: str for name in text_columns})
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise PipelineError(f"{path}: not a readable CSV ({exc.__class__.__name__})") from None
+
+
+def save_figure(path: str, figure: Any, dpi: int = 100) -> None:
+    """Save a matplotlib Figure as a PNG with no varying metadata."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    write_bytes(path, buffer.getvalue())
+
+
+def deterministic_torch_archive(raw: bytes, alignment: int = 64) -> bytes:
+    """Re-pack a ``torch.save`` zip so identical tensors give identical bytes.
+
+    torch 2.x writes a random ``.data/serialization_id`` record into every
+    archive; it is replaced by a digest of the other records. Record order and
+    the 64-byte data alignment torch's reader expects are kept.
+    """
+    import hashlib
+    import struct
+
+    with zipfile.ZipFile(io.BytesIO(raw)) as source:
+        records = [(name, source.read(name)) for name in source.namelist()]
+    digest = hashlib.sha256(b"".join(data for name, data in records
+                                     if not name.endswith("serialization_id"))).digest()
+    stable_id = str(int.from_bytes(digest[:16], "big")).zfill(40)[:40].encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
+        for name, data in records:
+            if name.endswith("serialization_id"):
+                data = stable_id
+            info = _zip_entry(name)
+            start = out.tell() + 30 + len(name.encode("utf-8")) + 4
+            pad = -start % alignment
+            info.extra = struct.pack("<HH", 0x4246, pad) + b"Z" * pad
+            target.writestr(info, data)
+    return out.getvalue()

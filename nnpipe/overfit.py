@@ -1,0 +1,36 @@
+"""The lesson's overfitting demonstration data: uniform random features, its own split and scaler."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from nnpipe import data, preprocess, split
+
+
+class OverfitData(NamedTuple):
+    """Standardized ``(X, y)`` per split name (train, val, test) and the fitted scaler/encoder."""
+    splits: dict[str, tuple[np.ndarray, np.ndarray]]
+    preprocessor: preprocess.Preprocessor
+
+
+def hidden_dim(setting: int | str, samples_per_class: int, num_classes: int,
+               num_features: int) -> int:
+    """``auto`` is the lesson's 2*N*C + D (302 for 50 samples, 3 classes, 2 features)."""
+    if setting == "auto":
+        return 2 * samples_per_class * num_classes + num_features
+    return int(setting)
+
+
+def make(samples_per_class: int, num_classes: int, num_features: int,
+         sizes: tuple[float, float, float], seed: int) -> OverfitData:
+    """Random data, a stratified split and a scaler fit on its train split only."""
+    rng = np.random.RandomState(seed)
+    X, y = data.make_random_data(samples_per_class, num_classes, num_features, rng)
+    labels = y.astype(str)
+    parts = split.stratified_split(labels, *sizes, seed=seed, source="overfit_random data")
+    features = [f"X{i + 1}" for i in range(num_features)]
+    state = preprocess.fit(X[parts.train], labels[parts.train], features)
+    splits = {name: (state.transform(X[rows]), state.encode(labels[rows]))
+              for name, rows in zip(("train", "val", "test"), parts)}
+    return OverfitData(splits, state)

@@ -1,0 +1,42 @@
+"""scale_encode: StandardScaler + LabelEncoder fit on train; transformed splits as .npz."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from nnpipe.errors import PipelineError
+from nnpipe import cli, io, params, preprocess
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--splits", nargs=3, required=True, metavar=("TRAIN", "VAL", "TEST"),
+                        help="split CSVs written by split")
+    parser.add_argument("--out", nargs=3, required=True, metavar=("TRAIN", "VAL", "TEST"),
+                        help=".npz files with X (N, D) float64 and y (N,) int64")
+    parser.add_argument("--state", required=True, help="scaler/encoder state JSON")
+    args = parser.parse_args(argv)
+    with cli.stage("scale_encode") as log:
+        p = params.load(args.params, "data")
+        features, target = list(p.data.features), p.data.target
+        frames = [io.read_csv(path, text_columns=(target,)) for path in args.splits]
+        for path, frame in zip(args.splits, frames):
+            missing = [c for c in [*features, target] if c not in frame.columns]
+            if missing:
+                raise PipelineError(f"{path}: column '{missing[0]}' not found; re-run fetch")
+        train = frames[0]
+        state = preprocess.fit(train[features].to_numpy(np.float64),
+                               train[target].astype(str).to_numpy(), features)
+        for path, frame in zip(args.out, frames):
+            X = state.transform(frame[features].to_numpy(np.float64))
+            y = state.encode(frame[target].astype(str).to_numpy())
+            io.write_npz(path, {"X": X, "y": y})
+        preprocess.save(args.state, state)
+        log.info("%d features, classes %s, class weights %s", len(features),
+                 list(state.classes), np.round(state.class_weights, 6).tolist())
+
+
+if __name__ == "__main__":
+    main()
