@@ -17,9 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with cli.stage("overfit_random") as log:
         p = params.load(args.params, "seed", "overfit_random", "split")
-        hp, s = p.overfit_random, p.split
-        made = overfit.make(hp.samples_per_class, hp.num_classes, hp.num_features,
-                            (s.train_size, s.val_size, s.test_size), p.seed)
+        hp = p.overfit_random
+        sizes = (p.split.train_size, p.split.val_size, p.split.test_size)
+        made = overfit.make(hp.samples_per_class, hp.num_classes, hp.num_features, sizes, p.seed)
         spec = ModelSpec(name="overfit_random", kind="mlp", framework="torch",
                          input_dim=hp.num_features,
                          hidden_dim=overfit.hidden_dim(hp.hidden_dim, hp.samples_per_class,

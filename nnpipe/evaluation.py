@@ -1,0 +1,39 @@
+"""Evaluate saved models on their processed splits (NumPy inference, no torch)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+from nnpipe import io, metrics, models
+
+
+class Report(NamedTuple):
+    overall: dict[str, dict[str, dict[str, float]]]  # model -> split -> figure
+    per_class: dict[str, Any]  # model -> split -> class -> figure
+    confusion: dict[str, Any]  # model -> split -> {"classes", "matrix"}
+    predictions: dict[str, Any]  # model -> DataFrame(actual, predicted) on test
+    summary: str
+
+
+def evaluate_models(plan: Mapping[str, tuple[str, Mapping[str, str]]]) -> Report:
+    """``plan``: model name -> (model directory, split name -> processed .npz path)."""
+    import pandas as pd
+
+    overall: dict[str, Any] = {}
+    per_class: dict[str, Any] = {}
+    confusion: dict[str, Any] = {}
+    predictions: dict[str, Any] = {}
+    for name, (model_dir, splits) in plan.items():
+        model = models.load(model_dir)
+        classes = list(model.preprocessor.classes)
+        overall[name], per_class[name], confusion[name] = {}, {}, {}
+        for split_name, path in splits.items():
+            X, y = io.read_xy(path)
+            y_pred = model.predict_proba(X).argmax(axis=1)
+            result = metrics.evaluate(y, y_pred, classes)
+            overall[name][split_name] = result.overall
+            per_class[name][split_name] = result.per_class
+            confusion[name][split_name] = {"classes": classes, "matrix": result.confusion}
+            if split_name == "test":
+                predictions[name] = pd.DataFrame({"actual": model.preprocessor.decode(y),
+                                                  "predicted": model.preprocessor.decode(y_pred)})
+    return Report(overall, per_class, confusion, predictions, metrics.summary_markdown(overall))

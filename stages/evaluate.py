@@ -1,0 +1,38 @@
+"""evaluate: every model on every split: metrics JSON, confusion matrices, test predictions."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from nnpipe import cli, evaluation, io
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", nargs=5, action="append", required=True,
+                        metavar=("NAME", "MODEL_DIR", "TRAIN", "VAL", "TEST"),
+                        help="a model and the processed splits it is evaluated on")
+    parser.add_argument("--metrics", required=True, help="overall figures (dvc metric)")
+    parser.add_argument("--per-class", required=True, help="per-class figures (dvc metric)")
+    parser.add_argument("--confusion", required=True, help="confusion matrices JSON")
+    parser.add_argument("--predictions-dir", required=True,
+                        help="one <model>.csv of test predictions (actual, predicted) per model")
+    parser.add_argument("--summary", required=True, help="markdown table of test figures")
+    args = parser.parse_args(argv)
+    with cli.stage("evaluate") as log:
+        report = evaluation.evaluate_models(
+            {name: (model_dir, {"train": train, "val": val, "test": test})
+             for name, model_dir, train, val, test in args.model})
+        for name, frame in report.predictions.items():
+            io.write_csv(os.path.join(args.predictions_dir, f"{name}.csv"), frame)
+        io.write_json(args.confusion, report.confusion)
+        io.write_json(args.per_class, report.per_class)
+        io.write_text(args.summary, report.summary)
+        io.write_json(args.metrics, report.overall)
+        for name, splits in report.overall.items():
+            log.info("%-15s test accuracy %.4f  f1 %.4f", name, splits["test"]["accuracy"],
+                     splits["test"]["f1"])
+
+
+if __name__ == "__main__":
+    main()

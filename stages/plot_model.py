@@ -1,0 +1,44 @@
+"""plot_model: one model's decision boundary (train | test), training curves and confusion matrix."""
+from __future__ import annotations
+
+import argparse
+
+from nnpipe import cli, io, models, params, plots
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--name", required=True, help="model name (as in evaluate)")
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--train", required=True, help="processed train split (.npz)")
+    parser.add_argument("--test", required=True, help="processed test split (.npz)")
+    parser.add_argument("--curves", required=True, help="per-epoch CSV of the training stage")
+    parser.add_argument("--confusion", required=True, help="confusion JSON written by evaluate")
+    parser.add_argument("--boundary-png", required=True)
+    parser.add_argument("--curves-png", required=True)
+    parser.add_argument("--confusion-png", required=True)
+    args = parser.parse_args(argv)
+    with cli.stage(f"plot_model {args.name}") as log:
+        p = params.load(args.params, "plot")
+        model = models.load(args.model_dir)
+        train, test = io.read_xy(args.train), io.read_xy(args.test)
+        if model.spec.input_dim == 2:
+            boundary = plots.decision_boundary(model.predict_proba, train, test, args.name,
+                                               p.plot.grid_size, p.plot.max_points)
+        else:
+            note = (f"decision boundary skipped: it needs exactly 2 features, "
+                    f"{args.name} has {model.spec.input_dim}")
+            log.info(note)
+            boundary = plots.placeholder(note)
+        io.save_figure(args.boundary_png, boundary)
+        io.save_figure(args.curves_png,
+                       plots.training_curves(io.read_csv(args.curves), args.name))
+        confusion = io.read_json(args.confusion)[args.name]["test"]
+        io.save_figure(args.confusion_png, plots.confusion_matrix(
+            confusion["matrix"], confusion["classes"], args.name))
+        log.info("wrote %s, %s, %s", args.boundary_png, args.curves_png, args.confusion_png)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Which nnpipe modules a stage script imports, directly or through other nnpipe modules."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def direct_imports(path: Path) -> set[str]:
+    """nnpipe module names imported anywhere in ``path`` (function-level imports included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "nnpipe":
+                found.update(f"nnpipe.{alias.name}" for alias in node.names)
+            elif node.module.startswith("nnpipe."):
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("nnpipe."))
+    return found
+
+
+def module_path(module: str) -> Path:
+    return ROOT / (module.replace(".", "/") + ".py")
+
+
+def closure(path: Path) -> set[str]:
+    """Repo-relative paths of every nnpipe module ``path`` reaches by imports."""
+    seen: set[str] = set()
+    todo = list(direct_imports(path))
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        todo.extend(direct_imports(module_path(module)))
+    return {str(module_path(m).relative_to(ROOT)) for m in seen}
