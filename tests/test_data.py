@@ -1,0 +1,404 @@
+"""nnpipe.data: the lesson's spiral, random data, CSV/URL loading and schema checks."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import http.server
+import os
+import re
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nnpipe import data
+from nnpipe.errors import PipelineError
+
+SRC = "in.csv"
+FEATURES = ["X1", "X2"]
+TARGET = "color"
+
+# Rows of the lesson's published spiral.csv (seed 1234, 500 per class, classes c1, c3, c2).
+SPIRAL_REFERENCE = {
+    1: (-0.0004572182569639057, 0.0019511534008938552, "c1"),
+    2: (0.001194299573274617, 0.0038259431572566713, "c1"),
+    499: (-0.6114219405298725, -0.7913047520637577, "c1"),
+    500: (-0.0, -0.0, "c3"),
+    501: (-0.001718783474492818, -0.0010304520833746547, "c3"),
+    502: (-0.0029970581583489576, -0.0026611717172623467, "c3"),
+}
+
+
+def _raises(message: str):
+    return pytest.raises(PipelineError, match=re.escape(message))
+
+
+# --- spiral -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lesson_spiral():
+    return data.make_spiral(500, ("c1", "c3", "c2"), 0.2, 1234)
+
+
+@pytest.mark.parametrize("row", sorted(SPIRAL_REFERENCE))
+def test_spiral_matches_lesson_csv(lesson_spiral, row):
+    X, labels = lesson_spiral
+    x1, x2, label = SPIRAL_REFERENCE[row]
+    assert abs(X[row, 0] - x1) <= 1e-15
+    assert abs(X[row, 1] - x2) <= 1e-15
+    assert labels[row] == label
+
+
+def test_spiral_shapes_and_class_order(lesson_spiral):
+    X, labels = lesson_spiral
+    assert X.shape == (1500, 2) and X.dtype == np.float64
+    assert labels.shape == (1500,)
+    assert all(isinstance(v, str) for v in labels[:3])
+    assert list(labels[:500]) == ["c1"] * 500
+    assert list(labels[500:1000]) == ["c3"] * 500
+    assert list(labels[1000:]) == ["c2"] * 500
+    names, counts = np.unique(labels, return_counts=True)
+    assert dict(zip(names, counts)) == {"c1": 500, "c2": 500, "c3": 500}
+
+
+def test_spiral_radius_is_linspace_per_arm():
+    X, _ = data.make_spiral(50, ("a", "b"), 0.3, 7)
+    np.testing.assert_allclose(np.hypot(X[:, 0], X[:, 1]), np.tile(np.linspace(0, 1, 50), 2),
+                               atol=1e-12)
+
+
+def test_spiral_without_noise_follows_the_arm_angle():
+    X, _ = data.make_spiral(5, ("a", "b"), 0.0, 0)
+    t = np.linspace(4.0, 8.0, 5)
+    r = np.linspace(0.0, 1.0, 5)
+    np.testing.assert_allclose(X[5:], np.c_[r * np.sin(t), r * np.cos(t)], atol=1e-15)
+
+
+def test_spiral_is_deterministic_per_seed():
+    a = data.make_spiral(40, ("x", "y", "z"), 0.2, 3)
+    b = data.make_spiral(40, ("x", "y", "z"), 0.2, 3)
+    c = data.make_spiral(40, ("x", "y", "z"), 0.2, 4)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_spiral_frame_columns():
+    frame = data.spiral_frame(10, ("c1", "c3", "c2"), 0.2, 1234)
+    assert list(frame.columns) == ["X1", "X2", "color"]
+    assert len(frame) == 30
+    X, labels = data.make_spiral(10, ("c1", "c3", "c2"), 0.2, 1234)
+    np.testing.assert_array_equal(frame[["X1", "X2"]].to_numpy(), X)
+    assert frame["color"].tolist() == labels.tolist()
+
+
+# --- random data ------------------------------------------------------------------------------
+
+def test_make_random_data_shapes_and_range():
+    X, y = data.make_random_data(50, 3, 4, np.random.RandomState(0))
+    assert X.shape == (150, 4) and y.shape == (150,)
+    assert X.min() >= 0.0 and X.max() < 1.0
+    np.testing.assert_array_equal(y, np.repeat([0, 1, 2], 50))
+    X2, _ = data.make_random_data(50, 3, 4, np.random.RandomState(0))
+    np.testing.assert_array_equal(X, X2)
+    X3, _ = data.make_random_data(50, 3, 4, np.random.RandomState(1))
+    assert not np.array_equal(X, X3)
+
+
+# --- read_source: local files -----------------------------------------------------------------
+
+def test_read_source_local_file(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"X1,X2,color\n1,2,a\n")
+    assert data.read_source(str(path), timeout=1) == b"X1,X2,color\n1,2,a\n"
+
+
+def test_read_source_missing_file(tmp_path):
+    path = tmp_path / "missing.csv"
+    with _raises(f"{path}: file not found (fetch.source)"):
+        data.read_source(str(path), timeout=1)
+
+
+def test_read_source_directory(tmp_path):
+    with _raises(f"{tmp_path}: is a directory, not a CSV file (fetch.source)"):
+        data.read_source(str(tmp_path), timeout=1)
+
+
+def test_is_url():
+    assert data.is_url("http://x/y.csv") and data.is_url("https://x/y.csv")
+    assert not data.is_url("data/spiral.csv") and not data.is_url("ftp://x/y.csv")
+
+
+# --- read_source: URLs ------------------------------------------------------------------------
+
+class _Quiet:
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+class _StaticHandler(_Quiet, http.server.SimpleHTTPRequestHandler):
+    pass
+
+
+class _FailingHandler(_Quiet, http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"server exploded"
+        self.send_response(500, "Server Exploded")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@contextlib.contextmanager
+def _serve(handler):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setenv("NO_PROXY", "*")
+
+
+@pytest.fixture
+def static_server(tmp_path, no_proxy):
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "spiral.csv").write_bytes(b"X1,X2,color\n0.5,-0.25,c1\n")
+    with _serve(functools.partial(_StaticHandler, directory=str(root))) as url:
+        yield url
+
+
+@pytest.fixture
+def failing_server(no_proxy):
+    with _serve(_FailingHandler) as url:
+        yield url
+
+
+def test_read_source_url_200(static_server):
+    assert data.read_source(f"{static_server}/spiral.csv", timeout=5) == \
+        b"X1,X2,color\n0.5,-0.25,c1\n"
+
+
+def test_read_source_url_404(static_server):
+    url = f"{static_server}/missing.csv"
+    with pytest.raises(PipelineError, match=re.escape(f"{url}: HTTP 404")):
+        data.read_source(url, timeout=5)
+
+
+def test_read_source_url_500(failing_server):
+    url = f"{failing_server}/spiral.csv"
+    with _raises(f"{url}: HTTP 500 Server Exploded"):
+        data.read_source(url, timeout=5)
+
+
+def test_read_source_unreachable_url(no_proxy):
+    url = "http://127.0.0.1:1/x.csv"
+    with _raises(f"{url}: cannot fetch ("):
+        data.read_source(url, timeout=5)
+
+
+# --- sha256 -----------------------------------------------------------------------------------
+
+def test_check_sha256_match_and_none():
+    payload = b"X1,X2,color\n"
+    digest = hashlib.sha256(payload).hexdigest()
+    data.check_sha256(payload, digest, SRC)
+    data.check_sha256(payload, digest.upper(), SRC)
+    data.check_sha256(payload, None, SRC)
+
+
+def test_check_sha256_mismatch_names_both_digests():
+    payload = b"X1,X2,color\n"
+    actual = hashlib.sha256(payload).hexdigest()
+    expected = "0" * 64
+    with _raises(f"{SRC}: sha256 {actual} does not match fetch.sha256 {expected}"):
+        data.check_sha256(payload, expected, SRC)
+
+
+# --- parse_csv --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b",,\n1,2,3\n", b"\xef\xbb\xbf"])
+def test_parse_csv_empty(content):
+    with _raises(f"{SRC}: empty file, expected a CSV with a header row"):
+        data.parse_csv(content, SRC)
+
+
+def test_parse_csv_header_only_then_no_data_rows():
+    frame = data.parse_csv(b"X1,X2,color\n", SRC)
+    assert list(frame.columns) == ["X1", "X2", "color"] and len(frame) == 0
+    with _raises(f"{SRC}: has a header but no data rows"):
+        data.validate_frame(frame, FEATURES, TARGET, SRC)
+
+
+def test_parse_csv_without_header_gives_header_hint():
+    frame = data.parse_csv(b"0.1,0.2,c1\n0.3,0.4,c2\n", SRC)
+    with _raises(f"{SRC}: column 'X1' not found (columns: 0.1, 0.2, c1); the first row looks "
+                 "like data: the file needs a header row"):
+        data.validate_frame(frame, FEATURES, TARGET, SRC)
+
+
+def test_missing_column_without_numeric_header_has_no_hint():
+    frame = pd.DataFrame({"a": [1.0], "b": [2.0], "color": ["x"]})
+    with pytest.raises(PipelineError) as info:
+        data.validate_frame(frame, FEATURES, TARGET, SRC)
+    assert str(info.value) == f"{SRC}: column 'X1' not found (columns: a, b, color)"
+
+
+def test_parse_csv_duplicate_column_names():
+    with _raises(f"{SRC}: duplicate column name 'X1'"):
+        data.parse_csv(b"X1,X1,color\n1,2,a\n", SRC)
+
+
+def test_parse_csv_strips_utf8_bom():
+    frame = data.parse_csv(b"\xef\xbb\xbfX1,X2,color\n1,2,a\n", SRC)
+    assert list(frame.columns) == ["X1", "X2", "color"]
+
+
+def test_parse_csv_random_binary():
+    content = os.urandom(200_000) + b"\x00"
+    with pytest.raises(PipelineError, match=f"^{re.escape(SRC)}: not a (UTF-8 )?text CSV file"):
+        data.parse_csv(content, SRC)
+
+
+def test_parse_csv_nul_bytes_in_valid_utf8():
+    with _raises(f"{SRC}: not a text CSV file (contains NUL bytes)"):
+        data.parse_csv(b"X1,X2,color\n1,2,a\x00b\n", SRC)
+
+
+def test_parse_csv_invalid_utf8():
+    with _raises(f"{SRC}: not a UTF-8 text CSV file"):
+        data.parse_csv(b"X1,X2,color\n1,2,caf\xe9\n", SRC)
+
+
+def test_parse_csv_unterminated_quote():
+    with _raises(f"{SRC}: not a readable CSV ("):
+        data.parse_csv(b'"X1,X2\n1,2\n', SRC)
+
+
+def test_parse_csv_success():
+    frame = data.parse_csv(b"X1,X2,color\n1.5,-2,c1\n3,4e-3,c2\n", SRC)
+    assert list(frame.columns) == ["X1", "X2", "color"]
+    assert frame["X1"].tolist() == [1.5, 3.0]
+    assert frame["X2"].tolist() == [-2.0, 0.004]
+    assert frame["color"].tolist() == ["c1", "c2"]
+
+
+# --- validate_frame ---------------------------------------------------------------------------
+
+def _frame(**overrides):
+    columns = {
+        "X1": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+        "X2": [1, 2, 3, 4, 5, 6, 7, 8],
+        "color": ["b", "a", "b", "a", "b", "a", "b", "a"],
+        "extra": ["z"] * 8,
+    }
+    columns.update(overrides)
+    return pd.DataFrame(columns)
+
+
+def test_validate_frame_success():
+    checked = data.validate_frame(_frame(), FEATURES, TARGET, SRC)
+    frame = checked.frame
+    assert list(frame.columns) == ["X1", "X2", "color"]
+    assert frame["X1"].dtype == np.float64 and frame["X2"].dtype == np.float64
+    assert frame["X2"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    assert all(type(v) is str for v in frame["color"])
+    assert frame["color"].tolist() == ["b", "a", "b", "a", "b", "a", "b", "a"]
+    assert checked.class_counts == {"a": 4, "b": 4}
+    assert all(type(v) is int for v in checked.class_counts.values())
+
+
+def test_validate_frame_integer_labels_become_strings():
+    checked = data.validate_frame(_frame(color=[0, 1] * 4), FEATURES, TARGET, SRC)
+    assert checked.frame["color"].tolist() == ["0", "1"] * 4
+    assert checked.class_counts == {"0": 4, "1": 4}
+
+
+def test_validate_frame_does_not_mutate_input():
+    frame = _frame(X2=["1", "2", "3", "4", "5", "6", "7", "8"])
+    before = frame.copy()
+    data.validate_frame(frame, FEATURES, TARGET, SRC)
+    pd.testing.assert_frame_equal(frame, before)
+
+
+def test_validate_frame_missing_feature():
+    with _raises(f"{SRC}: column 'X3' not found (columns: X1, X2, color, extra)"):
+        data.validate_frame(_frame(), ["X1", "X3"], TARGET, SRC)
+
+
+def test_validate_frame_missing_target():
+    with _raises(f"{SRC}: column 'label' not found (columns: X1, X2, color, extra)"):
+        data.validate_frame(_frame(), FEATURES, "label", SRC)
+
+
+def test_validate_frame_target_listed_as_feature():
+    with _raises(f"{SRC}: data.target 'color' is also listed in data.features"):
+        data.validate_frame(_frame(), ["X1", "color"], TARGET, SRC)
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("abc", "'abc'"), (np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf"), (None, "nan"),
+])
+def test_validate_frame_bad_feature_value(value, shown):
+    values = [0.1, 0.2, value, 0.4, 0.5, 0.6, 0.7, 0.8]
+    # the value may be shown as numpy's repr (np.float64(nan)); see the xfail test below
+    pattern = (re.escape(f"{SRC}: column 'X1' row 4 has value ") + r"(np\.float64\()?"
+               + re.escape(shown) + r"\)?" + re.escape("; features must be finite numbers"))
+    with pytest.raises(PipelineError, match=pattern):
+        data.validate_frame(_frame(X1=values), FEATURES, TARGET, SRC)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "nnpipe/data.py validate_frame: the bad value is formatted with repr() of a numpy scalar, "
+    "so users read 'has value np.float64(nan)' instead of 'has value nan'"))
+@pytest.mark.parametrize("value, shown", [(np.nan, "nan"), (np.inf, "inf")])
+def test_validate_frame_bad_value_shown_as_plain_number(value, shown):
+    values = [0.1, 0.2, value, 0.4, 0.5, 0.6, 0.7, 0.8]
+    with _raises(f"{SRC}: column 'X1' row 4 has value {shown}; features must be finite numbers"):
+        data.validate_frame(_frame(X1=values), FEATURES, TARGET, SRC)
+
+
+def test_validate_frame_non_numeric_from_csv_names_row():
+    frame = data.parse_csv(b"X1,X2,color\n1,2,a\n3,oops,b\n", SRC)
+    with _raises(f"{SRC}: column 'X2' row 3 has value 'oops'; features must be finite numbers"):
+        data.validate_frame(frame, FEATURES, TARGET, SRC)
+
+
+def test_validate_frame_empty_cell_and_inf_from_csv():
+    frame = data.parse_csv(b"X1,X2,color\n1,,a\n", SRC)
+    with pytest.raises(PipelineError,
+                       match=re.escape(f"{SRC}: column 'X2' row 2 has value ") + r".*nan"):
+        data.validate_frame(frame, FEATURES, TARGET, SRC)
+    frame = data.parse_csv(b"X1,X2,color\n1,2,a\ninf,2,b\n", SRC)
+    with pytest.raises(PipelineError,
+                       match=re.escape(f"{SRC}: column 'X1' row 3 has value ") + r".*inf"):
+        data.validate_frame(frame, FEATURES, TARGET, SRC)
+
+
+def test_validate_frame_label_nan():
+    labels = ["b", "a", "b", None, "b", "a", "b", "a"]
+    with _raises(f"{SRC}: column 'color' row 5 has no label"):
+        data.validate_frame(_frame(color=labels), FEATURES, TARGET, SRC)
+
+
+def test_validate_frame_single_class():
+    with _raises(f"{SRC}: column 'color' has 1 class (only); at least 2 are needed"):
+        data.validate_frame(_frame(color=["only"] * 8), FEATURES, TARGET, SRC)
+
+
+def test_validate_frame_class_with_too_few_rows():
+    labels = ["big"] * 5 + ["tiny"] * 3
+    with _raises(f"{SRC}: class 'tiny' has 3 row(s); a stratified train/val/test split needs "
+                 f"at least {data.MIN_ROWS_PER_CLASS} per class"):
+        data.validate_frame(_frame(color=labels), FEATURES, TARGET, SRC)

@@ -1,0 +1,116 @@
+"""dvc.yaml keeps its promises: every stage's deps and params are exactly what its script uses."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deps import ROOT, closure
+
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+STAGES = DVC["stages"]
+# The params section a stage owns and tracks whole (others: per key).
+OWN_SECTION = {
+    "fetch": "fetch", "split": "split", "train_linear": "train_linear",
+    "train_numpy_mlp": "train_numpy_mlp", "train_torch_mlp": "train_torch_mlp",
+    "overfit_random": "overfit_random", "plot_data": "plot", "plot_model": "plot",
+}
+
+
+def _body(name: str) -> dict:
+    stage = STAGES[name]
+    return stage["do"] if "do" in stage else stage
+
+
+def _script(name: str) -> Path:
+    match = re.search(r"python -m stages\.(\w+)", _body(name)["cmd"])
+    assert match, f"{name}: cmd does not run a stage module"
+    return ROOT / "stages" / f"{match.group(1)}.py"
+
+
+def params_read(script: Path, own: str | None) -> set[str]:
+    """What the script reads: its own section whole, shared sections per key, and seed."""
+    tree = ast.parse(script.read_text())
+    loaded: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "load" \
+                and getattr(node.func.value, "id", None) == "params":
+            loaded.update(a.value for a in node.args[1:] if isinstance(a, ast.Constant))
+    used: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id == "p" and node.attr in loaded:
+            used.add(node.attr)
+    read = {own} if own in used else set()
+    if "seed" in used:
+        read.add("seed")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+                and isinstance(node.value.value, ast.Name) and node.value.value.id == "p":
+            section = node.value.attr
+            if section in loaded and section != own:
+                read.add(f"{section}.{node.attr}")
+    return read
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_deps_are_its_script_and_every_module_it_imports(name):
+    script = _script(name)
+    code_deps = {d for d in _body(name)["deps"] if d.endswith(".py")}
+    expected = {str(script.relative_to(ROOT)), "stages/__init__.py", "nnpipe/__init__.py"}
+    expected |= closure(script)
+    assert code_deps == expected
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_params_are_exactly_what_its_script_reads(name):
+    declared = set(_body(name).get("params", []))
+    assert declared == params_read(_script(name), OWN_SECTION.get(name))
+
+
+@pytest.mark.parametrize("name", sorted(OWN_SECTION))
+def test_own_section_is_tracked_whole(name):
+    assert OWN_SECTION[name] in _body(name)["params"]
+
+
+def test_shared_sections_are_read_per_key_not_aliased():
+    """`s = p.split` in a stage that does not own `split` would hide its reads from the check."""
+    for name in STAGES:
+        tree = ast.parse(_script(name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Attribute) \
+                    and getattr(node.value.value, "id", None) == "p":
+                assert node.value.attr == OWN_SECTION.get(name), \
+                    f"{name}: aliases p.{node.value.attr}; read shared keys as p.section.key"
+
+
+def test_every_params_key_is_read_by_some_stage():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    declared = {p for name in STAGES for p in _body(name).get("params", [])}
+    for section, value in params.items():
+        if section in declared:
+            continue
+        assert isinstance(value, dict), f"top-level {section} is read by no stage"
+        for key in value:
+            assert f"{section}.{key}" in declared, f"{section}.{key} is read by no stage"
+
+
+def test_params_read_detects_an_undeclared_read(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text("p = params.load(x, 'seed', 'fetch', 'data')\n"
+                      "print(p.fetch.source, p.data.target, p.seed)\n")
+    assert params_read(script, "fetch") == {"fetch", "seed", "data.target"}
+
+
+def test_library_never_imports_stages_and_low_modules_stay_low():
+    low = {"params", "io", "data", "errors"}
+    high = {"training", "evaluation", "plots", "predict", "metrics", "torch_models"}
+    for path in (ROOT / "nnpipe").glob("*.py"):
+        text = path.read_text()
+        assert "import stages" not in text and "from stages" not in text
+        if path.stem in low:
+            imported = {Path(m).stem for m in closure(path)}
+            assert not imported & high, f"{path.name} imports {imported & high}"
