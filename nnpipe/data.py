@@ -123,6 +123,13 @@ def parse_csv(data: bytes, source: str) -> Any:
         raise PipelineError(f"{source}: not a readable CSV ({first})") from None
 
 
+def _shown(value: Any) -> str:
+    """A cell value as a user would write it: nan, inf, 'abc'."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value) if isinstance(value, float) else repr(str(value))
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -159,7 +166,7 @@ def validate_frame(frame: Any, features: Sequence[str], target: str, source: str
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise PipelineError(f"{source}: column '{name}' row {row + 2} has value "
-                                f"{frame[name].iloc[row]!r}; features must be finite numbers")
+                                f"{_shown(frame[name].iloc[row])}; features must be finite numbers")
         out[name] = values
     labels = frame[target]
     if labels.isna().any():

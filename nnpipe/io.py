@@ -114,6 +114,8 @@ def write_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
 
 def read_npz(path: str, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Load an .npz with ``allow_pickle=False``; ``keys`` must all be present."""
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        raise PipelineError(f"{path}: not a valid .npz archive")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}

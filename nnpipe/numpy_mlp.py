@@ -142,6 +142,7 @@ def train(model: NumpyMLP, data: TrainData, lr: float, epochs: int, batch_size: 
                 model.params[key] -= lr * grads[key]
         val_scores = model.scores(data.X_val)
         val_loss, _ = softmax_cross_entropy(val_scores, data.y_val, data.class_weights)
+        check_finite(val_loss, name, epoch)
         history.add(epoch, loss_sum / n, correct / n, val_loss,
                     float((val_scores.argmax(axis=1) == data.y_val).mean()))
         if epoch % log_every == 0 or epoch == epochs - 1:

@@ -174,10 +174,10 @@ def _check_split(section: SplitParams) -> tuple[str, str] | None:
 _CROSS_CHECKS: dict[str, Callable[[Any], "tuple[str, str] | None"]] = {"split": _check_split}
 
 
-def check_seed(value: Any) -> int:
+def check_seed(value: Any, origin: str = "params.yaml") -> int:
     """Validate the shared top-level ``seed`` (what np.random.RandomState accepts)."""
     if not _is_int(value) or not 0 <= value < 2**32:
-        raise PipelineError(f"params.yaml: seed={value!r} must be an integer in [0, 2**32)")
+        raise PipelineError(f"{origin}: seed={value!r} must be an integer in [0, 2**32)")
     return value
 
 
@@ -252,7 +252,7 @@ def load(path: str, *names: str) -> Params:
         if name not in raw:
             raise PipelineError(f"{path}: missing key {name}")
         if name == "seed":
-            values["seed"] = check_seed(raw["seed"])
+            values["seed"] = check_seed(raw["seed"], origin=path)
         else:
             values[name] = build_section(name, raw[name], origin=path)
     return Params(**values)

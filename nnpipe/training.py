@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from nnpipe import models, torch_models
+from nnpipe import history, io, models, preprocess, torch_models
 from nnpipe.history import History, TrainData, check_finite, check_finite_arrays
 from nnpipe.preprocess import Preprocessor
 
@@ -80,6 +81,7 @@ def train(model: nn.Module, data: TrainData, config: TrainConfig) -> History:
         with torch.no_grad():
             val_scores = model(X_val)
             val_loss = loss_fn(val_scores, y_val).item()
+            check_finite(val_loss, config.name, epoch)
             val_acc = float((val_scores.argmax(dim=1) == y_val).float().mean())
         history.add(epoch, loss_sum / n, correct / n, val_loss, val_acc)
         if epoch % config.log_every == 0 or epoch == config.epochs - 1:
@@ -102,3 +104,30 @@ def save(directory: str, spec: models.ModelSpec, model: nn.Module,
     """The model directory: state_dict (model.pt), NumPy weights and config JSON."""
     models.save(directory, spec, torch_models.export_weights(model), preprocessor,
                 extra_files={models.STATE_DICT_FILE: torch_models.state_dict_bytes(model)})
+
+
+class StagePaths(NamedTuple):
+    """A training stage's inputs (processed splits, scaler/encoder state) and outputs."""
+    train: str
+    val: str
+    preprocess: str
+    model_dir: str
+    curves: str
+
+
+def run_stage(stage: str, model: str, kind: str, hp: Any, seed: int, paths: StagePaths,
+              dropout_p: float = 0.0, init: str = "default") -> History:
+    """Train a torch model on the processed spiral splits and write its directory and curves.
+
+    ``hp`` is the stage's params section (hidden_dim, lr, epochs, batch_size, log_every).
+    """
+    state = preprocess.load(paths.preprocess)
+    spec = models.ModelSpec(name=model, kind=kind, framework="torch",
+                            input_dim=len(state.features), hidden_dim=hp.hidden_dim,
+                            num_classes=len(state.classes), dropout_p=dropout_p, init=init)
+    data = history.load_train_data(paths.train, paths.val, state.class_weights, spec.input_dim)
+    config = TrainConfig(hp.lr, hp.epochs, hp.batch_size, seed, hp.log_every, stage)
+    module, hist = fit(spec, data, config)
+    save(paths.model_dir, spec, module, state)
+    io.write_text(paths.curves, hist.to_csv())
+    return hist

@@ -352,16 +352,12 @@ def test_validate_frame_target_listed_as_feature():
 ])
 def test_validate_frame_bad_feature_value(value, shown):
     values = [0.1, 0.2, value, 0.4, 0.5, 0.6, 0.7, 0.8]
-    # the value may be shown as numpy's repr (np.float64(nan)); see the xfail test below
     pattern = (re.escape(f"{SRC}: column 'X1' row 4 has value ") + r"(np\.float64\()?"
                + re.escape(shown) + r"\)?" + re.escape("; features must be finite numbers"))
     with pytest.raises(PipelineError, match=pattern):
         data.validate_frame(_frame(X1=values), FEATURES, TARGET, SRC)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "nnpipe/data.py validate_frame: the bad value is formatted with repr() of a numpy scalar, "
-    "so users read 'has value np.float64(nan)' instead of 'has value nan'"))
 @pytest.mark.parametrize("value, shown", [(np.nan, "nan"), (np.inf, "inf")])
 def test_validate_frame_bad_value_shown_as_plain_number(value, shown):
     values = [0.1, 0.2, value, 0.4, 0.5, 0.6, 0.7, 0.8]

@@ -229,10 +229,6 @@ def test_read_npz_garbage_bytes(tmp_path, content):
         io.read_npz(str(path))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "nnpipe/io.py read_npz: np.load treats any non-zip, non-.npy file as a pickle and raises "
-    "'...pickled (object) data...', so random bytes are reported as 'holds pickled objects' "
-    "instead of 'not a valid .npz archive'"))
 def test_read_npz_garbage_bytes_not_reported_as_pickle(tmp_path):
     path = tmp_path / "garbage.npz"
     path.write_bytes(b"hello, this is text, not an archive\n")
@@ -240,9 +236,6 @@ def test_read_npz_garbage_bytes_not_reported_as_pickle(tmp_path):
         io.read_npz(str(path))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "nnpipe/io.py read_npz: a plain .npy file makes np.load return an ndarray, and "
-    "'with np.load(...)' then raises TypeError (no context manager), not PipelineError"))
 def test_read_npz_on_a_npy_file_is_a_pipeline_error(tmp_path):
     path = tmp_path / "plain.npz"
     with open(path, "wb") as handle:

@@ -253,10 +253,6 @@ def test_huge_learning_rate_raises_naming_model_and_epoch(spiral_data):
     assert 0 < int(match.group(1)) < 200
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "nnpipe/numpy_mlp.py train: only the train loss goes through check_finite; a validation "
-    "loss that overflows to NaN on the last epoch is returned in the History (and written to "
-    "the curves CSV) without an error"))
 def test_train_never_returns_non_finite_history(spiral_data):
     # Validation = train data, full batch: val loss after epoch E-1 equals train loss of epoch
     # E, so stopping at the epoch where the train loss diverges leaves a NaN validation loss.
