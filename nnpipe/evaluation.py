@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Mapping, NamedTuple
 
 from nnpipe import io, metrics, models
+from nnpipe.errors import PipelineError
 
 
 class Report(NamedTuple):
@@ -28,6 +29,7 @@ def evaluate_models(plan: Mapping[str, tuple[str, Mapping[str, str]]]) -> Report
         overall[name], per_class[name], confusion[name] = {}, {}, {}
         for split_name, path in splits.items():
             X, y = io.read_xy(path)
+            check_split(X, y, model.spec, path)
             y_pred = model.predict_proba(X).argmax(axis=1)
             result = metrics.evaluate(y, y_pred, classes)
             overall[name][split_name] = result.overall
@@ -37,3 +39,14 @@ def evaluate_models(plan: Mapping[str, tuple[str, Mapping[str, str]]]) -> Report
                 predictions[name] = pd.DataFrame({"actual": model.preprocessor.decode(y),
                                                   "predicted": model.preprocessor.decode(y_pred)})
     return Report(overall, per_class, confusion, predictions, metrics.summary_markdown(overall))
+
+
+def check_split(X: Any, y: Any, spec: models.ModelSpec, path: str) -> None:
+    """A processed split must fit its model: D features, labels below C."""
+    if X.shape[1] != spec.input_dim:
+        raise PipelineError(f"{path}: has {X.shape[1]} features, model {spec.name} takes "
+                            f"{spec.input_dim}")
+    if len(y) and (y.min() < 0 or y.max() >= spec.num_classes):
+        raise PipelineError(f"{path}: labels outside 0..{spec.num_classes - 1} of model "
+                            f"{spec.name}")
+

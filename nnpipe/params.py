@@ -38,6 +38,10 @@ def half_open_unit(value: Any) -> str | None:
     return None if 0 <= value < 1 else "must be in [0, 1)"
 
 
+def positive_or_auto(value: Any) -> str | None:
+    return None if value == "auto" or value > 0 else "must be 'auto' or > 0"
+
+
 def positive_or_none(value: Any) -> str | None:
     return None if value is None or value > 0 else "must be null or > 0"
 
@@ -136,7 +140,7 @@ class OverfitParams:
     samples_per_class: int = _param(50, "int", positive)
     num_classes: int = _param(3, "int", positive)
     num_features: int = _param(2, "int", positive)
-    hidden_dim: int | str = _param("auto", "int|auto")
+    hidden_dim: int | str = _param("auto", "int|auto", positive_or_auto)
     lr: float = _param(0.1, "number", positive)
     epochs: int = _param(500, "int", positive)
     batch_size: int | None = _param(None, "int?", positive_or_none)

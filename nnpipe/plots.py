@@ -9,6 +9,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from nnpipe.errors import PipelineError
+
 ProbaFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -124,3 +126,16 @@ def placeholder(message: str) -> Any:
     fig = _figure(6, 1.5)
     fig.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
     return fig
+
+
+def confusion_for(confusion: Any, model: str, path: str) -> dict[str, Any]:
+    """The test confusion matrix of ``model`` from evaluate's confusion.json, checked."""
+    try:
+        entry = confusion[model]["test"]
+        classes, matrix = list(entry["classes"]), entry["matrix"]
+    except (KeyError, TypeError):
+        raise PipelineError(f"{path}: no test confusion matrix for model {model}") from None
+    if len(matrix) != len(classes) or any(len(row) != len(classes) for row in matrix):
+        raise PipelineError(f"{path}: confusion matrix of {model} is not {len(classes)}x"
+                            f"{len(classes)}")
+    return {"classes": classes, "matrix": matrix}

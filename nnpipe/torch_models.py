@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io as _io
 import os
+import re
 
 import numpy as np
 import torch
@@ -80,7 +81,8 @@ def load_module(directory: str, spec: ModelSpec) -> nn.Module:
     except FileNotFoundError:
         raise PipelineError(f"{path}: file not found") from None
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, ... for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
         raise PipelineError(f"{path}: refused to load ({first[:160]})") from None
     model = build(spec)
     try:

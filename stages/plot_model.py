@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> None:
         p = params.load(args.params, "plot")
         model = models.load(args.model_dir)
         train, test = io.read_xy(args.train), io.read_xy(args.test)
+        curves = io.read_csv(args.curves)
+        confusion = plots.confusion_for(io.read_json(args.confusion), args.name, args.confusion)
         if model.spec.input_dim == 2:
             boundary = plots.decision_boundary(model.predict_proba, train, test, args.name,
                                                p.plot.grid_size, p.plot.max_points)
@@ -31,12 +33,12 @@ def main(argv: list[str] | None = None) -> None:
                     f"{args.name} has {model.spec.input_dim}")
             log.info(note)
             boundary = plots.placeholder(note)
-        io.save_figure(args.boundary_png, boundary)
-        io.save_figure(args.curves_png,
-                       plots.training_curves(io.read_csv(args.curves), args.name))
-        confusion = io.read_json(args.confusion)[args.name]["test"]
-        io.save_figure(args.confusion_png, plots.confusion_matrix(
-            confusion["matrix"], confusion["classes"], args.name))
+        figures = {args.boundary_png: boundary,
+                   args.curves_png: plots.training_curves(curves, args.name),
+                   args.confusion_png: plots.confusion_matrix(confusion["matrix"],
+                                                              confusion["classes"], args.name)}
+        for path, figure in figures.items():
+            io.save_figure(path, figure)
         log.info("wrote %s, %s, %s", args.boundary_png, args.curves_png, args.confusion_png)
 
 

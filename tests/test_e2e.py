@@ -129,3 +129,17 @@ def test_predict_answers_from_the_pipeline_artifacts(repo):
                  "X1=0.1", "X2=0.1")
     assert re.fullmatch(r"The probability that you have c\d is \d+% \(torch_mlp\)\n",
                         result.stdout)
+
+
+def test_plots_show_renders_curves_confusion_and_every_png(repo):
+    path, _ = repo
+    run(path, "dvc", "plots", "show")
+    html = (path / "dvc_plots/index.html").read_text()
+    for model in ("linear", "numpy_mlp", "torch_mlp", "overfit_random"):
+        for kind in ("boundary", "curves", "confusion"):
+            assert f"reports/figures/{model}_{kind}.png" in html
+        assert f"reports/curves/{model}.csv" in html
+        assert f"reports/predictions/{model}.csv" in html
+    for name in ("data.png", "activations.png"):
+        assert f"reports/figures/{name}" in html
+    assert run(path, "git", "status", "--porcelain").stdout == ""

@@ -1,0 +1,125 @@
+"""nnpipe.metrics: scikit-learn figures checked against cases computed by hand."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from nnpipe import metrics
+
+CLASSES = ["c1", "c2", "c3"]
+
+
+@pytest.fixture
+def hand_case():
+    # actual:    0 0 1 1 2 2
+    # predicted: 0 1 1 1 2 0
+    return metrics.evaluate(np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 0]), CLASSES)
+
+
+def test_accuracy_by_hand(hand_case):
+    assert hand_case.overall["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_confusion_rows_are_actual_columns_predicted(hand_case):
+    assert hand_case.confusion == [[1, 1, 0],
+                                   [0, 2, 0],
+                                   [1, 0, 1]]
+    assert all(isinstance(v, int) for row in hand_case.confusion for v in row)
+
+
+def test_per_class_precision_recall_f1_by_hand(hand_case):
+    # c1: predicted at rows 0 and 5, right once -> P 1/2; actual rows 0, 1, found once -> R 1/2
+    # c2: predicted at rows 1, 2, 3, right twice -> P 2/3; both actual rows found -> R 1
+    # c3: predicted once, right -> P 1; one of two actual rows found -> R 1/2
+    expected = {
+        "c1": (1 / 2, 1 / 2, 1 / 2),
+        "c2": (2 / 3, 1.0, 2 * (2 / 3) * 1 / (2 / 3 + 1)),  # 0.8
+        "c3": (1.0, 1 / 2, 2 * 1 * (1 / 2) / (1 + 1 / 2)),  # 2/3
+    }
+    assert list(hand_case.per_class) == CLASSES
+    for name, (p, r, f) in expected.items():
+        figures = hand_case.per_class[name]
+        assert figures["precision"] == pytest.approx(p)
+        assert figures["recall"] == pytest.approx(r)
+        assert figures["f1"] == pytest.approx(f)
+        assert figures["support"] == 2
+    assert hand_case.per_class["c2"]["f1"] == pytest.approx(0.8)
+
+
+def test_weighted_figures_by_hand(hand_case):
+    # every class has support 2, so the weighted mean is the plain mean
+    assert hand_case.overall["precision"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)  # 13/18
+    assert hand_case.overall["recall"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)  # 2/3
+    assert hand_case.overall["f1"] == pytest.approx((1 / 2 + 0.8 + 2 / 3) / 3)  # 59/90
+    assert hand_case.overall["f1"] == pytest.approx(59 / 90)
+    assert set(hand_case.overall) == {"accuracy", "precision", "recall", "f1"}
+    assert all(type(v) is float for v in hand_case.overall.values())
+
+
+def test_weighted_mean_uses_support():
+    # actual: 0 0 0 1; predicted: 0 0 1 1
+    # c1: P 1, R 2/3, F 0.8 (support 3); c2: P 1/2, R 1, F 2/3 (support 1)
+    result = metrics.evaluate(np.array([0, 0, 0, 1]), np.array([0, 0, 1, 1]), ["a", "b"])
+    assert result.overall["precision"] == pytest.approx((3 * 1 + 1 * 0.5) / 4)
+    assert result.overall["recall"] == pytest.approx((3 * 2 / 3 + 1 * 1) / 4)
+    assert result.overall["f1"] == pytest.approx((3 * 0.8 + 1 * 2 / 3) / 4)
+    assert result.overall["accuracy"] == pytest.approx(3 / 4)
+
+
+def test_class_never_predicted_has_precision_zero_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = metrics.evaluate(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 1]), CLASSES)
+    assert result.per_class["c3"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
+    assert result.per_class["c2"]["precision"] == pytest.approx(1 / 3)
+    assert result.confusion == [[1, 0, 0], [0, 1, 0], [0, 2, 0]]
+    # weighted precision: (1*1 + 1*(1/3) + 2*0) / 4
+    assert result.overall["precision"] == pytest.approx((1 + 1 / 3) / 4)
+
+
+def test_class_absent_from_both_gets_zeros_and_a_row():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = metrics.evaluate(np.array([0, 1, 0, 1]), np.array([0, 1, 1, 1]), CLASSES)
+    assert result.per_class["c3"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert result.confusion == [[1, 1, 0], [0, 2, 0], [0, 0, 0]]
+
+
+def test_perfect_predictions():
+    y = np.array([2, 0, 1, 1, 0])
+    result = metrics.evaluate(y, y.copy(), CLASSES)
+    assert result.overall == {"accuracy": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert np.trace(result.confusion) == 5
+
+
+def test_inputs_are_not_modified():
+    y_true, y_pred = np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 0])
+    metrics.evaluate(y_true, y_pred, CLASSES)
+    assert y_true.tolist() == [0, 0, 1, 1, 2, 2] and y_pred.tolist() == [0, 1, 1, 1, 2, 0]
+
+
+def test_summary_markdown_one_row_per_model_in_order():
+    figures = {
+        "linear": {"test": {"accuracy": 0.5, "precision": 0.25, "recall": 0.5, "f1": 1 / 3},
+                   "val": {"accuracy": 0.9, "precision": 0.9, "recall": 0.9, "f1": 0.9}},
+        "torch_mlp": {"test": {"accuracy": 0.98765, "precision": 1.0, "recall": 0.0,
+                               "f1": 0.123456}},
+    }
+    text = metrics.summary_markdown(figures)
+    assert text == (
+        "## Model comparison (test split)\n"
+        "\n"
+        "| model | accuracy | precision | recall | f1 |\n"
+        "|---|---:|---:|---:|---:|\n"
+        "| linear | 0.5000 | 0.2500 | 0.5000 | 0.3333 |\n"
+        "| torch_mlp | 0.9877 | 1.0000 | 0.0000 | 0.1235 |\n")
+
+
+def test_summary_markdown_other_split():
+    figures = {"m": {"val": {"accuracy": 0.75, "precision": 0.5, "recall": 0.25, "f1": 0.125},
+                     "test": {"accuracy": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0}}}
+    lines = metrics.summary_markdown(figures, split="val").splitlines()
+    assert lines[0] == "## Model comparison (val split)"
+    assert lines[-1] == "| m | 0.7500 | 0.5000 | 0.2500 | 0.1250 |"
