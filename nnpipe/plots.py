@@ -129,9 +129,9 @@ def placeholder(message: str) -> Any:
 
 
 def confusion_for(confusion: Any, model: str, path: str) -> dict[str, Any]:
-    """The test confusion matrix of ``model`` from evaluate's confusion.json, checked."""
+    """The test confusion matrix from evaluate's confusion JSON of ``model``, checked."""
     try:
-        entry = confusion[model]["test"]
+        entry = confusion["test"]
         classes, matrix = list(entry["classes"]), entry["matrix"]
     except (KeyError, TypeError):
         raise PipelineError(f"{path}: no test confusion matrix for model {model}") from None

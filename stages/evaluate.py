@@ -14,7 +14,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="a model and the processed splits it is evaluated on")
     parser.add_argument("--metrics", required=True, help="overall figures (dvc metric)")
     parser.add_argument("--per-class", required=True, help="per-class figures (dvc metric)")
-    parser.add_argument("--confusion", required=True, help="confusion matrices JSON")
+    parser.add_argument("--confusion-dir", required=True,
+                        help="one <model>.json of confusion matrices per split, per model")
     parser.add_argument("--predictions-dir", required=True,
                         help="one <model>.csv of test predictions (actual, predicted) per model")
     parser.add_argument("--summary", required=True, help="markdown table of test figures")
@@ -25,7 +26,8 @@ def main(argv: list[str] | None = None) -> None:
              for name, model_dir, train, val, test in args.model})
         for name, frame in report.predictions.items():
             io.write_csv(os.path.join(args.predictions_dir, f"{name}.csv"), frame)
-        io.write_json(args.confusion, report.confusion)
+        for name, matrices in report.confusion.items():
+            io.write_json(os.path.join(args.confusion_dir, f"{name}.json"), matrices)
         io.write_json(args.per_class, report.per_class)
         io.write_text(args.summary, report.summary)
         io.write_json(args.metrics, report.overall)

@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", required=True, help="processed train split (.npz)")
     parser.add_argument("--test", required=True, help="processed test split (.npz)")
     parser.add_argument("--curves", required=True, help="per-epoch CSV of the training stage")
-    parser.add_argument("--confusion", required=True, help="confusion JSON written by evaluate")
+    parser.add_argument("--confusion", required=True, help="the model's confusion JSON written by evaluate")
     parser.add_argument("--boundary-png", required=True)
     parser.add_argument("--curves-png", required=True)
     parser.add_argument("--confusion-png", required=True)

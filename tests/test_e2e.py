@@ -1,51 +1,39 @@
 """End to end: the real `dvc` CLI in a temporary git repo holding a copy of this repository."""
 from __future__ import annotations
 
-import os
+import json
 import re
-import shutil
-import subprocess
 import sys
+import time
 
 import pytest
 import yaml
 
-from deps import ROOT
+from deps import ROOT, closure
+from e2e_util import copy_repo, run, stages_run
 
 pytestmark = pytest.mark.e2e
+PLOT_MODELS = {"plot_model@linear", "plot_model@numpy_mlp", "plot_model@torch_mlp",
+               "plot_model@overfit_random"}
+TRAINERS = {"train_linear", "train_numpy_mlp", "train_torch_mlp", "overfit_random"}
+# Which stages a change to a params key makes out of date directly (`dvc status`); the rest
+# of the cascade follows from outputs that change. "section.*" covers every key of a section.
+PARAM_TABLE = {
+    "seed": {"fetch", "split"} | TRAINERS,
+    "fetch.*": {"fetch"},
+    "data.features": {"fetch", "scale_encode", "plot_data"},
+    "data.target": {"fetch", "split", "scale_encode", "plot_data"},
+    "split.*": {"split", "overfit_random"},
+    "train_linear.*": {"train_linear"},
+    "train_numpy_mlp.*": {"train_numpy_mlp"},
+    "train_torch_mlp.*": {"train_torch_mlp"},
+    "overfit_random.*": {"overfit_random"},
+    "plot.*": {"plot_data"} | PLOT_MODELS,
+}
 ALL_STAGES = {"fetch", "split", "scale_encode", "train_linear", "train_numpy_mlp",
               "train_torch_mlp", "overfit_random", "evaluate", "plot_data",
               "plot_model@linear", "plot_model@numpy_mlp", "plot_model@torch_mlp",
               "plot_model@overfit_random"}
-
-
-def run(cwd, *args, check=True):
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("NNPIPE_DEBUG", None)
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")
-    return result
-
-
-def stages_run(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
-def copy_repo(target) -> None:
-    """Tracked and untracked-but-not-ignored files, as a fresh clone plus the work tree."""
-    files = run(ROOT, "git", "ls-files", "-co", "--exclude-standard", "-z").stdout.split("\0")
-    for name in filter(None, files):
-        source = ROOT / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    run(target, "git", "init", "-q", "-b", "main")
-    run(target, "git", "config", "user.name", "nnpipe tests")
-    run(target, "git", "config", "user.email", "tests@nnpipe.invalid")
-    run(target, "git", "add", "-A")
-    run(target, "git", "commit", "-qm", "copy")
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +131,131 @@ def test_plots_show_renders_curves_confusion_and_every_png(repo):
     for name in ("data.png", "activations.png"):
         assert f"reports/figures/{name}" in html
     assert run(path, "git", "status", "--porcelain").stdout == ""
+
+
+def status(path) -> set[str]:
+    return set(json.loads(run(path, "dvc", "status", "--json").stdout or "{}"))
+
+
+def restore(path) -> None:
+    run(path, "git", "checkout", "--", ".")
+    run(path, "dvc", "checkout", "--quiet")
+
+
+def param_keys(params: dict) -> list[str]:
+    return [k if not isinstance(v, dict) else f"{k}.{kk}"
+            for k, v in params.items() for kk in (v if isinstance(v, dict) else [None])]
+
+
+def test_every_param_key_makes_exactly_its_stages_out_of_date(repo):
+    path, _ = repo
+    params_file = path / "params.yaml"
+    original = params_file.read_text()
+    try:
+        for key in param_keys(yaml.safe_load(original)):
+            section = key.split(".")[0]
+            expected = PARAM_TABLE.get(key, PARAM_TABLE.get(f"{section}.*"))
+            assert expected is not None, f"{key} is missing from PARAM_TABLE"
+            params = yaml.safe_load(original)
+            if "." in key:
+                params[section][key.split(".")[1]] = "__changed__"
+            else:
+                params[key] = 4321
+            params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+            assert status(path) == expected, key
+    finally:
+        params_file.write_text(original)
+    assert status(path) == set()
+
+
+def test_editing_a_module_makes_exactly_its_importers_out_of_date(repo):
+    path, _ = repo
+    scripts = {name: ROOT / "stages" / f"{name.split('@')[0]}.py" for name in ALL_STAGES}
+    modules = sorted(p.relative_to(ROOT) for p in (ROOT / "nnpipe").glob("*.py"))
+    for module in modules:
+        expected = {name for name, script in scripts.items()
+                    if str(module) in closure(script) or module.name == "__init__.py"}
+        target = path / module
+        original = target.read_text()
+        target.write_text(original + "\n# touched by test_e2e\n")
+        try:
+            assert status(path) == expected, str(module)
+        finally:
+            target.write_text(original)
+
+
+def test_exp_run_changes_only_torch_mlp_metrics_and_diffs_report_it(repo):
+    path, _ = repo
+    before = json.loads((path / "reports/metrics.json").read_text())
+    try:
+        result = run(path, "dvc", "exp", "run", "-S", "train_torch_mlp.lr=0.001")
+        assert stages_run(result.stdout) == {"train_torch_mlp", "evaluate",
+                                              "plot_model@torch_mlp"}
+        after = json.loads((path / "reports/metrics.json").read_text())
+        assert after["torch_mlp"] != before["torch_mlp"]
+        for model in ("linear", "numpy_mlp", "overfit_random"):
+            assert after[model] == before[model]
+        metrics_diff = json.loads(run(path, "dvc", "metrics", "diff", "--json").stdout)
+        changed = metrics_diff["reports/metrics.json"]
+        assert "torch_mlp.test.accuracy" in changed or "torch_mlp.val.accuracy" in changed
+        assert not any(key.startswith(("linear.", "numpy_mlp.", "overfit_random."))
+                       for key in changed)
+        params_diff = json.loads(run(path, "dvc", "params", "diff", "--json").stdout)
+        lr = params_diff["params.yaml"]["train_torch_mlp.lr"]
+        assert (lr["old"], lr["new"]) == (0.01, 0.001)
+        header = run(path, "dvc", "exp", "show", "--csv").stdout.splitlines()[0].split(",")
+        for column in ("torch_mlp.test.f1", "linear.test.accuracy", "train_torch_mlp.lr"):
+            assert column in header
+    finally:
+        restore(path)
+    assert status(path) == set()
+
+
+def test_misspelled_param_without_plus_is_refused_by_dvc(repo):
+    path, _ = repo
+    result = run(path, "dvc", "exp", "run", "-S", "train_torch_mlp.lrr=0.1", check=False)
+    assert result.returncode != 0
+    assert "lrr" in result.stdout + result.stderr
+    restore(path)
+
+
+def test_queued_grid_sweep_runs_two_experiments(repo):
+    path, _ = repo
+    try:
+        run(path, "dvc", "exp", "run", "--queue", "-S", "train_torch_mlp.hidden_dim=8,64")
+        run(path, "dvc", "queue", "start", "-j", "2")
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            queue = run(path, "dvc", "queue", "status").stdout
+            if "Queued" not in queue and "Running" not in queue:
+                break
+            time.sleep(3)
+        assert queue.count("Success") == 2, queue
+        shown = json.loads(run(path, "dvc", "exp", "show", "--json").stdout)
+        results = {}
+        for baseline in shown:
+            for exp in baseline.get("experiments") or []:
+                data = exp["revs"][0]["data"]
+                hidden = data["params"]["params.yaml"]["data"]["train_torch_mlp"]["hidden_dim"]
+                if hidden in (8, 64):  # other tests' experiments may be listed too
+                    results[hidden] = data["metrics"]["reports/metrics.json"]["data"]["torch_mlp"]
+        assert set(results) == {8, 64}
+        assert results[8] != results[64]
+    finally:
+        run(path, "dvc", "queue", "stop", "--kill", check=False)
+        run(path, "dvc", "exp", "remove", "--all-commits", "--queue", check=False)
+        restore(path)
+
+
+def test_shared_cache_clone_pulls_and_runs_no_stage(repo, tmp_path):
+    path, _ = repo
+    remote = tmp_path / "remote"
+    run(path, "dvc", "remote", "add", "--local", "shared", str(remote))
+    run(path, "dvc", "push", "-r", "shared")
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(path), str(clone))
+    run(clone, "dvc", "remote", "add", "--local", "shared", str(remote))
+    run(clone, "dvc", "pull", "-r", "shared")
+    result = run(clone, "dvc", "repro")
+    assert stages_run(result.stdout) == set()
+    assert run(clone, "git", "status", "--porcelain").stdout == ""

@@ -99,7 +99,7 @@ class Layout:
         self.preprocess = str(root / "models/preprocess.json")
         self.metrics = str(root / "reports/metrics.json")
         self.per_class = str(root / "reports/per_class.json")
-        self.confusion = str(root / "reports/confusion.json")
+        self.confusion = str(root / "reports/confusion")
         self.summary = str(root / "reports/summary.md")
         self.predictions = str(root / "reports/predictions")
         self.figures = root / "reports/figures"
@@ -143,7 +143,7 @@ def evaluate_argv(L: Layout, names=MODELS) -> list[str]:
         data = L.data_for(name)
         argv += ["--model", name, L.model_dir(name), data["train"], data["val"], data["test"]]
     return argv + ["--metrics", L.metrics, "--per-class", L.per_class,
-                   "--confusion", L.confusion, "--predictions-dir", L.predictions,
+                   "--confusion-dir", L.confusion, "--predictions-dir", L.predictions,
                    "--summary", L.summary]
 
 
@@ -157,7 +157,7 @@ def plot_model_argv(name: str, L: Layout, params: str) -> list[str]:
     data = L.data_for(name)
     return ["--params", params, "--name", name, "--model-dir", L.model_dir(name),
             "--train", data["train"], "--test", data["test"], "--curves", L.curves(name),
-            "--confusion", L.confusion,
+            "--confusion", f"{L.confusion}/{name}.json",
             "--boundary-png", str(L.figures / f"{name}_boundary.png"),
             "--curves-png", str(L.figures / f"{name}_curves.png"),
             "--confusion-png", str(L.figures / f"{name}_confusion.png")]
@@ -333,7 +333,8 @@ def test_predictions_match_metrics_and_test_labels(chain):
 
 def test_per_class_and_confusion(chain):
     per_class = json.loads(Path(chain.per_class).read_text())
-    confusion = json.loads(Path(chain.confusion).read_text())
+    confusion = {path.stem: json.loads(path.read_text())
+                 for path in Path(chain.confusion).glob("*.json")}
     assert set(per_class) == set(MODELS) == set(confusion)
     for name in MODELS:
         test = per_class[name]["test"]
@@ -795,9 +796,9 @@ def test_plot_model_error_writes_nothing(chain, tmp_path, capsys):
     assert not (tmp_path / "figures").exists()
 
 
-def test_plot_model_with_a_confusion_file_lacking_the_model(chain, tmp_path, capsys):
+def test_plot_model_with_a_confusion_file_lacking_the_test_matrix(chain, tmp_path, capsys):
     confusion = tmp_path / "confusion.json"
-    confusion.write_text(json.dumps({"other": {}}))
+    confusion.write_text(json.dumps({"train": {}}))
     argv = plot_model_argv("linear", chain, chain.params)
     argv[argv.index("--confusion") + 1] = str(confusion)
     for flag in ("--boundary-png", "--curves-png", "--confusion-png"):
