@@ -13,6 +13,23 @@ if TYPE_CHECKING:
     import argparse
 
 DEBUG_ENV = "NNPIPE_DEBUG"
+STATS_ENV = "NNPIPE_STAGE_STATS"  # bench/run.py: append each stage's wall time and peak RSS here
+
+
+def _record_stats(name: str, path: str) -> None:
+    """One JSON line: the stage, seconds since its process started, and its peak RSS in MB."""
+    import json
+    import resource
+
+    with open("/proc/self/stat", encoding="ascii") as handle:
+        start_ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime", encoding="ascii") as handle:
+        uptime = float(handle.read().split()[0])
+    wall = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"stage": name, "wall_s": round(wall, 3),
+                                 "peak_rss_mb": round(peak_mb, 1)}) + "\n")
 
 
 @contextlib.contextmanager
@@ -24,6 +41,8 @@ def stage(name: str) -> Iterator[logging.Logger]:
     logging.basicConfig(level=logging.INFO, format=f"{name}: %(message)s", stream=sys.stderr)
     try:
         yield logging.getLogger(name)
+        if os.environ.get(STATS_ENV):
+            _record_stats(name, os.environ[STATS_ENV])
     except PipelineError as exc:
         if os.environ.get(DEBUG_ENV):
             raise

@@ -61,15 +61,23 @@ class LoadedModel:
         return predict_proba(self.spec, self.weights, X)
 
 
-def predict_proba(spec: ModelSpec, weights: Mapping[str, np.ndarray], X: np.ndarray) -> np.ndarray:
-    """Forward pass in NumPy: affine -> (ReLU | identity) -> affine -> softmax."""
-    hidden = np.asarray(X, dtype=np.float64) @ weights["W1"] + weights["b1"]  # (N, H)
-    if spec.activation == "relu":
-        hidden = np.maximum(hidden, 0.0)
-    scores = hidden @ weights["W2"] + weights["b2"]  # (N, C)
-    scores = scores - scores.max(axis=1, keepdims=True)
-    exp = np.exp(scores)
-    return exp / exp.sum(axis=1, keepdims=True)
+def predict_proba(spec: ModelSpec, weights: Mapping[str, np.ndarray], X: np.ndarray,
+                  chunk: int = 65536) -> np.ndarray:
+    """Forward pass in NumPy: affine -> (ReLU | identity) -> affine -> softmax.
+
+    Rows go through in chunks so memory stays bounded (N x H floats at once otherwise).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    out = np.empty((len(X), spec.num_classes))  # (N, C)
+    for start in range(0, len(X), chunk):
+        hidden = X[start:start + chunk] @ weights["W1"] + weights["b1"]  # (n, H)
+        if spec.activation == "relu":
+            np.maximum(hidden, 0.0, out=hidden)
+        scores = hidden @ weights["W2"] + weights["b2"]  # (n, C)
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        out[start:start + chunk] = scores / scores.sum(axis=1, keepdims=True)
+    return out
 
 
 def save(directory: str, spec: ModelSpec, weights: Mapping[str, np.ndarray],

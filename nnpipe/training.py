@@ -38,6 +38,44 @@ def make_deterministic(seed: int) -> None:
     torch._C._set_deterministic_algorithms(True)
 
 
+class Adam:
+    """Adam exactly as ``torch.optim.Adam``'s default single-tensor path computes it.
+
+    torch 2.13's optimizers import the torch compiler stack (torch._dynamo, ~1 s)
+    on first use, to mark their methods as not compilable; nothing here is
+    compiled, so this class performs the same tensor operations in the same order
+    without that import. tests/test_training.py checks it step for step against
+    ``torch.optim.Adam`` (bit-identical parameters).
+    """
+
+    def __init__(self, params: Any, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.steps = 0
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        beta1, beta2 = self.betas
+        self.steps += 1
+        bias_correction1 = 1 - beta1 ** self.steps
+        bias_correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
+        step_size = self.lr / bias_correction1
+        for p, exp_avg, exp_avg_sq in zip(self.params, self.exp_avg, self.exp_avg_sq):
+            if p.grad is None:
+                continue
+            exp_avg.lerp_(p.grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
+            p.addcdiv_(exp_avg, denom, value=-step_size)
+
+
 def _tensors(X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
 
@@ -60,7 +98,7 @@ def train(model: nn.Module, data: TrainData, config: TrainConfig) -> History:
     weight = None if data.class_weights is None else torch.as_tensor(
         data.class_weights, dtype=torch.float32)
     loss_fn = nn.CrossEntropyLoss(weight=weight)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=False)
+    optimizer = Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     history = History()
     n = len(y_train)

@@ -92,9 +92,8 @@ def test_changing_split_sizes_reruns_split_and_below_but_not_fetch(repo):
         assert {"split", "scale_encode", "train_torch_mlp", "evaluate"} <= ran
         assert "fetch" not in ran and "plot_data" not in ran
     finally:
-        params_file.write_text(original)
-        run(path, "dvc", "repro")
-        run(path, "git", "checkout", "--", ".")
+        restore(path)
+    assert status(path) == set()
 
 
 def test_misspelled_param_added_with_plus_is_rejected_by_the_stage(repo):

@@ -1,0 +1,37 @@
+"""The in-process floor: every stage of dvc.lock run by calling its main() in ONE Python process.
+
+Run from a repository root with no outputs yet: `python bench/floor.py`. It pays each import
+once and does exactly the stages' work, with no orchestration (no DVC, no per-stage start-up).
+"""
+from __future__ import annotations
+
+import importlib
+import shlex
+import sys
+import time
+
+import yaml
+
+
+def stage_commands(lock_path: str = "dvc.lock") -> list[tuple[str, list[str]]]:
+    """(module, argv) of every stage in dvc.lock order (a topological order)."""
+    with open(lock_path, encoding="utf-8") as handle:
+        lock = yaml.safe_load(handle)
+    commands = []
+    for stage in lock["stages"].values():
+        words = shlex.split(stage["cmd"])
+        assert words[:2] == ["python", "-m"], stage["cmd"]
+        commands.append((words[2], words[3:]))
+    return commands
+
+
+def main() -> None:
+    sys.path.insert(0, ".")
+    start = time.perf_counter()
+    for module, argv in stage_commands():
+        importlib.import_module(module).main(argv)
+    print(f"floor: {time.perf_counter() - start:.2f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

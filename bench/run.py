@@ -1,0 +1,169 @@
+"""Benchmark of the pipeline on this machine, every number measured in one run.
+
+    python bench/run.py            # default pipeline: cold, floor, no-op, incremental
+    python bench/run.py --scale    # also 10k / 100k / 1M rows and the NumPy-vs-torch epoch ratio
+
+It clones the committed repository (HEAD) into temporary directories, so uncommitted changes
+are not measured. The table is printed and written to reports/benchmark.md (not a DVC metric).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+STATS_ENV = "NNPIPE_STAGE_STATS"
+TARGETS = {"cold / floor": 2.0, "incremental / floor": 0.9, "no-op (s)": 1.0,
+           "max stage peak RSS (MB)": 450.0}
+SCALE_ROWS = {"10k": 3_334, "100k": 33_334, "1M": 333_334}  # samples per class, 3 classes
+SCALE_PARAMS = {  # mini-batch training with epochs chosen to fit the 5-minute budget at 1M rows
+    "train_linear": {"batch_size": 1024, "epochs": 2, "log_every": 1},
+    "train_numpy_mlp": {"batch_size": 1024, "epochs": 3, "log_every": 1},
+    "train_torch_mlp": {"batch_size": 1024, "epochs": 3, "log_every": 1},
+}
+EPOCH_ROWS = 333_334 * 3
+
+
+def sh(cwd: Path, *args: str, env: dict | None = None) -> float:
+    """Run a command to completion; return its wall time in seconds."""
+    start = time.perf_counter()
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True,
+                            env={**os.environ, **(env or {})})
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"bench: {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return elapsed
+
+
+def clone(target: Path, overrides: dict | None = None) -> Path:
+    sh(ROOT, "git", "clone", "-q", str(ROOT), str(target))
+    sh(target, "git", "config", "user.name", "bench")
+    sh(target, "git", "config", "user.email", "bench@nnpipe.invalid")
+    if overrides:
+        params = yaml.safe_load((target / "params.yaml").read_text())
+        for section, values in overrides.items():
+            params[section].update(values)
+        (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        sh(target, "git", "commit", "-qam", "bench params")
+    return target
+
+
+def repro_with_stats(repo: Path) -> tuple[float, list[dict]]:
+    stats_file = repo.parent / f"{repo.name}-stats.jsonl"
+    wall = sh(repo, "dvc", "repro", env={STATS_ENV: str(stats_file)})
+    stats = [json.loads(line) for line in stats_file.read_text().splitlines()]
+    return wall, stats
+
+
+def default_pipeline(tmp: Path) -> tuple[dict, list[dict]]:
+    cold_repo = clone(tmp / "cold")
+    cold, stages = repro_with_stats(cold_repo)
+    noop = sh(cold_repo, "dvc", "repro")
+    incremental = sh(cold_repo, "dvc", "exp", "run", "-S", "train_torch_mlp.lr=0.001")
+    floor = sh(clone(tmp / "floor"), sys.executable, "bench/floor.py")
+    summary = {"cold dvc repro (s)": cold, "in-process floor (s)": floor,
+               "no-op (s)": noop, "incremental exp run (s)": incremental,
+               "cold / floor": cold / floor, "incremental / floor": incremental / floor,
+               "max stage peak RSS (MB)": max(s["peak_rss_mb"] for s in stages)}
+    return summary, stages
+
+
+def epoch_ratio(repo: Path) -> dict:
+    """Seconds per epoch of the NumPy and torch MLPs on the same 1M-row data and batch size."""
+    code = f"""
+import json, time, numpy as np, sys
+sys.path.insert(0, ".")
+from nnpipe import history, io, models, numpy_mlp, preprocess, training
+state = preprocess.load("models/preprocess.json")
+data = history.load_train_data("data/processed/train.npz", "data/processed/val.npz",
+                               state.class_weights, len(state.features))
+spec = models.ModelSpec("torch_mlp", "mlp", "torch", len(state.features), 100, len(state.classes))
+bs = {SCALE_PARAMS['train_torch_mlp']['batch_size']}
+cfg = numpy_mlp.MLPConfig(spec.input_dim, 100, spec.num_classes)
+rng = np.random.RandomState(0)
+model = numpy_mlp.NumpyMLP.init(cfg, 0.01, rng)
+t = time.perf_counter(); numpy_mlp.train(model, data, 1.0, 2, bs, rng, 10**9)
+np_epoch = (time.perf_counter() - t) / 2
+t = time.perf_counter()
+training.fit(spec, data, training.TrainConfig(0.01, 2, bs, 0, 10**9, "torch_mlp"))
+torch_epoch = (time.perf_counter() - t) / 2
+print(json.dumps({{"numpy s/epoch": np_epoch, "torch s/epoch": torch_epoch,
+                  "numpy / torch": np_epoch / torch_epoch, "train rows": len(data.y_train)}}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True,
+                            text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def scale(tmp: Path) -> tuple[dict[str, dict], dict, dict]:
+    per_size: dict[str, dict] = {}
+    totals: dict[str, dict] = {}
+    for label, per_class in SCALE_ROWS.items():
+        overrides = {"fetch": {"samples_per_class": per_class}, **SCALE_PARAMS}
+        repo = clone(tmp / f"scale-{label}", overrides)
+        wall, stages = repro_with_stats(repo)
+        per_size[label] = {s["stage"]: s for s in stages}
+        totals[label] = {"wall": wall, "peak": max(s["peak_rss_mb"] for s in stages)}
+    return per_size, totals, epoch_ratio(tmp / "scale-1M")
+
+
+def render(summary: dict, stages: list[dict], scaled: tuple | None) -> str:
+    lines = ["## Benchmark", "", f"`python bench/run.py{' --scale' if scaled else ''}` on "
+             f"{os.cpu_count()} cores; all numbers from one run.", "",
+             "| measure | value | target |", "|---|---:|---:|"]
+    for key, value in summary.items():
+        target = TARGETS.get(key)
+        mark = "" if target is None else (f"≤ {target:g} " + ("✓" if value <= target else "✗"))
+        lines.append(f"| {key} | {value:.2f} | {mark} |")
+    lines += ["", "Cold `dvc repro`, per stage (wall time from process start, peak RSS):", "",
+              "| stage | wall (s) | peak RSS (MB) |", "|---|---:|---:|"]
+    lines += [f"| {s['stage']} | {s['wall_s']:.2f} | {s['peak_rss_mb']:.0f} |" for s in stages]
+    if scaled:
+        per_size, totals, ratio = scaled
+        labels = list(per_size)
+        lines += ["", "Scale (mini-batch training, params in bench/run.py SCALE_PARAMS):", "",
+                  "| stage | " + " | ".join(f"{l} (s)" for l in labels)
+                  + " | ×10 growth (max) | peak RSS at 1M (MB) |",
+                  "|---|" + "---:|" * (len(labels) + 2)]
+        worst_growth = 0.0
+        for stage in per_size[labels[0]]:
+            times = [per_size[l][stage]["wall_s"] for l in labels]
+            growth = max(b / a for a, b in zip(times, times[1:]))
+            worst_growth = max(worst_growth, growth)
+            lines.append(f"| {stage} | " + " | ".join(f"{t:.2f}" for t in times)
+                         + f" | {growth:.1f} | {per_size[labels[-1]][stage]['peak_rss_mb']:.0f} |")
+        lines.append("| **whole `dvc repro`** | " + " | ".join(
+            f"{totals[l]['wall']:.1f}" for l in labels) + " | | |")
+        lines += ["", f"- 1M rows: whole pipeline {totals['1M']['wall']:.0f} s (target ≤ 300), "
+                  f"max stage peak RSS {totals['1M']['peak']:.0f} MB (target ≤ 2048); "
+                  f"worst per-stage growth per 10× rows {worst_growth:.1f}× (target ≤ 12).",
+                  f"- NumPy MLP vs torch MLP, same architecture and batch size, "
+                  f"{ratio['train rows']} train rows: {ratio['numpy s/epoch']:.2f} vs "
+                  f"{ratio['torch s/epoch']:.2f} s/epoch, ratio {ratio['numpy / torch']:.2f} "
+                  "(target ≤ 1.5)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", action="store_true", help="also run 10k/100k/1M rows")
+    parser.add_argument("--out", default=str(ROOT / "reports/benchmark.md"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="nnpipe-bench-") as tmp:
+        summary, stages = default_pipeline(Path(tmp))
+        scaled = scale(Path(tmp)) if args.scale else None
+    table = render(summary, stages, scaled)
+    print(table)
+    Path(args.out).write_text(table)
+
+
+if __name__ == "__main__":
+    main()
