@@ -114,7 +114,9 @@ def parse_csv(data: bytes, source: str) -> Any:
     seen: set[str] = set()
     for name in header:
         if name in seen:
-            raise PipelineError(f"{source}: duplicate column name '{name}'")
+            hint = "; the first row looks like data: the file needs a header row" \
+                if _is_number(name) else ""
+            raise PipelineError(f"{source}: duplicate column name '{name}'{hint}")
         seen.add(name)
     try:
         return pd.read_csv(io.StringIO(text))

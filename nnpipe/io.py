@@ -85,6 +85,8 @@ def read_json(path: str) -> Any:
         raise PipelineError(f"{path}: file not found") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PipelineError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def _zip_entry(name: str) -> zipfile.ZipInfo:
@@ -125,6 +127,8 @@ def read_npz(path: str, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
         reason = "holds pickled objects, which are never loaded" if "pickle" in str(exc) \
             else "not a valid .npz archive"
         raise PipelineError(f"{path}: {reason}") from None
+    if not all(isinstance(a, np.ndarray) for a in arrays.values()):
+        raise PipelineError(f"{path}: not a valid .npz archive (holds entries that are not arrays)")
     missing = [key for key in keys if key not in arrays]
     if missing:
         raise PipelineError(f"{path}: missing array(s) {', '.join(missing)}")
@@ -156,6 +160,8 @@ def read_csv(path: str, text_columns: tuple[str, ...] = ()) -> Any:
         raise PipelineError(f"{path}: file not found") from None
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise PipelineError(f"{path}: not a readable CSV ({exc.__class__.__name__})") from None
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def save_figure(path: str, figure: Any, dpi: int = 100) -> None:

@@ -129,22 +129,29 @@ def train(model: NumpyMLP, data: TrainData, lr: float, epochs: int, batch_size: 
     lesson prints them); validation figures are taken after the epoch's updates.
     """
     history = History()
-    n = len(data.y_train)
-    for epoch in range(epochs):
-        loss_sum, correct = 0.0, 0
-        for rows in _batches(n, batch_size, rng):
-            Xb, yb = data.X_train[rows], data.y_train[rows]
-            loss, grads, scores = model.loss_and_scores(Xb, yb, data.class_weights)
-            check_finite(loss, name, epoch)
-            correct += int((scores.argmax(axis=1) == yb).sum())
-            loss_sum += loss * len(rows)
-            for key in PARAM_NAMES:
-                model.params[key] -= lr * grads[key]
-        val_scores = model.scores(data.X_val)
-        val_loss, _ = softmax_cross_entropy(val_scores, data.y_val, data.class_weights)
-        check_finite(val_loss, name, epoch)
-        history.add(epoch, loss_sum / n, correct / n, val_loss,
-                    float((val_scores.argmax(axis=1) == data.y_val).mean()))
-        if epoch % log_every == 0 or epoch == epochs - 1:
-            log.info(history.line(-1))
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by check_finite
+        for epoch in range(epochs):
+            _epoch(model, data, lr, batch_size, rng, history, epoch, name)
+            if epoch % log_every == 0 or epoch == epochs - 1:
+                log.info(history.line(-1))
     return history
+
+
+def _epoch(model: NumpyMLP, data: TrainData, lr: float, batch_size: int | None,
+           rng: np.random.RandomState, history: History, epoch: int, name: str) -> None:
+    """One pass over the train split, then the validation figures, appended to ``history``."""
+    n = len(data.y_train)
+    loss_sum, correct = 0.0, 0
+    for rows in _batches(n, batch_size, rng):
+        Xb, yb = data.X_train[rows], data.y_train[rows]
+        loss, grads, scores = model.loss_and_scores(Xb, yb, data.class_weights)
+        check_finite(loss, name, epoch)
+        correct += int((scores.argmax(axis=1) == yb).sum())
+        loss_sum += loss * len(rows)
+        for key in PARAM_NAMES:
+            model.params[key] -= lr * grads[key]
+    val_scores = model.scores(data.X_val)
+    val_loss, _ = softmax_cross_entropy(val_scores, data.y_val, data.class_weights)
+    check_finite(val_loss, name, epoch)
+    history.add(epoch, loss_sum / n, correct / n, val_loss,
+                float((val_scores.argmax(axis=1) == data.y_val).mean()))

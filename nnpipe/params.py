@@ -239,6 +239,10 @@ def read_yaml(path: str) -> dict:
             raw = yaml.safe_load(handle)
     except FileNotFoundError:
         raise PipelineError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise PipelineError(f"{path}: not a UTF-8 YAML file") from None
+    except IsADirectoryError:
+        raise PipelineError(f"{path}: is a directory, not a YAML file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from nnpipe import history, io, models, preprocess, torch_models
+from nnpipe.errors import PipelineError
 from nnpipe.history import History, TrainData, check_finite, check_finite_arrays
 from nnpipe.preprocess import Preprocessor
 
@@ -112,7 +113,11 @@ def train(model: nn.Module, data: TrainData, config: TrainConfig) -> History:
             check_finite(loss.item(), config.name, epoch)
             optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
+            try:
+                optimizer.step()
+            except RuntimeError as exc:  # an update too large for float32
+                raise PipelineError(f"{config.name}: training diverged at epoch {epoch} "
+                                    f"({exc}); lower the learning rate") from None
             loss_sum += loss.item() * len(rows)
             correct += int((scores.argmax(dim=1) == yb).sum())
         model.eval()
