@@ -164,6 +164,26 @@ def read_csv(path: str, text_columns: tuple[str, ...] = ()) -> Any:
         raise PipelineError(f"{path}: cannot read ({exc.strerror})") from None
 
 
+def read_numeric_csv(path: str, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """A small all-numeric CSV (such as training curves) as column -> float64 array, no pandas."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+        header, body = rows[0], np.array(rows[1:], dtype=np.float64).reshape(-1, len(rows[0]))
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except (IndexError, ValueError, UnicodeDecodeError):
+        raise PipelineError(f"{path}: not an all-numeric CSV with a header row") from None
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read ({exc.strerror})") from None
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}")
+    return {name: body[:, i] for i, name in enumerate(header)}
+
+
 def save_figure(path: str, figure: Any, dpi: int = 100) -> None:
     """Save a matplotlib Figure as a PNG with no varying metadata."""
     buffer = io.BytesIO()

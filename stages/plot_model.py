@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
         p = params.load(args.params, "plot")
         model = models.load(args.model_dir)
         train, test = io.read_xy(args.train), io.read_xy(args.test)
-        curves = io.read_csv(args.curves)
+        curves = io.read_numeric_csv(args.curves, required=plots.CURVE_COLUMNS)
         confusion = plots.confusion_for(io.read_json(args.confusion), args.name, args.confusion)
         if model.spec.input_dim == 2:
             boundary = plots.decision_boundary(model.predict_proba, train, test, args.name,
@@ -43,4 +43,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_command(main)

@@ -409,3 +409,18 @@ def test_save_figure_writes_identical_png_twice(tmp_path):
     assert data == second.read_bytes()
     assert b"Software" not in data  # no matplotlib version stamp
     assert _listing(tmp_path) == ["a.png", "b.png"]
+
+
+def test_read_numeric_csv_columns_and_errors(tmp_path):
+    path = tmp_path / "curves.csv"
+    path.write_text("epoch,train_loss\n0,1.5\n1,0.25\n")
+    columns = io.read_numeric_csv(str(path), required=("epoch",))
+    assert columns["epoch"].tolist() == [0.0, 1.0]
+    assert columns["train_loss"].tolist() == [1.5, 0.25]
+    with pytest.raises(PipelineError, match=f"{path}: missing column\\(s\\) val_acc"):
+        io.read_numeric_csv(str(path), required=("epoch", "val_acc"))
+    path.write_text("epoch,train_loss\n0,abc\n")
+    with pytest.raises(PipelineError, match="not an all-numeric CSV"):
+        io.read_numeric_csv(str(path))
+    with pytest.raises(PipelineError, match="file not found"):
+        io.read_numeric_csv(str(tmp_path / "missing.csv"))
