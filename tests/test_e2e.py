@@ -170,10 +170,11 @@ def test_every_param_key_makes_exactly_its_stages_out_of_date(repo):
 def test_editing_a_module_makes_exactly_its_importers_out_of_date(repo):
     path, _ = repo
     scripts = {name: ROOT / "stages" / f"{name.split('@')[0]}.py" for name in ALL_STAGES}
-    modules = sorted(p.relative_to(ROOT) for p in (ROOT / "nnpipe").glob("*.py"))
+    modules = sorted(p.relative_to(ROOT) for p in (ROOT / "nnpipe").glob("*.py")
+                     if p.name != "__init__.py")  # docstring only (test_dvc_yaml.py)
     for module in modules:
         expected = {name for name, script in scripts.items()
-                    if str(module) in closure(script) or module.name == "__init__.py"}
+                    if str(module) in closure(script)}
         target = path / module
         original = target.read_text()
         target.write_text(original + "\n# touched by test_e2e\n")
