@@ -1,18 +1,15 @@
 """nnpipe.data: the lesson's spiral, random data, CSV/URL loading and schema checks."""
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
-import http.server
 import os
 import re
-import threading
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import local_http
 from nnpipe import data
 from nnpipe.errors import PipelineError
 
@@ -133,37 +130,6 @@ def test_is_url():
 
 # --- read_source: URLs ------------------------------------------------------------------------
 
-class _Quiet:
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-
-class _StaticHandler(_Quiet, http.server.SimpleHTTPRequestHandler):
-    pass
-
-
-class _FailingHandler(_Quiet, http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"server exploded"
-        self.send_response(500, "Server Exploded")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-@contextlib.contextmanager
-def _serve(handler):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 @pytest.fixture
 def no_proxy(monkeypatch):
     monkeypatch.setenv("no_proxy", "*")
@@ -171,17 +137,11 @@ def no_proxy(monkeypatch):
 
 
 @pytest.fixture
-def static_server(tmp_path, no_proxy):
+def static_server(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
     (root / "spiral.csv").write_bytes(b"X1,X2,color\n0.5,-0.25,c1\n")
-    with _serve(functools.partial(_StaticHandler, directory=str(root))) as url:
-        yield url
-
-
-@pytest.fixture
-def failing_server(no_proxy):
-    with _serve(_FailingHandler) as url:
+    with local_http.serve(root) as url:
         yield url
 
 
@@ -196,8 +156,8 @@ def test_read_source_url_404(static_server):
         data.read_source(url, timeout=5)
 
 
-def test_read_source_url_500(failing_server):
-    url = f"{failing_server}/spiral.csv"
+def test_read_source_url_500(static_server):
+    url = f"{static_server}/error500/spiral.csv"
     with _raises(f"{url}: HTTP 500 Server Exploded"):
         data.read_source(url, timeout=5)
 

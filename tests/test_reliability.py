@@ -17,9 +17,7 @@ so a case runs a stage exactly as DVC would, on the outputs of one tiny good run
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
-import http.server
 import io
 import os
 import pickle
@@ -27,7 +25,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -41,6 +38,7 @@ import numpy as np
 import pytest
 import yaml
 
+import local_http
 from deps import ROOT
 from e2e_util import copy_repo, run, stages_run
 
@@ -261,36 +259,13 @@ def good_csv_text(rows_per_class: int = 8) -> str:
     return "\n".join(lines) + "\n"
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    def do_GET(self):
-        if self.path.startswith("/error500"):
-            self.send_error(500, "Server Exploded")
-        else:
-            super().do_GET()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """http://127.0.0.1:<port> serving good.csv; 404 for anything else, 500 under /error500."""
     www = tmp_path_factory.mktemp("www")
     (www / "good.csv").write_text(good_csv_text())
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                            functools.partial(_Handler, directory=str(www)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    with local_http.serve(www) as url:
+        yield url
 
 
 # --- 1. the bad-input table --------------------------------------------------------------------
@@ -488,7 +463,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(name, good, server, tmp
     fresh, kept = tmp_path / "fresh", tmp_path / "kept"
     prepare(case.stage, fresh, good, with_outputs=False)
     prepare(case.stage, kept, good, with_outputs=True)
-    closed = closed_port()
+    closed = local_http.closed_port()
     commands = [case_command(case, root, tmp_path, server, closed) for root in (fresh, kept)]
     before = {root: snapshot(root) for root in (fresh, kept)}
     results = run_all([argv for argv, _ in commands])

@@ -8,17 +8,13 @@ stages, a user CSV with three features, and the one-line error contract
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
-import http.server
 import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +23,7 @@ import pytest
 import torch
 import yaml
 
+import local_http
 from nnpipe.errors import PipelineError
 from stages import (evaluate, fetch, overfit_random, plot_data, plot_model, scale_encode, split,
                     train_linear, train_numpy_mlp, train_torch_mlp)
@@ -503,43 +500,13 @@ def snapshot(path: Path) -> dict[str, bytes]:
             if f.is_file()}
 
 
-class _Quiet:
-    def log_message(self, *args):
-        pass
-
-
-class _Handler(_Quiet, http.server.SimpleHTTPRequestHandler):
-    def do_GET(self):
-        if self.path.startswith("/error500"):
-            self.send_error(500, "Server Exploded")
-            return
-        super().do_GET()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A local HTTP server (127.0.0.1, free port) serving a good CSV; 500 under /error500."""
     root = tmp_path_factory.mktemp("www")
     (root / "good.csv").write_text(good_csv_text())
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("no_proxy", "*")
-        mp.setenv("NO_PROXY", "*")
-        try:
-            yield f"http://127.0.0.1:{httpd.server_address[1]}"
-        finally:
-            httpd.shutdown()
-            httpd.server_close()
-            thread.join(timeout=5)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    with local_http.serve(root) as url:
+        yield url
 
 
 def good_csv_text(rows_per_class: int = 8) -> str:
@@ -595,7 +562,7 @@ def fetch_case(name: str, tmp_path: Path, url: str) -> tuple[str, str, list[str]
     """(params path, source, fragments) for one FETCH_CASES entry."""
     content, changes, fragments = FETCH_CASES[name]
     if isinstance(content, str) and content.startswith(("{url}", "http://")):
-        source = content.format(url=url, closed=closed_port())
+        source = content.format(url=url, closed=local_http.closed_port())
     else:
         source = str(tmp_path / f"{name}.csv")
         if isinstance(content, str):
