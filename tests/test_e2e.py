@@ -203,6 +203,14 @@ def test_exp_run_changes_only_torch_mlp_metrics_and_diffs_report_it(repo):
         params_diff = json.loads(run(path, "dvc", "params", "diff", "--json").stdout)
         lr = params_diff["params.yaml"]["train_torch_mlp.lr"]
         assert (lr["old"], lr["new"]) == (0.01, 0.001)
+        loss = json.loads(run(path, "dvc", "plots", "diff", "HEAD", "--json").stdout)
+        loss = loss["data"]["loss"][0]
+        assert set(loss["revisions"]) == {"workspace", "HEAD"}
+        rows = [r for r in loss["content"]["data"]["values"]
+                if r["filename::field"] == "torch_mlp.csv::val_loss"]
+        curves = {rev: [r["val_loss"] for r in rows if r["rev"] == rev]
+                  for rev in ("workspace", "HEAD")}
+        assert curves["workspace"] and curves["HEAD"] and curves["workspace"] != curves["HEAD"]
         header = run(path, "dvc", "exp", "show", "--csv").stdout.splitlines()[0].split(",")
         for column in ("torch_mlp.test.f1", "linear.test.accuracy", "train_torch_mlp.lr"):
             assert column in header
