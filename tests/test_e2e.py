@@ -103,8 +103,7 @@ def test_misspelled_param_added_with_plus_is_rejected_by_the_stage(repo):
     assert "unknown key train_torch_mlp.lrr" in output
     assert "Traceback" not in output
     # DVC removes a stage's outputs before running it; `dvc checkout` brings them back.
-    run(path, "git", "checkout", "--", ".")
-    run(path, "dvc", "checkout")
+    restore(path)
     assert (path / "models/torch_mlp/model.pt").is_file()
     assert "up to date" in run(path, "dvc", "status").stdout
 

@@ -40,7 +40,7 @@ import yaml
 
 import local_http
 from deps import ROOT
-from e2e_util import copy_repo, run, stages_run
+from e2e_util import copy_repo, run, stages_run, with_changes
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 PATHS = DVC["vars"][0]["paths"]
@@ -61,13 +61,7 @@ def tiny_params(changes: dict | None = None) -> dict:
     p["train_torch_mlp"].update(epochs=5, hidden_dim=8, log_every=5)
     p["overfit_random"].update(samples_per_class=10, epochs=5, log_every=5)
     p["plot"].update(grid_size=11, max_points=50)
-    for dotted, value in (changes or {}).items():
-        *sections, key = dotted.split(".")
-        node = p
-        for name in sections:
-            node = node[name]
-        node[key] = value
-    return p
+    return with_changes(p, changes or {})
 
 
 def write_params(path: Path, p: dict) -> Path:

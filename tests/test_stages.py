@@ -24,6 +24,7 @@ import torch
 import yaml
 
 import local_http
+from e2e_util import with_changes
 from nnpipe.errors import PipelineError
 from stages import (evaluate, fetch, overfit_random, plot_data, plot_model, scale_encode, split,
                     train_linear, train_numpy_mlp, train_torch_mlp)
@@ -64,18 +65,6 @@ def tiny_params() -> dict:
     p["overfit_random"].update(samples_per_class=OVERFIT_PER_CLASS,
                                epochs=EPOCHS["overfit_random"], log_every=10)
     p["plot"].update(grid_size=15, max_points=50)
-    return p
-
-
-def with_changes(p: dict, changes: dict) -> dict:
-    """A copy of ``p`` with ``{"section.key": value}`` set (or added)."""
-    p = copy.deepcopy(p)
-    for dotted, value in changes.items():
-        *sections, key = dotted.split(".")
-        node = p
-        for name in sections:
-            node = node[name]
-        node[key] = value
     return p
 
 
