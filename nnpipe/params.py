@@ -144,7 +144,7 @@ class OverfitParams:
     lr: float = _param(0.1, "number", positive)
     epochs: int = _param(500, "int", positive)
     batch_size: int | None = _param(None, "int?", positive_or_none)
-    dropout_p: float = _param(0.1, "number", half_open_unit)
+    dropout_p: float = _param(0.0, "number", half_open_unit)
     init: str = _param("default", "str", one_of("default", "xavier_normal"))
     log_every: int = _param(20, "int", positive)
 

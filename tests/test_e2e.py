@@ -61,6 +61,8 @@ def test_default_metrics_meet_the_lesson(repo):
     assert metrics["torch_mlp"]["val"]["accuracy"] >= 0.98
     assert metrics["linear"]["val"]["accuracy"] <= 0.65
     assert metrics["linear"]["test"]["accuracy"] <= 0.65
+    overfit = metrics["overfit_random"]
+    assert overfit["train"]["accuracy"] - overfit["test"]["accuracy"] >= 0.3
 
 
 def test_second_repro_runs_nothing(repo):
