@@ -26,7 +26,7 @@ def _body(name: str) -> dict:
 
 
 def _script(name: str) -> Path:
-    match = re.search(r"python -m stages\.(\w+)", _body(name)["cmd"])
+    match = re.search(r"python -m stages (\w+)", _body(name)["cmd"])
     assert match, f"{name}: cmd does not run a stage module"
     return ROOT / "stages" / f"{match.group(1)}.py"
 

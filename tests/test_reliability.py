@@ -1,6 +1,6 @@
 """Reliability: the failure contract seen from outside, through real processes.
 
-1. Bad input (files, URLs, params) given to the real stage commands (`python -m stages.<stage>`
+1. Bad input (files, URLs, params) given to the real stage commands (`python -m stages <stage>`
    with exactly the arguments of dvc.yaml's `cmd`) and to `python -m nnpipe.predict`: exit 2,
    one stderr line naming the culprit, no traceback, nothing written or overwritten.
 2. Atomic outputs: `dvc repro` SIGKILLed mid-training leaves no temp or partial files, and the
@@ -41,6 +41,7 @@ import yaml
 import local_http
 from deps import ROOT
 from e2e_util import copy_repo, run, stages_run, with_changes
+from warm_util import forks
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 PATHS = DVC["vars"][0]["paths"]
@@ -684,8 +685,8 @@ def repo_with_params(path: Path, changes: dict) -> Path:
     return path
 
 
-def dvc_popen(repo: Path, *args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(["dvc", *args], cwd=repo, env=child_env(), text=True,
+def dvc_popen(repo: Path, *args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(["dvc", *args], cwd=repo, env=env or child_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
 
 
@@ -723,7 +724,10 @@ def test_sigkill_mid_training_leaves_no_partial_output_and_resumes_identically(t
         time.sleep(1.5)
         assert proc.poll() is None, "training ended before the kill:\n" + "".join(log)
         stage_procs = psutil.Process(proc.pid).children(recursive=True)
-        assert any("stages.train_numpy_mlp" in " ".join(p.cmdline()) for p in stage_procs)
+        assert any("stages train_numpy_mlp" in " ".join(p.cmdline()) for p in stage_procs)
+        # The stage itself may run in a fork of the warm server (nnpipe.warm), outside dvc's tree.
+        stage_procs += [p for p in map(psutil.Process, forks(os.environ["NNPIPE_WARM_DIR"]))
+                        if p.cwd() == str(killed)]
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -753,11 +757,16 @@ def test_sigkill_mid_training_leaves_no_partial_output_and_resumes_identically(t
 
 @pytest.fixture(scope="module")
 def default_runs(tmp_path_factory) -> list[Path]:
-    """Two fresh copies of the repo, each after a cold `dvc repro` (run side by side)."""
+    """Two fresh copies of the repo, each after a cold `dvc repro` (run side by side).
+
+    The first runs its stages through the warm server (nnpipe.warm), the second as plain
+    processes (NNPIPE_WARM=0): the two ways must agree byte for byte.
+    """
     copies = [tmp_path_factory.mktemp(f"default{i}") for i in (1, 2)]
     for repo in copies:
         copy_repo(repo)
-    procs = [dvc_popen(repo, "repro") for repo in copies]
+    procs = [dvc_popen(copies[0], "repro"),
+             dvc_popen(copies[1], "repro", env=child_env(NNPIPE_WARM="0"))]
     for proc in procs:
         out, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, out

@@ -795,12 +795,16 @@ def test_debug_env_lets_the_pipeline_error_propagate(chain, tmp_path, monkeypatc
     assert not (tmp_path / "raw.csv").exists()
 
 
-def test_debug_env_in_a_real_process(tmp_path):
-    """The same contract seen from outside: exit 2 and one line; a traceback with NNPIPE_DEBUG=1."""
+@pytest.mark.parametrize("launch", [["-m", "stages.fetch"], ["-m", "stages", "fetch"]],
+                         ids=["module", "launcher"])
+def test_debug_env_in_a_real_process(tmp_path, launch):
+    """The same contract seen from outside: exit 2 and one line; a traceback with NNPIPE_DEBUG=1.
+
+    Both as ``python -m stages.fetch`` and through dvc.yaml's launcher (nnpipe.warm).
+    """
     params = write_params(tmp_path / "params.yaml",
                           with_changes(tiny_params(), {"fetch.source": str(tmp_path / "no.csv")}))
-    argv = [sys.executable, "-m", "stages.fetch", "--params", params,
-            "--out", str(tmp_path / "raw.csv")]
+    argv = [sys.executable, *launch, "--params", params, "--out", str(tmp_path / "raw.csv")]
     env = {k: v for k, v in os.environ.items() if k != "NNPIPE_DEBUG"}
     quiet = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
     assert quiet.returncode == 2

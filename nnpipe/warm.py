@@ -1,0 +1,235 @@
+"""Warm start: run a stage in a fork of a server that has already imported the heavy libraries.
+
+Every stage of `dvc repro` is a new `python` process, and importing torch, scikit-learn or
+matplotlib costs 0.5-1.5 s each time. ``python -m stages <stage> ARGS`` (each cmd in
+dvc.yaml) asks a per-user server, which imported them once, to fork. The fork runs the stage
+with the client's argv, working directory, environment and stdin/stdout/stderr; its exit
+status comes back to the client, and killing the client kills the fork.
+
+Only third-party libraries are preloaded. ``nnpipe`` and ``stages`` are imported afresh in
+every fork from the client's working directory, so edited code always runs. A client that
+finds no server starts one and runs its stage in-process meanwhile (the server warms up on
+another core). The server exits after ``NNPIPE_WARM_IDLE`` seconds (default 900) without a
+request, as soon as a directory on its ``sys.path`` changes (a package was installed or
+removed), or on ``python -m stages --stop``. Servers are keyed by interpreter, ``sys.path``,
+the environment variables that steer those libraries, and this file's text.
+``NNPIPE_WARM=0`` runs every stage in-process.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+
+DISABLE_ENV, DIR_ENV, IDLE_ENV = "NNPIPE_WARM", "NNPIPE_WARM_DIR", "NNPIPE_WARM_IDLE"
+PRELOAD = ("numpy", "pandas", "yaml", "sklearn.model_selection", "sklearn.preprocessing",
+           "sklearn.metrics", "torch", "torch.nn", "matplotlib.figure",
+           "matplotlib.backends.backend_agg")
+KEY_ENV_PREFIXES = ("PYTHON", "LD_", "OMP_", "MKL_", "OPENBLAS_", "GOTO", "KMP_", "TORCH",
+                    "PYTORCH", "CUDA", "MPL", "MATPLOTLIB", "XDG_", "HOME", "LANG", "LC_",
+                    "NUMPY", "SCIPY", "SKLEARN", "TZ")
+ACCEPTED, DECLINED = b"A", b"D"
+_LENGTH = struct.Struct("!I")
+_STATUS = struct.Struct("!i")
+
+
+# --- client -------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m stages <stage> ARGS``: run ``stages.<stage>`` warm or, failing that, here."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--stop"]:
+        raise SystemExit(stop_servers())
+    if not argv or argv[0].startswith("-") or not argv[0].isidentifier():
+        raise SystemExit("usage: python -m stages <stage> [ARGS...] | python -m stages --stop")
+    stage, args = argv[0], argv[1:]
+    import importlib.util
+
+    if importlib.util.find_spec(f"stages.{stage}") is None:
+        raise SystemExit(f"python -m stages: no stage '{stage}'")
+    path = socket_path()
+    conn = _connect_or_spawn(path) if path else None
+    if conn is not None:
+        _exit_like(_request(conn, stage, args))
+    run_here(stage, args)
+
+
+def run_here(stage: str, args: list[str]) -> None:
+    """Run ``stages.<stage>`` in this process, exactly as ``python -m stages.<stage>`` would."""
+    import runpy
+
+    sys.argv = [sys.argv[0], *args]
+    runpy.run_module(f"stages.{stage}", run_name="__main__", alter_sys=True)
+
+
+def warm_dir() -> str | None:
+    """A directory only this user can use for sockets, or None (then every stage runs cold)."""
+    base = os.environ.get(DIR_ENV) or f"/tmp/nnpipe-warm-{os.getuid()}"
+    try:
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        info = os.stat(base)
+    except OSError:
+        return None
+    return base if info.st_uid == os.getuid() and not info.st_mode & 0o077 else None
+
+
+def socket_path() -> str | None:
+    if os.environ.get(DISABLE_ENV) == "0":
+        return None
+    base = warm_dir()
+    if base is None:
+        return None
+    source = hashlib.sha256()
+    for name in ("warm.py", "warm_server.py"):
+        with open(os.path.join(os.path.dirname(__file__), name), "rb") as handle:
+            source.update(handle.read())
+    env = sorted((k, v) for k, v in os.environ.items() if k.startswith(KEY_ENV_PREFIXES))
+    key = json.dumps([sys.executable, sys.version, sys.path[1:], env, source.hexdigest()])
+    path = os.path.join(base, hashlib.sha256(key.encode()).hexdigest()[:24] + ".sock")
+    return path if len(path.encode()) < 100 else None  # AF_UNIX paths hold 108 bytes
+
+
+def _connect(path: str) -> socket.socket | None:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+    except OSError:
+        conn.close()
+        return None
+    return conn
+
+
+def _connect_or_spawn(path: str) -> socket.socket | None:
+    """A connection to the warm server; if there is none, start one and return None."""
+    conn = _connect(path)
+    if conn is not None:
+        return conn
+    import fcntl
+
+    with open(path[:-5] + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        conn = _connect(path)  # another client may have started it meanwhile
+        if conn is None:
+            _spawn(path)
+    return conn
+
+
+def _spawn(path: str) -> None:
+    """Bind the socket here (no race: we hold the lock) and hand it to a detached server."""
+    import subprocess
+
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        listener.listen(64)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "nnpipe.warm", "--serve", str(listener.fileno())],
+            pass_fds=[listener.fileno()], start_new_session=True, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(path[:-5] + ".pid", "w") as handle:  # the server removes it when it ends
+            handle.write(str(server.pid))
+    except OSError:
+        pass  # no server: every stage still runs, cold
+    finally:
+        listener.close()
+
+
+def _request(conn: socket.socket, stage: str, args: list[str]) -> int | None:
+    """Send the request and stdio; the fork's exit status, or None if the server declined."""
+    payload = json.dumps({"stage": stage, "args": args, "cwd": os.getcwd(),
+                          "env": dict(os.environ)}).encode()
+    try:
+        socket.send_fds(conn, [_LENGTH.pack(len(payload)) + payload], _stdio())
+        if _recv_exact(conn, 1) != ACCEPTED:
+            return None  # declined, or the server went away before starting the stage
+    except OSError:
+        return None
+    try:
+        status = _recv_exact(conn, _STATUS.size)
+    except OSError:
+        status = b""
+    except KeyboardInterrupt:  # closing the connection makes the server kill the fork
+        raise SystemExit(130) from None
+    return _STATUS.unpack(status)[0] if len(status) == _STATUS.size else _lost()
+
+
+def _stdio() -> list[int]:
+    """fds 0, 1, 2 for the fork (/dev/null in place of a closed one)."""
+    fds = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            fd = os.open(os.devnull, os.O_RDWR)
+        fds.append(fd)
+    return fds
+
+
+def _lost() -> int:
+    print("stages: the warm server ended before the stage did; rerun, or set NNPIPE_WARM=0",
+          file=sys.stderr)
+    return 1
+
+
+def _recv_exact(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _exit_like(status: int | None) -> None:
+    """Leave as the fork did: the same exit code, or death by the same signal."""
+    if status is None:
+        return
+    if status < 0:
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP have no handler
+            signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+    sys.stdout.flush()
+    os._exit(status & 0xFF if status >= 0 else 1)
+
+
+def stop_servers() -> int:
+    """SIGTERM every server in this user's warm directory (``python -m stages --stop``)."""
+    base = warm_dir()
+    stopped = 0
+    for name in sorted(os.listdir(base)) if base else []:
+        if name.endswith(".pid"):
+            try:
+                with open(os.path.join(base, name)) as handle:
+                    pid = int(handle.read())
+                if is_server(pid):
+                    os.kill(pid, signal.SIGTERM)
+                    stopped += 1
+            except (OSError, ValueError):
+                pass
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(base, name))
+    print(f"stopped {stopped} warm server(s)")
+    return 0
+
+
+def is_server(pid: int) -> bool:
+    """Whether ``pid`` is still a warm server (a stale pid file may name a reused pid)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return b"\0nnpipe.warm\0--serve\0" in handle.read()
+    except OSError:
+        return False
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
+    from nnpipe import warm_server
+
+    warm_server.serve(int(sys.argv[2]), float(os.environ.get(IDLE_ENV, "900")))

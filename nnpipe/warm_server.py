@@ -1,0 +1,206 @@
+"""The warm server behind ``python -m stages`` (see nnpipe.warm): preload, accept, fork, report.
+
+One process per key, detached from the client that started it. It imports the third-party
+libraries once, then for each request forks; the fork takes the client's stdio, working
+directory, environment and argv and runs ``stages.<stage>`` as ``__main__``. The server sends
+``A`` when the fork has started and the fork's exit status (4 bytes) when it ends, and kills
+the fork with SIGKILL if the client goes away first.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+
+from nnpipe.warm import ACCEPTED, DECLINED, PRELOAD, _LENGTH, _STATUS
+
+
+def serve(listener_fd: int, idle_s: float) -> None:
+    listener = socket.socket(fileno=listener_fd)
+    path = listener.getsockname()
+    pid_file = path[:-5] + ".pid"  # written by the client that started us
+    for module in PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    baseline = _path_state()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, _terminate)  # python -m stages --stop
+    children: dict[int, socket.socket] = {}
+    last = time.monotonic()
+    try:
+        while True:
+            _reap(children)
+            if children:
+                last = time.monotonic()
+            elif time.monotonic() - last > idle_s:
+                break
+            ready, _, _ = select.select([listener, wake_r, *children.values()], [], [], 1.0)
+            if wake_r in ready:
+                os.read(wake_r, 4096)
+            if listener in ready:
+                last = time.monotonic()
+                if not _accept(listener, children, baseline, (wake_r, wake_w)):
+                    break  # a package changed under us: stop serving this key
+            for pid, conn in list(children.items()):
+                if conn in ready:  # the client closed (or was killed): so is its stage
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+    finally:
+        _shutdown(listener, path, pid_file, children)
+
+
+def _terminate(*_) -> None:
+    raise SystemExit(0)
+
+
+def _path_state() -> list:
+    """mtimes of the directories on sys.path: installing or removing a package changes one."""
+    state = []
+    for entry in sys.path[1:]:
+        with contextlib.suppress(OSError):
+            state.append((entry, os.stat(entry).st_mtime_ns))
+    return state
+
+
+def _accept(listener: socket.socket, children: dict, baseline: list, wake: tuple) -> bool:
+    """Serve one connection; False when this server is stale and must stop."""
+    conn, _ = listener.accept()
+    try:
+        request, fds = _read_request(conn)
+    except (OSError, ValueError):
+        conn.close()
+        return True
+    if _path_state() != baseline:
+        _decline(conn, fds)
+        return False
+    pid = os.fork()
+    if pid == 0:
+        _child(request, fds, [listener, conn, *children.values()], wake)
+    for fd in fds:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        conn.sendall(ACCEPTED)
+    children[pid] = conn
+    return True
+
+
+def _read_request(conn: socket.socket) -> tuple[dict, list[int]]:
+    conn.settimeout(10)
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+    if len(data) < _LENGTH.size or len(fds) != 3:
+        for fd in fds:
+            os.close(fd)
+        raise ValueError("malformed request")
+    size = _LENGTH.unpack(data[:_LENGTH.size])[0]
+    data = data[_LENGTH.size:]
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ValueError("truncated request")
+        data += chunk
+    conn.settimeout(None)
+    return json.loads(data), fds
+
+
+def _decline(conn: socket.socket, fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        conn.sendall(DECLINED)
+    conn.close()
+
+
+def _child(request: dict, fds: list[int], sockets: list, wake: tuple) -> None:
+    """In the fork: become the client's stage process and run it; never returns."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for sock in sockets:
+            sock.close()
+        for fd in wake:
+            os.close(fd)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        _become(request)
+        import runpy
+
+        runpy.run_module(f"stages.{request['stage']}", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # a bug: show it as a fresh process would
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _become(request: dict) -> None:
+    """The client's working directory, environment, argv, stdio, and fresh nnpipe/stages code."""
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("nnpipe", "stages"):
+            del sys.modules[name]
+    sys.path[0] = request["cwd"]
+    importlib.invalidate_caches()
+    sys.argv = [sys.argv[0], *request["args"]]
+    encoding = sys.stdout.encoding
+    sys.stdin = open(0, encoding=encoding, closefd=False)
+    sys.stdout = open(1, "w", buffering=1 if os.isatty(1) else -1, encoding=encoding,
+                      closefd=False)
+    sys.stderr = open(2, "w", buffering=1, encoding=encoding, errors="backslashreplace",
+                      closefd=False)
+
+
+def _reap(children: dict[int, socket.socket]) -> None:
+    """Send each finished fork's exit status to its client."""
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = children.pop(pid, None)
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.sendall(_STATUS.pack(os.waitstatus_to_exitcode(status)))
+            conn.close()
+
+
+def _shutdown(listener: socket.socket, path: str, pid_file: str, children: dict) -> None:
+    """Stop taking requests; decline any already queued so their clients run cold."""
+    for stale in (path, pid_file):
+        with contextlib.suppress(OSError):
+            os.unlink(stale)
+    listener.setblocking(False)
+    with contextlib.suppress(OSError):
+        while True:
+            conn, _ = listener.accept()
+            conn.setblocking(True)
+            with contextlib.suppress(OSError, ValueError):
+                _decline(conn, _read_request(conn)[1])
+    listener.close()
+    while children:
+        _reap(children)
+        time.sleep(0.05)

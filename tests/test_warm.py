@@ -1,0 +1,233 @@
+"""nnpipe.warm: `python -m stages <stage>` runs the stage in a fork of a warm server, or in-process.
+
+Each test drives the real launcher as a subprocess, on a probe stage written into a copy of
+nnpipe/ and stages/, with its own warm directory so servers never mix between tests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deps import ROOT
+from warm_util import alive, server_pids, stop_servers, wait_gone
+
+PROBE = '''"""A stage that reports where and how it ran."""
+import json, os, signal, sys, time
+
+from nnpipe import probe_value
+
+
+def main():
+    args = sys.argv[1:]
+    print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
+                      "argv": args, "argv0": os.path.basename(sys.argv[0]),
+                      "env": os.environ.get("PROBE_ENV"), "value": probe_value.VALUE,
+                      "stdin": sys.stdin.read() if "--stdin" in args else None}))
+    print("probe: to stderr", file=sys.stderr)
+    sys.stdout.flush()
+    if "--sleep" in args:
+        with open(args[args.index("--sleep") + 1], "w") as handle:
+            handle.write(str(os.getpid()))
+        time.sleep(120)
+    if "--signal" in args:
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise SystemExit(int(args[args.index("--exit") + 1]) if "--exit" in args else 0)
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """nnpipe/ and stages/ plus the probe stage, in a directory of their own."""
+    root = tmp_path_factory.mktemp("warmrepo")
+    for package in ("nnpipe", "stages"):
+        shutil.copytree(ROOT / package, root / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "stages/probe.py").write_text(PROBE)
+    (root / "nnpipe/probe_value.py").write_text("VALUE = 1\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def shared_dir(tmp_path_factory):
+    """One warm directory (so one server) shared by the tests that need no special set-up."""
+    warm_dir = tmp_path_factory.mktemp("w")
+    yield warm_dir
+    stop_servers(warm_dir)
+
+
+@pytest.fixture
+def own_dir(tmp_path):
+    warm_dir = tmp_path / "w"
+    yield warm_dir
+    stop_servers(warm_dir)
+
+
+def launch(repo: Path, warm_dir: Path | None, *args: str, wait: bool = True, stdin: str = "",
+           **env: str):
+    full_env = {**os.environ, "PROBE_ENV": "probe", **env}
+    if warm_dir is not None:
+        full_env["NNPIPE_WARM_DIR"] = str(warm_dir)
+    command = [sys.executable, "-m", "stages", "probe", *args]
+    if not wait:
+        return subprocess.Popen(command, cwd=repo, env=full_env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, cwd=repo, env=full_env, input=stdin, capture_output=True,
+                          text=True, timeout=120)
+
+
+def report(result) -> dict:
+    return json.loads(result.stdout.splitlines()[0])
+
+
+def warm_run(repo: Path, warm_dir: Path, *args: str, **env: str):
+    """Run until a run is served by a server (the first run of a key starts it, runs cold)."""
+    for _ in range(3):
+        result = launch(repo, warm_dir, *args, **env)
+        if report(result)["ppid"] in server_pids(warm_dir):
+            return result
+    raise AssertionError(f"never served warm: {result.stdout} {result.stderr}")
+
+
+def test_first_run_starts_a_server_and_runs_in_process(repo, own_dir):
+    result = launch(repo, own_dir, "--exit", "0")
+    assert result.returncode == 0, result.stderr
+    assert report(result)["ppid"] == os.getpid()  # the launcher itself ran the stage
+    deadline = time.monotonic() + 10
+    while not server_pids(own_dir):  # the server writes its pid file as it starts
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert len(server_pids(own_dir)) == 1 and len(list(own_dir.glob("*.sock"))) == 1
+
+
+def test_a_warm_run_looks_like_a_plain_process(repo, shared_dir):
+    cold = launch(repo, None, "--stdin", "--exit", "3", stdin="input\n", NNPIPE_WARM="0")
+    warm = warm_run(repo, shared_dir, "--stdin", "--exit", "3", stdin="input\n")
+    assert warm.returncode == cold.returncode == 3
+    assert warm.stderr == cold.stderr == "probe: to stderr\n"
+    ran_warm, ran_cold = report(warm), report(cold)
+    assert ran_warm["ppid"] != ran_cold["ppid"]
+    for key in ("cwd", "argv", "argv0", "env", "value", "stdin"):
+        assert ran_warm[key] == ran_cold[key], key
+    assert ran_warm["argv0"] == "probe.py" and ran_warm["stdin"] == "input\n"
+
+
+def test_disabled_runs_in_process_and_starts_no_server(repo, own_dir):
+    result = launch(repo, own_dir, NNPIPE_WARM="0")
+    assert report(result)["ppid"] == os.getpid()
+    assert server_pids(own_dir) == []
+
+
+def test_edited_code_runs_at_once(repo, shared_dir):
+    before = report(warm_run(repo, shared_dir))
+    (repo / "nnpipe/probe_value.py").write_text("VALUE = 2\n")
+    try:
+        after = report(warm_run(repo, shared_dir))
+    finally:
+        (repo / "nnpipe/probe_value.py").write_text("VALUE = 1\n")
+    assert (before["value"], after["value"]) == (1, 2)
+    assert before["ppid"] == after["ppid"]  # the same server, fresh nnpipe code
+
+
+def test_another_directory_runs_its_own_code(repo, shared_dir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(repo, other, ignore=shutil.ignore_patterns("__pycache__"))
+    (other / "nnpipe/probe_value.py").write_text("VALUE = 7\n")
+    ran_here, ran_there = report(warm_run(repo, shared_dir)), report(warm_run(other, shared_dir))
+    assert (ran_here["value"], ran_there["value"]) == (1, 7)
+    assert ran_there["cwd"] == str(other)
+
+
+def test_a_stage_killed_by_a_signal_kills_the_launcher_the_same_way(repo, shared_dir):
+    warm_run(repo, shared_dir)
+    result = launch(repo, shared_dir, "--signal")
+    assert result.returncode == -signal.SIGKILL
+
+
+def test_killing_the_launcher_kills_the_stage(repo, shared_dir, tmp_path):
+    warm_run(repo, shared_dir)
+    pid_file = tmp_path / "stage.pid"
+    client = launch(repo, shared_dir, "--sleep", str(pid_file), wait=False)
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and client.poll() is None
+        time.sleep(0.05)
+    stage_pid = int(pid_file.read_text())
+    assert stage_pid != client.pid  # it runs in a fork of the server
+    client.kill()
+    client.communicate()
+    assert wait_gone(stage_pid, 10)
+
+
+def test_parallel_launches_are_served_side_by_side(repo, shared_dir):
+    warm_run(repo, shared_dir)
+    clients = [launch(repo, shared_dir, "--exit", str(code), wait=False) for code in (4, 5)]
+    results = [(client.communicate(timeout=60), client.returncode) for client in clients]
+    assert [code for _, code in results] == [4, 5]
+    assert all(json.loads(out.splitlines()[0])["env"] == "probe" for (out, _), _ in results)
+
+
+def test_a_changed_sys_path_directory_retires_the_server(repo, own_dir, tmp_path):
+    extra = tmp_path / "site"
+    extra.mkdir()
+    first = report(warm_run(repo, own_dir, PYTHONPATH=str(extra)))
+    (extra / "newly_installed.py").write_text("")  # as `pip install` would
+    declined = launch(repo, own_dir, PYTHONPATH=str(extra))
+    assert declined.returncode == 0
+    assert report(declined)["ppid"] == os.getpid()  # refused, so it ran in-process
+    assert wait_gone(first["ppid"], 10)
+    assert report(warm_run(repo, own_dir, PYTHONPATH=str(extra)))["ppid"] != first["ppid"]
+
+
+def test_an_idle_server_exits_and_cleans_up(repo, own_dir):
+    served = report(warm_run(repo, own_dir, NNPIPE_WARM_IDLE="1"))
+    assert wait_gone(served["ppid"], 15)
+    assert list(own_dir.glob("*.sock")) == [] and list(own_dir.glob("*.pid")) == []
+
+
+def test_stop_ends_every_server(repo, own_dir):
+    served = report(warm_run(repo, own_dir))
+    result = subprocess.run([sys.executable, "-m", "stages", "--stop"], cwd=repo,
+                            env={**os.environ, "NNPIPE_WARM_DIR": str(own_dir)},
+                            capture_output=True, text=True)
+    assert result.stdout == "stopped 1 warm server(s)\n"
+    assert wait_gone(served["ppid"], 15)
+
+
+def test_a_directory_others_can_write_is_not_used(repo, tmp_path):
+    shared = tmp_path / "open"
+    shared.mkdir()
+    shared.chmod(0o777)
+    result = launch(repo, shared)
+    assert report(result)["ppid"] == os.getpid()
+    assert list(shared.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "usage: python -m stages <stage>"), (["-x"], "usage: python -m stages <stage>"),
+    (["no-such-stage!"], "usage: python -m stages <stage>"),
+    (["nosuch"], "python -m stages: no stage 'nosuch'"),
+])
+def test_launcher_usage_errors(argv, message):
+    result = subprocess.run([sys.executable, "-m", "stages", *argv], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.startswith(message) and "Traceback" not in result.stderr
+
+
+def test_the_server_has_the_heavy_libraries_loaded(repo, shared_dir):
+    served = report(warm_run(repo, shared_dir))
+    assert alive(served["ppid"])
+    maps = Path(f"/proc/{served['ppid']}/maps").read_text()
+    assert "libtorch" in maps and "sklearn" in maps and "matplotlib" in maps
