@@ -20,8 +20,8 @@ def stage_commands(lock_path: str = "dvc.lock") -> list[tuple[str, list[str]]]:
     commands = []
     for stage in lock["stages"].values():
         words = shlex.split(stage["cmd"])
-        assert words[:2] == ["python", "-m"], stage["cmd"]
-        commands.append((words[2], words[3:]))
+        assert words[:3] == ["python", "-m", "stages"], stage["cmd"]
+        commands.append((f"stages.{words[3]}", words[4:]))
     return commands
 
 

@@ -121,3 +121,43 @@ def test_library_never_imports_stages_and_low_modules_stay_low():
         if path.stem in low:
             imported = {Path(m).stem for m in closure(path)}
             assert not imported & high, f"{path.name} imports {imported & high}"
+
+
+def _expanded() -> dict[str, dict]:
+    """Every stage as DVC runs it: a foreach stage once per item, ${key}/${item} filled in."""
+    out = {}
+    for name, stage in STAGES.items():
+        if "foreach" not in stage:
+            out[name] = stage
+            continue
+        for key, item in stage["foreach"].items():
+            text = yaml.safe_dump(stage["do"]).replace("${key}", key).replace("${item}", item)
+            out[f"{name}@{key}"] = yaml.safe_load(text)
+    return out
+
+
+def _declared(body: dict) -> set[str]:
+    entries = [e for kind in ("deps", "outs", "metrics", "plots") for e in body.get(kind, [])]
+    paths = {e if isinstance(e, str) else next(iter(e)) for e in entries}
+    return {p for p in paths if not p.endswith(".py")}
+
+
+@pytest.mark.parametrize("name", sorted(_expanded()))
+def test_cmd_paths_and_declared_paths_are_the_same(name):
+    """dvc.yaml writes paths literally (no `vars`), so each is checked to be said twice alike:
+    every file or directory a cmd names is a dep or an out, and every one declared is named."""
+
+    body = _expanded()[name]
+    named = {t for t in body["cmd"].split() if "/" in t}
+    declared = _declared(body)
+    # A named output directory (evaluate's --confusion-dir) stands for the files declared in it.
+    assert {p for p in declared if p not in named and str(Path(p).parent) not in named} == set()
+    assert {t for t in named
+            if t not in declared and not any(str(Path(p).parent) == t for p in declared)} == set()
+    assert "${" not in body["cmd"]
+
+
+def test_no_vars_or_templates_outside_foreach():
+    assert "vars" not in DVC
+    text = (ROOT / "dvc.yaml").read_text()
+    assert set(re.findall(r"\$\{[^}]+\}", text)) == {"${key}", "${item}"}

@@ -11,7 +11,7 @@
    committed dvc.lock and metrics.
 5. Numerical guards: a diverging run stops naming the stage and the epoch, writing nothing.
 
-Stage commands are read from dvc.yaml and their `${paths.*}` resolved under a temporary root,
+Stage commands are read from dvc.yaml and their paths resolved under a temporary root,
 so a case runs a stage exactly as DVC would, on the outputs of one tiny good run.
 """
 from __future__ import annotations
@@ -44,7 +44,8 @@ from e2e_util import copy_repo, run, stages_run, with_changes
 from warm_util import forks
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-PATHS = DVC["vars"][0]["paths"]
+PATHS = {"models": "models", "processed": "data/processed", "overfit_data": "data/overfit_random",
+         "preprocess": "models/preprocess.json", "curves": "reports/curves"}
 BASE_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 TRAINERS = ("train_linear", "train_numpy_mlp", "train_torch_mlp", "overfit_random")
 GARBAGE_BYTES = 5 * 2**20
@@ -80,17 +81,11 @@ def _stage_body(stage: str) -> tuple[dict, str | None]:
 
 
 def _resolve(text: str, root: Path, key: str | None) -> str:
-    def value(match: re.Match) -> str:
-        name = match.group(1)
-        if name == "key":
-            return key
-        if name == "item":
-            return str(root / PATHS["model_data"][key])
-        node: Any = PATHS
-        for part in name.split(".")[1:]:
-            node = node[part]
-        return str(root / node)
-    return re.sub(r"\$\{([^}]+)\}", value, text)
+    """A dvc.yaml cmd or path (literal, relative; ${key}/${item} in foreach) under ``root``."""
+    if key is not None:
+        item = DVC["stages"]["plot_model"]["foreach"][key]
+        text = text.replace("${key}", key).replace("${item}", item)
+    return " ".join(str(root / token) if "/" in token else token for token in text.split())
 
 
 def _entries(items) -> list[str]:
@@ -118,7 +113,7 @@ def stage_outs(stage: str, root: Path) -> list[Path]:
 def stage_data_deps(stage: str, root: Path) -> list[Path]:
     """The stage's data inputs (the deps that are not code)."""
     body, key = _stage_body(stage)
-    return [Path(_resolve(p, root, key)) for p in body["deps"] if "${" in p]
+    return [Path(_resolve(p, root, key)) for p in body["deps"] if not p.endswith(".py")]
 
 
 def predict_argv(root: Path, *args: str, model: str = "numpy_mlp") -> list[str]:

@@ -74,7 +74,7 @@ def write_params(path: Path, p: dict) -> str:
 
 
 class Layout:
-    """dvc.yaml's `vars.paths` under one root directory."""
+    """dvc.yaml's paths under one root directory."""
 
     def __init__(self, root: Path):
         self.root = root
