@@ -79,7 +79,7 @@ def warm_dir() -> str | None:
 
 
 def socket_path() -> str | None:
-    if os.environ.get(DISABLE_ENV) == "0":
+    if os.environ.get(DISABLE_ENV) == "0" or not hasattr(os, "fork"):
         return None
     base = warm_dir()
     if base is None:
