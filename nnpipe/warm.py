@@ -89,9 +89,17 @@ def socket_path() -> str | None:
         with open(os.path.join(os.path.dirname(__file__), name), "rb") as handle:
             source.update(handle.read())
     env = sorted((k, v) for k, v in os.environ.items() if k.startswith(KEY_ENV_PREFIXES))
-    key = json.dumps([sys.executable, sys.version, sys.path[1:], env, source.hexdigest()])
+    key = json.dumps([sys.executable, sys.version, _interpreter_flags(), sys.path[1:], env,
+                      source.hexdigest()])
     path = os.path.join(base, hashlib.sha256(key.encode()).hexdigest()[:24] + ".sock")
     return path if len(path.encode()) < 100 else None  # AF_UNIX paths hold 108 bytes
+
+
+def _interpreter_flags() -> list[str]:
+    """This interpreter's -W/-X/-O/... options, for the server to start with the same ones."""
+    import subprocess
+
+    return subprocess._args_from_interpreter_flags()  # what multiprocessing uses too
 
 
 def _connect(path: str) -> socket.socket | None:
@@ -130,7 +138,8 @@ def _spawn(path: str) -> None:
         listener.bind(path)
         listener.listen(64)
         server = subprocess.Popen(
-            [sys.executable, "-m", "nnpipe.warm", "--serve", str(listener.fileno())],
+            [sys.executable, *_interpreter_flags(), "-m", "nnpipe.warm", "--serve",
+             str(listener.fileno())],
             pass_fds=[listener.fileno()], start_new_session=True, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(path[:-5] + ".pid", "w") as handle:  # the server removes it when it ends

@@ -30,6 +30,7 @@ def main():
     print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
                       "argv": args, "argv0": os.path.basename(sys.argv[0]),
                       "env": os.environ.get("PROBE_ENV"), "value": probe_value.VALUE,
+                      "warnoptions": sys.warnoptions,
                       "stdin": sys.stdin.read() if "--stdin" in args else None}))
     print("probe: to stderr", file=sys.stderr)
     sys.stdout.flush()
@@ -75,11 +76,11 @@ def own_dir(tmp_path):
 
 
 def launch(repo: Path, warm_dir: Path | None, *args: str, wait: bool = True, stdin: str = "",
-           **env: str):
+           python: tuple[str, ...] = (), **env: str):
     full_env = {**os.environ, "PROBE_ENV": "probe", **env}
     if warm_dir is not None:
         full_env["NNPIPE_WARM_DIR"] = str(warm_dir)
-    command = [sys.executable, "-m", "stages", "probe", *args]
+    command = [sys.executable, *python, "-m", "stages", "probe", *args]
     if not wait:
         return subprocess.Popen(command, cwd=repo, env=full_env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -91,10 +92,10 @@ def report(result) -> dict:
     return json.loads(result.stdout.splitlines()[0])
 
 
-def warm_run(repo: Path, warm_dir: Path, *args: str, **env: str):
+def warm_run(repo: Path, warm_dir: Path, *args: str, **kwargs):
     """Run until a run is served by a server (the first run of a key starts it, runs cold)."""
     for _ in range(3):
-        result = launch(repo, warm_dir, *args, **env)
+        result = launch(repo, warm_dir, *args, **kwargs)
         if report(result)["ppid"] in server_pids(warm_dir):
             return result
     raise AssertionError(f"never served warm: {result.stdout} {result.stderr}")
@@ -121,6 +122,13 @@ def test_a_warm_run_looks_like_a_plain_process(repo, shared_dir):
     for key in ("cwd", "argv", "argv0", "env", "value", "stdin"):
         assert ran_warm[key] == ran_cold[key], key
     assert ran_warm["argv0"] == "probe.py" and ran_warm["stdin"] == "input\n"
+
+
+def test_interpreter_options_get_a_server_started_with_them(repo, shared_dir):
+    plain = report(warm_run(repo, shared_dir))
+    strict = report(warm_run(repo, shared_dir, python=("-W", "error::DeprecationWarning")))
+    assert strict["ppid"] != plain["ppid"]
+    assert (plain["warnoptions"], strict["warnoptions"]) == ([], ["error::DeprecationWarning"])
 
 
 def test_disabled_runs_in_process_and_starts_no_server(repo, own_dir):
