@@ -34,8 +34,8 @@ KEY_ENV_PREFIXES = ("PYTHON", "LD_", "OMP_", "MKL_", "OPENBLAS_", "GOTO", "KMP_"
                     "PYTORCH", "CUDA", "MPL", "MATPLOTLIB", "XDG_", "HOME", "LANG", "LC_",
                     "NUMPY", "SCIPY", "SKLEARN", "TZ")
 ACCEPTED, DECLINED = b"A", b"D"
-_LENGTH = struct.Struct("!I")
-_STATUS = struct.Struct("!i")
+LENGTH = struct.Struct("!I")
+STATUS = struct.Struct("!i")
 
 
 # --- client -------------------------------------------------------------------------------------
@@ -155,18 +155,18 @@ def _request(conn: socket.socket, stage: str, args: list[str]) -> int | None:
     payload = json.dumps({"stage": stage, "args": args, "cwd": os.getcwd(),
                           "env": dict(os.environ)}).encode()
     try:
-        socket.send_fds(conn, [_LENGTH.pack(len(payload)) + payload], _stdio())
+        socket.send_fds(conn, [LENGTH.pack(len(payload)) + payload], _stdio())
         if _recv_exact(conn, 1) != ACCEPTED:
             return None  # declined, or the server went away before starting the stage
     except OSError:
         return None
     try:
-        status = _recv_exact(conn, _STATUS.size)
+        status = _recv_exact(conn, STATUS.size)
     except OSError:
         status = b""
     except KeyboardInterrupt:  # closing the connection makes the server kill the fork
         raise SystemExit(130) from None
-    return _STATUS.unpack(status)[0] if len(status) == _STATUS.size else _lost()
+    return STATUS.unpack(status)[0] if len(status) == STATUS.size else _lost()
 
 
 def _stdio() -> list[int]:

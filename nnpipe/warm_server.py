@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 
-from nnpipe.warm import ACCEPTED, DECLINED, PRELOAD, _LENGTH, _STATUS
+from nnpipe.warm import ACCEPTED, DECLINED, LENGTH, PRELOAD, STATUS
 
 
 def serve(listener_fd: int, idle_s: float) -> None:
@@ -96,12 +96,12 @@ def _accept(listener: socket.socket, children: dict, baseline: list, wake: tuple
 def _read_request(conn: socket.socket) -> tuple[dict, list[int]]:
     conn.settimeout(10)
     data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
-    if len(data) < _LENGTH.size or len(fds) != 3:
+    if len(data) < LENGTH.size or len(fds) != 3:
         for fd in fds:
             os.close(fd)
         raise ValueError("malformed request")
-    size = _LENGTH.unpack(data[:_LENGTH.size])[0]
-    data = data[_LENGTH.size:]
+    size = LENGTH.unpack(data[:LENGTH.size])[0]
+    data = data[LENGTH.size:]
     while len(data) < size:
         chunk = conn.recv(size - len(data))
         if not chunk:
@@ -184,7 +184,7 @@ def _reap(children: dict[int, socket.socket]) -> None:
         conn = children.pop(pid, None)
         if conn is not None:
             with contextlib.suppress(OSError):
-                conn.sendall(_STATUS.pack(os.waitstatus_to_exitcode(status)))
+                conn.sendall(STATUS.pack(os.waitstatus_to_exitcode(status)))
             conn.close()
 
 
