@@ -4,7 +4,8 @@
     python bench/run.py --scale    # also 10k / 100k / 1M rows and the NumPy-vs-torch epoch ratio
 
 It clones the committed repository (HEAD) into temporary directories, so uncommitted changes
-are not measured. The table is printed and written to reports/benchmark.md (not a DVC metric).
+are not measured, and gives the stages a warm-server directory of its own (nnpipe.warm), so the
+cold run starts with no server. The table is printed and written to reports/benchmark.md (not a DVC metric).
 """
 from __future__ import annotations
 
