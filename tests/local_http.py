@@ -49,3 +49,19 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def good_csv_text(rows_per_class: int = 8) -> str:
+    """A small valid spiral-like CSV: X1, X2 and color with classes c1, c2, c3."""
+    lines = ["X1,X2,color"]
+    for k, label in enumerate(("c1", "c2", "c3")):
+        lines += [f"{k + i / 10},{-i / 10},{label}" for i in range(rows_per_class)]
+    return "\n".join(lines) + "\n"
+
+
+def serve_good_csv(tmp_path_factory) -> Iterator[str]:
+    """Body of a module fixture: the base URL of a server with good.csv (500 under /error500)."""
+    root = tmp_path_factory.mktemp("www")
+    (root / "good.csv").write_text(good_csv_text())
+    with serve(root) as url:
+        yield url

@@ -39,6 +39,7 @@ import pytest
 import yaml
 
 import local_http
+from local_http import good_csv_text
 from deps import ROOT
 from e2e_util import copy_repo, run, stages_run, with_changes
 from warm_util import forks
@@ -242,20 +243,10 @@ def stage_prefix(stage: str) -> str:
 
 # --- a local HTTP server -----------------------------------------------------------------------
 
-def good_csv_text(rows_per_class: int = 8) -> str:
-    lines = ["X1,X2,color"]
-    for k, label in enumerate(("c1", "c2", "c3")):
-        lines += [f"{k + i / 10},{-i / 10},{label}" for i in range(rows_per_class)]
-    return "\n".join(lines) + "\n"
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """http://127.0.0.1:<port> serving good.csv; 404 for anything else, 500 under /error500."""
-    www = tmp_path_factory.mktemp("www")
-    (www / "good.csv").write_text(good_csv_text())
-    with local_http.serve(www) as url:
-        yield url
+    yield from local_http.serve_good_csv(tmp_path_factory)
 
 
 # --- 1. the bad-input table --------------------------------------------------------------------

@@ -24,6 +24,7 @@ import torch
 import yaml
 
 import local_http
+from local_http import good_csv_text
 from e2e_util import with_changes
 from nnpipe.errors import PipelineError
 from stages import (evaluate, fetch, overfit_random, plot_data, plot_model, scale_encode, split,
@@ -492,17 +493,7 @@ def snapshot(path: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A local HTTP server (127.0.0.1, free port) serving a good CSV; 500 under /error500."""
-    root = tmp_path_factory.mktemp("www")
-    (root / "good.csv").write_text(good_csv_text())
-    with local_http.serve(root) as url:
-        yield url
-
-
-def good_csv_text(rows_per_class: int = 8) -> str:
-    lines = ["X1,X2,color"]
-    for k, label in enumerate(CLASSES):
-        lines += [f"{k + i / 10},{-i / 10},{label}" for i in range(rows_per_class)]
-    return "\n".join(lines) + "\n"
+    yield from local_http.serve_good_csv(tmp_path_factory)
 
 
 def _body(extra: str) -> str:
