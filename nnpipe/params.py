@@ -75,11 +75,17 @@ _KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "sha256?": ("null or a 64-digit hex sha256",
                 lambda v: v is None or (isinstance(v, str) and len(v) == 64
                                         and all(c in "0123456789abcdefABCDEF" for c in v))),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
     "int?": ("null or an integer", lambda v: v is None or _is_int(v)),
     "int|auto": ("an integer or 'auto'", lambda v: v == "auto" or _is_int(v)),
     "str_list": ("a list of strings",
                  lambda v: isinstance(v, list) and all(isinstance(s, str) and s for s in v)),
 }
+
+
+@dataclass(frozen=True)
+class MathParams:
+    portable: bool = _param(True, "bool")  # pinned kernels: same bytes on any x86-64 AVX2 CPU
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,7 @@ class PlotParams:
 
 
 SECTIONS: dict[str, type] = {
+    "math": MathParams,
     "fetch": FetchParams,
     "data": DataParams,
     "split": SplitParams,
@@ -220,6 +227,7 @@ def build_section(name: str, raw: Any, origin: str = "params.yaml") -> Any:
 class Params:
     """The validated sections a stage asked for (others stay None)."""
     seed: int | None = None
+    math: MathParams | None = None
     fetch: FetchParams | None = None
     data: DataParams | None = None
     split: SplitParams | None = None

@@ -31,8 +31,8 @@ PRELOAD = ("numpy", "pandas", "yaml", "sklearn.model_selection", "sklearn.prepro
            "sklearn.metrics", "torch", "torch.nn", "matplotlib.figure",
            "matplotlib.backends.backend_agg")
 KEY_ENV_PREFIXES = ("PYTHON", "LD_", "OMP_", "MKL_", "OPENBLAS_", "GOTO", "KMP_", "TORCH",
-                    "PYTORCH", "CUDA", "MPL", "MATPLOTLIB", "XDG_", "HOME", "LANG", "LC_",
-                    "NUMPY", "SCIPY", "SKLEARN", "TZ")
+                    "PYTORCH", "ATEN_", "ONEDNN_", "DNNL_", "CUDA", "MPL", "MATPLOTLIB", "XDG_",
+                    "HOME", "LANG", "LC_", "NPY_", "NUMPY", "SCIPY", "SKLEARN", "TZ")
 ACCEPTED, DECLINED = b"A", b"D"
 LENGTH = struct.Struct("!I")
 STATUS = struct.Struct("!i")
@@ -52,11 +52,33 @@ def main(argv: list[str] | None = None) -> None:
 
     if importlib.util.find_spec(f"stages.{stage}") is None:
         raise SystemExit(f"python -m stages: no stage '{stage}'")
+    pin_math(args)  # before the server key: the server loads numpy/torch with this environment
     path = socket_path()
     conn = _connect_or_spawn(path) if path else None
     if conn is not None:
         _exit_like(_request(conn, stage, args))
     run_here(stage, args)
+
+
+def pin_math(args: list[str]) -> None:
+    """Pin the math kernels as the stage's params file says (``math.portable``).
+
+    A params file this cannot read leaves the environment alone: the stage then reports the
+    problem itself, in one line, before it loads numpy.
+    """
+    from nnpipe import params, portable
+    from nnpipe.errors import PipelineError
+
+    path = "params.yaml"
+    for i, arg in enumerate(args):
+        if arg == "--params" and i + 1 < len(args):
+            path = args[i + 1]
+        elif arg.startswith("--params="):
+            path = arg.split("=", 1)[1]
+    try:
+        portable.pin(params.load(path, "math").math.portable)
+    except PipelineError:
+        pass
 
 
 def run_here(stage: str, args: list[str]) -> None:

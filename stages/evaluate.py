@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from nnpipe import cli, evaluation, io
+from nnpipe import cli, params, portable
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--model", nargs=5, action="append", required=True,
                         metavar=("NAME", "MODEL_DIR", "TRAIN", "VAL", "TEST"),
                         help="a model and the processed splits it is evaluated on")
@@ -21,6 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--summary", required=True, help="markdown table of test figures")
     args = parser.parse_args(argv)
     with cli.stage("evaluate") as log:
+        p = params.load(args.params, "math")
+        portable.pin(p.math.portable)
+        from nnpipe import evaluation, io  # numpy/torch load here, after pinning
         report = evaluation.evaluate_models(
             {name: (model_dir, {"train": train, "val": val, "test": test})
              for name, model_dir, train, val, test in args.model})

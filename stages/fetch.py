@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnpipe import cli, data, io, params
+from nnpipe import cli, params, portable
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -12,7 +12,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="validated CSV: feature columns + target")
     args = parser.parse_args(argv)
     with cli.stage("fetch") as log:
-        p = params.load(args.params, "seed", "fetch", "data")
+        p = params.load(args.params, "seed", "math", "fetch", "data")
+        portable.pin(p.math.portable)
+        from nnpipe import data, io  # numpy/torch load here, after pinning
         source = p.fetch.source
         if source == "synthetic":
             frame = data.spiral_frame(p.fetch.samples_per_class, p.fetch.classes,

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnpipe import cli, history, io, overfit, params, training
-from nnpipe.models import ModelSpec
+from nnpipe import cli, params, portable
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,7 +15,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--curves", required=True)
     args = parser.parse_args(argv)
     with cli.stage("overfit_random") as log:
-        p = params.load(args.params, "seed", "overfit_random", "split")
+        p = params.load(args.params, "seed", "math", "overfit_random", "split")
+        portable.pin(p.math.portable)
+        from nnpipe import history, io, overfit, training  # numpy/torch load here, after pinning
+        from nnpipe.models import ModelSpec
         hp = p.overfit_random
         sizes = (p.split.train_size, p.split.val_size, p.split.test_size)
         made = overfit.make(hp.samples_per_class, hp.num_classes, hp.num_features, sizes, p.seed)

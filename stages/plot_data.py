@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from nnpipe import cli, io, params, plots
+from nnpipe import cli, params, portable
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,7 +14,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--activations-png", required=True)
     args = parser.parse_args(argv)
     with cli.stage("plot_data") as log:
-        p = params.load(args.params, "data", "plot")
+        p = params.load(args.params, "math", "data", "plot")
+        portable.pin(p.math.portable)
+        import numpy as np  # numpy/torch load here, after pinning
+        from nnpipe import io, plots
         features = list(p.data.features)
         frame = io.read_csv(args.data, text_columns=(p.data.target,))
         X = frame[features].to_numpy(np.float64)

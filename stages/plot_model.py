@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnpipe import cli, io, models, params, plots
+from nnpipe import cli, params, portable
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--confusion-png", required=True)
     args = parser.parse_args(argv)
     with cli.stage(f"plot_model {args.name}") as log:
-        p = params.load(args.params, "plot")
+        p = params.load(args.params, "math", "plot")
+        portable.pin(p.math.portable)
+        from nnpipe import io, models, plots  # numpy/torch load here, after pinning
         model = models.load(args.model_dir)
         train, test = io.read_xy(args.train), io.read_xy(args.test)
         curves = io.read_numeric_csv(args.curves, required=plots.CURVE_COLUMNS)

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
+from nnpipe import cli, params, portable
 from nnpipe.errors import PipelineError
-from nnpipe import cli, io, params, preprocess
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,7 +17,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state", required=True, help="scaler/encoder state JSON")
     args = parser.parse_args(argv)
     with cli.stage("scale_encode") as log:
-        p = params.load(args.params, "data")
+        p = params.load(args.params, "math", "data")
+        portable.pin(p.math.portable)
+        import numpy as np  # numpy/torch load here, after pinning
+        from nnpipe import io, preprocess
         features, target = list(p.data.features), p.data.target
         frames = [io.read_csv(path, text_columns=(target,)) for path in args.splits]
         for path, frame in zip(args.splits, frames):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from nnpipe import cli, params, portable
 from nnpipe.errors import PipelineError
-from nnpipe import cli, io, params, split
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test", required=True)
     args = parser.parse_args(argv)
     with cli.stage("split") as log:
-        p = params.load(args.params, "seed", "split", "data")
+        p = params.load(args.params, "seed", "math", "split", "data")
+        portable.pin(p.math.portable)
+        from nnpipe import io, split  # numpy/torch load here, after pinning
         frame = io.read_csv(args.data, text_columns=(p.data.target,))
         if p.data.target not in frame.columns:
             raise PipelineError(f"{args.data}: column '{p.data.target}' not found; "

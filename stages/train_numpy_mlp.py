@@ -1,15 +1,16 @@
 """train_numpy_mlp: the lesson's MLP from scratch in NumPy (hand-written backprop, no torch)."""
 from __future__ import annotations
 
-import numpy as np
-
-from nnpipe import cli, history, io, models, numpy_mlp, params, preprocess
+from nnpipe import cli, params, portable
 
 
 def main(argv: list[str] | None = None) -> None:
     args = cli.training_parser(__doc__).parse_args(argv)
     with cli.stage("train_numpy_mlp") as log:
-        p = params.load(args.params, "seed", "train_numpy_mlp")
+        p = params.load(args.params, "seed", "math", "train_numpy_mlp")
+        portable.pin(p.math.portable)
+        import numpy as np  # numpy/torch load here, after pinning
+        from nnpipe import history, io, models, numpy_mlp, preprocess
         hp = p.train_numpy_mlp
         state = preprocess.load(args.preprocess)
         spec = models.ModelSpec(name="numpy_mlp", kind="mlp", framework="numpy",

@@ -6,6 +6,15 @@ import pytest
 
 # tests/ helpers (deps.py) importable as plain modules.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import env_util  # noqa: E402,F401  (records the caller's environment before pinning)
+
+# Portable math, as params.yaml's default: before any test module loads numpy or torch, so
+# stages called in-process compute with the same kernels as the stage commands.
+from nnpipe import portable  # noqa: E402
+
+portable.pin(True)
 
 from warm_util import stop_servers  # noqa: E402
 

@@ -18,8 +18,13 @@ PLOT_MODELS = {"plot_model@linear", "plot_model@numpy_mlp", "plot_model@torch_ml
 TRAINERS = {"train_linear", "train_numpy_mlp", "train_torch_mlp", "overfit_random"}
 # Which stages a change to a params key makes out of date directly (`dvc status`); the rest
 # of the cascade follows from outputs that change. "section.*" covers every key of a section.
+ALL_STAGES = {"fetch", "split", "scale_encode", "train_linear", "train_numpy_mlp",
+              "train_torch_mlp", "overfit_random", "evaluate", "plot_data",
+              "plot_model@linear", "plot_model@numpy_mlp", "plot_model@torch_mlp",
+              "plot_model@overfit_random"}
 PARAM_TABLE = {
     "seed": {"fetch", "split"} | TRAINERS,
+    "math.portable": ALL_STAGES,  # every stage computes with the kernels it pins
     "fetch.*": {"fetch"},
     "data.features": {"fetch", "scale_encode", "plot_data"},
     "data.target": {"fetch", "split", "scale_encode", "plot_data"},
@@ -30,10 +35,6 @@ PARAM_TABLE = {
     "overfit_random.*": {"overfit_random"},
     "plot.*": {"plot_data"} | PLOT_MODELS,
 }
-ALL_STAGES = {"fetch", "split", "scale_encode", "train_linear", "train_numpy_mlp",
-              "train_torch_mlp", "overfit_random", "evaluate", "plot_data",
-              "plot_model@linear", "plot_model@numpy_mlp", "plot_model@torch_mlp",
-              "plot_model@overfit_random"}
 
 
 @pytest.fixture(scope="module")
