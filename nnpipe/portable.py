@@ -97,10 +97,11 @@ def pin(portable: bool) -> None:
 
 def in_effect(load_torch: bool = False) -> dict[str, str]:
     """The kernels this process runs, read from the loaded libraries (loads numpy)."""
-    import numpy as np  # noqa: F401  (threadpoolctl reports only loaded libraries)
+    import importlib
 
+    importlib.import_module("numpy")  # threadpoolctl reports only loaded libraries
     if load_torch:
-        import torch  # noqa: F401
+        importlib.import_module("torch")
     import threadpoolctl
     from numpy._core import _multiarray_umath as umath
 
@@ -111,9 +112,9 @@ def in_effect(load_torch: bool = False) -> dict[str, str]:
             found["openblas_core"] = str(lib.get("architecture"))
             found["openblas_threads"] = str(lib.get("num_threads"))
     if "torch" in sys.modules:
-        torch = sys.modules["torch"]
-        found["torch_capability"] = torch.backends.cpu.get_cpu_capability()
-        found["torch_threads"] = str(torch.get_num_threads())
+        loaded = sys.modules["torch"]
+        found["torch_capability"] = loaded.backends.cpu.get_cpu_capability()
+        found["torch_threads"] = str(loaded.get_num_threads())
     return found
 
 
