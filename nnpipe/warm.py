@@ -12,7 +12,11 @@ finds no server starts one and runs its stage in-process meanwhile (the server w
 another core). The server exits after ``NNPIPE_WARM_IDLE`` seconds (default 900) without a
 request, as soon as a directory on its ``sys.path`` changes (a package was installed or
 removed), or on ``python -m stages --stop``. Servers are keyed by interpreter, ``sys.path``,
-the environment variables that steer those libraries, and this file's text.
+the whole environment but for the few variables that change from one command to the next
+(``PER_INVOCATION_ENV``), and this file's text. A server serves only callers whose process
+context (rlimits, nice, CPU affinity, cgroup) is its own and whose working directory holds no
+file the libraries read at import (``CWD_CONFIG_FILES``); other callers run cold. Every wait
+on the server or its lock has a timeout, and any OSError on the way runs the stage cold.
 ``NNPIPE_WARM=0`` runs every stage in-process.
 """
 from __future__ import annotations
@@ -30,9 +34,13 @@ DISABLE_ENV, DIR_ENV, IDLE_ENV = "NNPIPE_WARM", "NNPIPE_WARM_DIR", "NNPIPE_WARM_
 PRELOAD = ("numpy", "pandas", "yaml", "sklearn.model_selection", "sklearn.preprocessing",
            "sklearn.metrics", "torch", "torch.nn", "matplotlib.figure",
            "matplotlib.backends.backend_agg")
-KEY_ENV_PREFIXES = ("PYTHON", "LD_", "OMP_", "MKL_", "OPENBLAS_", "GOTO", "KMP_", "TORCH",
-                    "PYTORCH", "ATEN_", "ONEDNN_", "DNNL_", "CUDA", "MPL", "MATPLOTLIB", "XDG_",
-                    "HOME", "LANG", "LC_", "NPY_", "NUMPY", "SCIPY", "SKLEARN", "TZ")
+# Left out of the server key: set per command by DVC, the shell or us, and read by no library
+# at import. Everything else is in the key, since a library may read it at import; a list of
+# the variables that matter missed ATEN_* and NPY_* (issues 11 and 14).
+PER_INVOCATION_ENV = ("DVC_", "NNPIPE_")  # prefixes
+PER_INVOCATION_NAMES = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES"})
+CWD_CONFIG_FILES = ("matplotlibrc",)  # read from the working directory at import
+TIMEOUT_ENV = "NNPIPE_WARM_TIMEOUT"   # seconds to wait for the server or its lock (default 30)
 ACCEPTED, DECLINED = b"A", b"D"
 LENGTH = struct.Struct("!I")
 STATUS = struct.Struct("!i")
@@ -52,9 +60,14 @@ def main(argv: list[str] | None = None) -> None:
 
     if importlib.util.find_spec(f"stages.{stage}") is None:
         raise SystemExit(f"python -m stages: no stage '{stage}'")
+    if "-h" in args or "--help" in args:
+        run_here(stage, args)  # help needs no server, and starts none
     pin_math(args)  # before the server key: the server loads numpy/torch with this environment
-    path = socket_path()
-    conn = _connect_or_spawn(path) if path else None
+    try:
+        path = socket_path()
+        conn = _connect_or_spawn(path) if path else None
+    except OSError:  # e.g. a directory where the socket or lock belongs: run cold
+        conn = None
     if conn is not None:
         _exit_like(_request(conn, stage, args))
     run_here(stage, args)
@@ -110,7 +123,8 @@ def socket_path() -> str | None:
     for name in ("warm.py", "warm_server.py"):
         with open(os.path.join(os.path.dirname(__file__), name), "rb") as handle:
             source.update(handle.read())
-    env = sorted((k, v) for k, v in os.environ.items() if k.startswith(KEY_ENV_PREFIXES))
+    env = sorted((k, v) for k, v in os.environ.items()
+                 if not k.startswith(PER_INVOCATION_ENV) and k not in PER_INVOCATION_NAMES)
     key = json.dumps([sys.executable, sys.version, _interpreter_flags(), sys.path[1:], env,
                       source.hexdigest()])
     path = os.path.join(base, hashlib.sha256(key.encode()).hexdigest()[:24] + ".sock")
@@ -124,14 +138,39 @@ def _interpreter_flags() -> list[str]:
     return subprocess._args_from_interpreter_flags()  # what multiprocessing uses too
 
 
+def _timeout() -> float:
+    try:
+        return max(0.1, float(os.environ.get(TIMEOUT_ENV, "30")))
+    except ValueError:
+        return 30.0
+
+
 def _connect(path: str) -> socket.socket | None:
+    """A connection to a running, not stopped, server at ``path``; None if there is none."""
+    if _server_stopped(path):
+        raise OSError(f"warm server for {path} is stopped")  # run cold; leave it alone
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(_timeout())
     try:
         conn.connect(path)
-    except OSError:
+    except (FileNotFoundError, ConnectionRefusedError):
         conn.close()
         return None
+    except OSError:
+        conn.close()
+        raise
     return conn
+
+
+def _server_stopped(path: str) -> bool:
+    """Whether the server's pid file names a stopped (SIGSTOP, traced) process."""
+    try:
+        with open(path[:-5] + ".pid", encoding="ascii") as handle:
+            pid = int(handle.read())
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def _connect_or_spawn(path: str) -> socket.socket | None:
@@ -140,9 +179,18 @@ def _connect_or_spawn(path: str) -> socket.socket | None:
     if conn is not None:
         return conn
     import fcntl
+    import time
 
     with open(path[:-5] + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        deadline = time.monotonic() + _timeout()
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return None  # someone holds the lock too long: run cold
+                time.sleep(0.02)
         conn = _connect(path)  # another client may have started it meanwhile
         if conn is None:
             _spawn(path)
@@ -172,23 +220,82 @@ def _spawn(path: str) -> None:
         listener.close()
 
 
+def process_context() -> dict:
+    """What a forked stage would otherwise inherit from the server instead of its caller."""
+    import resource
+
+    limits = {name: list(resource.getrlimit(getattr(resource, name)))
+              for name in sorted(dir(resource)) if name.startswith("RLIMIT_")}
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as handle:
+            cgroup = handle.read()
+    except OSError:
+        cgroup = ""
+    return {"rlimits": limits, "nice": os.getpriority(os.PRIO_PROCESS, 0),
+            "affinity": sorted(os.sched_getaffinity(0)), "cgroup": cgroup}
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _request(conn: socket.socket, stage: str, args: list[str]) -> int | None:
-    """Send the request and stdio; the fork's exit status, or None if the server declined."""
+    """Send the request and stdio; the fork's exit status, or None to run the stage here.
+
+    None when the server declined, did not answer in time, or ended before the stage did
+    (its fork is then gone too: the stage runs again, cold).
+    """
     payload = json.dumps({"stage": stage, "args": args, "cwd": os.getcwd(),
-                          "env": dict(os.environ)}).encode()
+                          "env": dict(os.environ), "umask": _umask(),
+                          "context": process_context()}).encode()
     try:
         socket.send_fds(conn, [LENGTH.pack(len(payload)) + payload], _stdio())
-        if _recv_exact(conn, 1) != ACCEPTED:
-            return None  # declined, or the server went away before starting the stage
-    except OSError:
+        reply = _recv_exact(conn, 1 + STATUS.size)
+    except OSError:  # including the timeout: a wedged server
         return None
+    if reply[:1] != ACCEPTED or len(reply) != 1 + STATUS.size:
+        return None  # declined, or the server went away before starting the stage
+    fork = STATUS.unpack(reply[1:])[0]
+    conn.settimeout(None)
     try:
         status = _recv_exact(conn, STATUS.size)
     except OSError:
         status = b""
     except KeyboardInterrupt:  # closing the connection makes the server kill the fork
-        raise SystemExit(130) from None
-    return STATUS.unpack(status)[0] if len(status) == STATUS.size else _lost()
+        conn.close()
+        _wait_gone(fork)
+        _die_by(signal.SIGINT)  # as a plain process does on an unhandled Ctrl-C
+    if len(status) == STATUS.size:
+        return STATUS.unpack(status)[0]
+    _wait_gone(fork)  # the fork dies with its server: make sure before the stage runs again
+    print("stages: the warm server ended before the stage did; running it cold",
+          file=sys.stderr)
+    return None
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    """Kill the fork ``pid`` if it is still there, and wait until it has gone."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, IndexError):
+            return
+        time.sleep(0.01)
+
+
+def _die_by(signum: int) -> None:
+    sys.stdout.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)
 
 
 def _stdio() -> list[int]:
@@ -201,12 +308,6 @@ def _stdio() -> list[int]:
             fd = os.open(os.devnull, os.O_RDWR)
         fds.append(fd)
     return fds
-
-
-def _lost() -> int:
-    print("stages: the warm server ended before the stage did; rerun, or set NNPIPE_WARM=0",
-          file=sys.stderr)
-    return 1
 
 
 def _recv_exact(conn: socket.socket, size: int) -> bytes:

@@ -2,9 +2,12 @@
 
 One process per key, detached from the client that started it. It imports the third-party
 libraries once, then for each request forks; the fork takes the client's stdio, working
-directory, environment and argv and runs ``stages.<stage>`` as ``__main__``. The server sends
-``A`` when the fork has started and the fork's exit status (4 bytes) when it ends, and kills
-the fork with SIGKILL if the client goes away first.
+directory, environment, umask and argv and runs ``stages.<stage>`` as ``__main__``. The
+server sends ``A`` and the fork's pid when the fork has started and the fork's exit status
+(4 bytes) when it ends, and kills the fork with SIGKILL if the client goes away first; a fork
+dies with its server (PR_SET_PDEATHSIG). It declines (``D``, and the client runs the stage
+cold) a client whose process context differs from its own or whose working directory holds a
+file the libraries read at import, since the preloaded libraries could not honour them.
 """
 from __future__ import annotations
 
@@ -18,13 +21,16 @@ import socket
 import sys
 import time
 
-from nnpipe.warm import ACCEPTED, DECLINED, LENGTH, PRELOAD, STATUS
+from nnpipe.warm import (ACCEPTED, CWD_CONFIG_FILES, DECLINED, LENGTH, PRELOAD, STATUS,
+                         process_context)
 
 
 def serve(listener_fd: int, idle_s: float) -> None:
     listener = socket.socket(fileno=listener_fd)
     path = listener.getsockname()
     pid_file = path[:-5] + ".pid"  # written by the client that started us
+    os.chdir("/")  # no client's matplotlibrc (or other local config) gets preloaded
+    context = process_context()
     for module in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
@@ -48,7 +54,7 @@ def serve(listener_fd: int, idle_s: float) -> None:
                 os.read(wake_r, 4096)
             if listener in ready:
                 last = time.monotonic()
-                if not _accept(listener, children, baseline, (wake_r, wake_w)):
+                if not _accept(listener, children, baseline, context, (wake_r, wake_w)):
                     break  # a package changed under us: stop serving this key
             for pid, conn in list(children.items()):
                 if conn in ready:  # the client closed (or was killed): so is its stage
@@ -71,7 +77,8 @@ def _path_state() -> list:
     return state
 
 
-def _accept(listener: socket.socket, children: dict, baseline: list, wake: tuple) -> bool:
+def _accept(listener: socket.socket, children: dict, baseline: list, context: dict,
+            wake: tuple) -> bool:
     """Serve one connection; False when this server is stale and must stop."""
     conn, _ = listener.accept()
     try:
@@ -82,13 +89,17 @@ def _accept(listener: socket.socket, children: dict, baseline: list, wake: tuple
     if _path_state() != baseline:
         _decline(conn, fds)
         return False
+    if request.get("context") != context or _local_config(request["cwd"]):
+        _decline(conn, fds)  # the client runs cold, under its own limits and config
+        return True
+    server = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _child(request, fds, [listener, conn, *children.values()], wake)
+        _child(request, fds, [listener, conn, *children.values()], wake, server)
     for fd in fds:
         os.close(fd)
     with contextlib.suppress(OSError):
-        conn.sendall(ACCEPTED)
+        conn.sendall(ACCEPTED + STATUS.pack(pid))
     children[pid] = conn
     return True
 
@@ -111,6 +122,21 @@ def _read_request(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(data), fds
 
 
+def _local_config(cwd: str) -> bool:
+    return any(os.path.exists(os.path.join(cwd, name)) for name in CWD_CONFIG_FILES)
+
+
+def _die_with(server: int) -> None:
+    """Have the kernel SIGKILL this fork when its server dies (Linux), and not start if the
+    server is already gone."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != server:
+        os._exit(1)
+
+
 def _decline(conn: socket.socket, fds: list[int]) -> None:
     for fd in fds:
         os.close(fd)
@@ -119,10 +145,11 @@ def _decline(conn: socket.socket, fds: list[int]) -> None:
     conn.close()
 
 
-def _child(request: dict, fds: list[int], sockets: list, wake: tuple) -> None:
+def _child(request: dict, fds: list[int], sockets: list, wake: tuple, server: int) -> None:
     """In the fork: become the client's stage process and run it; never returns."""
     code = 1
     try:
+        _die_with(server)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -156,6 +183,7 @@ def _child(request: dict, fds: list[int], sockets: list, wake: tuple) -> None:
 def _become(request: dict) -> None:
     """The client's working directory, environment, argv, stdio, and fresh nnpipe/stages code."""
     os.chdir(request["cwd"])
+    os.umask(request["umask"])
     os.environ.clear()
     os.environ.update(request["env"])
     for name in list(sys.modules):

@@ -17,35 +17,8 @@ from pathlib import Path
 import pytest
 
 from deps import ROOT
-from warm_util import alive, server_pids, stop_servers, wait_gone
-
-PROBE = '''"""A stage that reports where and how it ran."""
-import json, os, signal, sys, time
-
-from nnpipe import probe_value
-
-
-def main():
-    args = sys.argv[1:]
-    print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
-                      "argv": args, "argv0": os.path.basename(sys.argv[0]),
-                      "env": os.environ.get("PROBE_ENV"), "value": probe_value.VALUE,
-                      "warnoptions": sys.warnoptions,
-                      "stdin": sys.stdin.read() if "--stdin" in args else None}))
-    print("probe: to stderr", file=sys.stderr)
-    sys.stdout.flush()
-    if "--sleep" in args:
-        with open(args[args.index("--sleep") + 1], "w") as handle:
-            handle.write(str(os.getpid()))
-        time.sleep(120)
-    if "--signal" in args:
-        os.kill(os.getpid(), signal.SIGKILL)
-    raise SystemExit(int(args[args.index("--exit") + 1]) if "--exit" in args else 0)
-
-
-if __name__ == "__main__":
-    main()
-'''
+from warm_util import (PROBE, alive, launch, report, server_pids, stop_servers, wait_gone,
+                       warm_run)
 
 
 @pytest.fixture(scope="module")
@@ -73,32 +46,6 @@ def own_dir(tmp_path):
     warm_dir = tmp_path / "w"
     yield warm_dir
     stop_servers(warm_dir)
-
-
-def launch(repo: Path, warm_dir: Path | None, *args: str, wait: bool = True, stdin: str = "",
-           python: tuple[str, ...] = (), **env: str):
-    full_env = {**os.environ, "PROBE_ENV": "probe", **env}
-    if warm_dir is not None:
-        full_env["NNPIPE_WARM_DIR"] = str(warm_dir)
-    command = [sys.executable, *python, "-m", "stages", "probe", *args]
-    if not wait:
-        return subprocess.Popen(command, cwd=repo, env=full_env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(command, cwd=repo, env=full_env, input=stdin, capture_output=True,
-                          text=True, timeout=120)
-
-
-def report(result) -> dict:
-    return json.loads(result.stdout.splitlines()[0])
-
-
-def warm_run(repo: Path, warm_dir: Path, *args: str, **kwargs):
-    """Run until a run is served by a server (the first run of a key starts it, runs cold)."""
-    for _ in range(3):
-        result = launch(repo, warm_dir, *args, **kwargs)
-        if report(result)["ppid"] in server_pids(warm_dir):
-            return result
-    raise AssertionError(f"never served warm: {result.stdout} {result.stderr}")
 
 
 def test_first_run_starts_a_server_and_runs_in_process(repo, own_dir):

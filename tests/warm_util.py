@@ -1,8 +1,11 @@
 """Find and stop the warm servers (nnpipe.warm) that a test started, by their pid files."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -63,3 +66,82 @@ def forks(warm_dir: Path) -> list[int]:
         except psutil.NoSuchProcess:
             pass
     return found
+
+
+# --- a probe stage and how to launch it (tests/test_warm*.py) ---------------------------
+
+PROBE = '''"""A stage that reports where and how it ran."""
+import json, os, signal, sys, time
+
+from nnpipe import probe_value
+
+
+def main():
+    args = sys.argv[1:]
+    print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
+                      "argv": args, "argv0": os.path.basename(sys.argv[0]),
+                      "env": os.environ.get("PROBE_ENV"), "value": probe_value.VALUE,
+                      "warnoptions": sys.warnoptions,
+                      "stdin": sys.stdin.read() if "--stdin" in args else None}))
+    if "--context" in args:  # what the computing process runs under, read from /proc
+        import matplotlib, numpy
+        stat = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
+        mask = os.umask(0); os.umask(mask)
+        print(json.dumps({"umask": mask, "nice": int(stat[16]),
+                          "limits": open("/proc/self/limits").read(),
+                          "affinity": sorted(os.sched_getaffinity(0)),
+                          "linewidth": matplotlib.rcParams["lines.linewidth"],
+                          "x86_v4": numpy._core._multiarray_umath.__cpu_features__.get("X86_V4")}))
+    print("probe: to stderr", file=sys.stderr)
+    sys.stdout.flush()
+    if "--sleep" in args:
+        with open(args[args.index("--sleep") + 1], "w") as handle:
+            handle.write(str(os.getpid()))
+        time.sleep(120)
+    if "--signal" in args:
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise SystemExit(int(args[args.index("--exit") + 1]) if "--exit" in args else 0)
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def launch(repo: Path, warm_dir: Path | None, *args: str, wait: bool = True, stdin: str = "",
+           python: tuple[str, ...] = (), preexec=None, **env: str):
+    """``python -m stages probe ARGS`` in ``repo``; ``preexec`` runs in the launcher first.
+
+    The environment is the session's as its caller gave it (before conftest pinned the math
+    kernels), so a test can add any variable without conflicting with the pinned ones."""
+    from env_util import CALLER_ENV
+
+    full_env = {**CALLER_ENV, "NNPIPE_WARM_IDLE": os.environ.get("NNPIPE_WARM_IDLE", "300"),
+                "PROBE_ENV": "probe", **env}
+    if warm_dir is not None:
+        full_env["NNPIPE_WARM_DIR"] = str(warm_dir)
+    command = [sys.executable, *python, "-m", "stages", "probe", *args]
+    if not wait:
+        return subprocess.Popen(command, cwd=repo, env=full_env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=preexec)
+    return subprocess.run(command, cwd=repo, env=full_env, input=stdin, capture_output=True,
+                          text=True, timeout=120, preexec_fn=preexec)
+
+
+def report(result) -> dict:
+    return json.loads(result.stdout.splitlines()[0])
+
+
+def context(result) -> dict:
+    """The --context line of a probe run."""
+    return json.loads(result.stdout.splitlines()[1])
+
+
+def warm_run(repo: Path, warm_dir: Path, *args: str, **kwargs):
+    """Run until a run is served by a server (the first run of a key starts it, runs cold)."""
+    for _ in range(3):
+        result = launch(repo, warm_dir, *args, **kwargs)
+        if report(result)["ppid"] in server_pids(warm_dir):
+            return result
+    raise AssertionError(f"never served warm: {result.stdout} {result.stderr}")

@@ -1,0 +1,198 @@
+"""The warm contract (issue 14): a warm stage is indistinguishable from a cold one, or steps aside.
+
+Each test drives the real launcher on the probe stage (tests/warm_util.py), which reports the
+process that computes: its parent (the server, when served warm), umask, nice, limits and CPU
+affinity as /proc shows them, matplotlib's rc and NumPy's CPU features.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deps import ROOT
+from env_util import CALLER_ENV
+from warm_util import (PROBE, alive, context, forks, launch, report, server_pids, stop_servers,
+                       wait_gone, warm_run)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("contractrepo")
+    for package in ("nnpipe", "stages"):
+        shutil.copytree(ROOT / package, root / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "stages/probe.py").write_text(PROBE)
+    (root / "nnpipe/probe_value.py").write_text("VALUE = 1\n")
+    return root
+
+
+@pytest.fixture
+def own_dir(tmp_path):
+    warm_dir = tmp_path / "w"
+    yield warm_dir
+    stop_servers(warm_dir)
+
+
+def served_warm(result, warm_dir: Path) -> bool:
+    return report(result)["ppid"] in server_pids(warm_dir)
+
+
+def key_path(repo: Path, warm_dir: Path, suffix: str) -> Path:
+    """The socket (".sock") or lock (".lock") path the launcher would use in ``repo``."""
+    code = "from nnpipe import warm; print(warm.socket_path())"
+    env = {**CALLER_ENV, "NNPIPE_WARM_IDLE": os.environ.get("NNPIPE_WARM_IDLE", "300"),
+           "PROBE_ENV": "probe", "NNPIPE_WARM_DIR": str(warm_dir)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    return Path(out[:-len(".sock")] + suffix)
+
+
+def test_umask_is_the_callers(repo, own_dir):
+    warm_run(repo, own_dir)
+    result = launch(repo, own_dir, "--context", preexec=lambda: os.umask(0o027))
+    assert served_warm(result, own_dir)
+    assert context(result)["umask"] == 0o027
+
+
+@pytest.mark.parametrize("what", ["rlimit", "nice"])
+def test_a_caller_under_other_limits_runs_cold_under_them(repo, own_dir, what):
+    warm_run(repo, own_dir)
+    if what == "rlimit":
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+        def change():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 512) - 1, hard))
+    else:
+        def change():
+            os.nice(3)
+    result = launch(repo, own_dir, "--context", preexec=change)
+    assert result.returncode == 0, result.stderr
+    assert not served_warm(result, own_dir)
+    seen = context(result)
+    if what == "rlimit":
+        assert f"Max open files            {min(soft, 512) - 1}" in seen["limits"]
+    else:
+        assert seen["nice"] == os.getpriority(os.PRIO_PROCESS, 0) + 3
+    assert served_warm(launch(repo, own_dir), own_dir)  # the usual caller is still served
+
+
+def test_matplotlibrc_of_the_caller_counts_and_never_leaks_into_the_server(repo, own_dir,
+                                                                           tmp_path):
+    styled = tmp_path / "styled"
+    shutil.copytree(repo, styled, ignore=shutil.ignore_patterns("__pycache__"))
+    (styled / "matplotlibrc").write_text("lines.linewidth: 7\n")
+    first = launch(styled, own_dir, "--context")  # starts the server, from this directory
+    assert context(first)["linewidth"] == 7.0
+    again = launch(styled, own_dir, "--context")
+    assert not served_warm(again, own_dir) and context(again)["linewidth"] == 7.0
+    plain = warm_run(repo, own_dir, "--context")
+    cold = launch(repo, None, "--context", NNPIPE_WARM="0")
+    assert context(plain)["linewidth"] == context(cold)["linewidth"] == 1.5
+
+
+def test_numpy_variables_get_their_own_server_and_cold_results(repo, own_dir):
+    npy = {"NPY_DISABLE_CPU_FEATURES": "X86_V4,AVX512_ICL,AVX512_SPR"}
+    plain = warm_run(repo, own_dir, "--context")
+    warm = warm_run(repo, own_dir, "--context", **npy)
+    cold = launch(repo, None, "--context", NNPIPE_WARM="0", **npy)
+    assert report(warm)["ppid"] != report(plain)["ppid"]
+    assert context(warm)["x86_v4"] == context(cold)["x86_v4"]
+    assert context(warm)["x86_v4"] in (False, None)
+
+
+def test_per_invocation_variables_share_a_server(repo, own_dir):
+    first = warm_run(repo, own_dir, DVC_STAGE="a", PWD="/x")
+    second = launch(repo, own_dir, DVC_STAGE="b", PWD="/y")
+    assert report(second)["ppid"] == report(first)["ppid"]
+
+
+@pytest.mark.parametrize("suffix", [".sock", ".lock"])
+def test_a_directory_at_the_socket_or_lock_path_runs_cold(repo, own_dir, suffix):
+    own_dir.mkdir(mode=0o700)
+    key_path(repo, own_dir, suffix).mkdir()
+    result = launch(repo, own_dir, "--exit", "3")
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    assert report(result)["ppid"] == os.getpid()
+    assert result.stderr == "probe: to stderr\n"
+
+
+def test_a_stopped_server_is_passed_by(repo, own_dir):
+    server = report(warm_run(repo, own_dir))["ppid"]
+    os.kill(server, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        result = launch(repo, own_dir, "--exit", "0")
+        assert result.returncode == 0 and report(result)["ppid"] == os.getpid()
+        assert time.monotonic() - start < 20
+    finally:
+        os.kill(server, signal.SIGCONT)
+
+
+def test_a_held_lock_times_out_and_runs_cold(repo, own_dir):
+    own_dir.mkdir(mode=0o700)
+    with open(key_path(repo, own_dir, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        start = time.monotonic()
+        result = launch(repo, own_dir, "--exit", "0", NNPIPE_WARM_TIMEOUT="1")
+        elapsed = time.monotonic() - start
+    assert result.returncode == 0 and report(result)["ppid"] == os.getpid()
+    assert elapsed < 15
+    assert server_pids(own_dir) == []
+
+
+def test_a_fork_dies_with_its_server_and_the_stage_reruns_cold(repo, own_dir, tmp_path):
+    server = report(warm_run(repo, own_dir))["ppid"]
+    pid_file = tmp_path / "stage.pid"
+    client = launch(repo, own_dir, "--sleep", str(pid_file), wait=False)
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and client.poll() is None
+        time.sleep(0.05)
+    fork = int(pid_file.read_text())
+    assert fork in forks(own_dir)
+    pid_file.unlink()
+    os.kill(server, signal.SIGKILL)
+    assert wait_gone(fork, 10)  # PR_SET_PDEATHSIG: no orphan left to write later
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():  # the cold re-run has started
+        assert time.monotonic() < deadline and client.poll() is None
+        time.sleep(0.05)
+    assert int(pid_file.read_text()) == client.pid
+    client.kill()
+    _, err = client.communicate()
+    assert "the warm server ended before the stage did; running it cold" in err
+
+
+def test_help_starts_no_server(repo, own_dir):
+    result = launch(repo, own_dir, "--help")
+    assert result.returncode == 0
+    time.sleep(0.5)
+    assert server_pids(own_dir) == [] and not list(own_dir.glob("*.sock"))
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_ctrl_c_ends_the_launcher_by_sigint_warm_or_cold(repo, own_dir, tmp_path, warm):
+    if warm:
+        warm_run(repo, own_dir)
+    pid_file = tmp_path / "stage.pid"
+    client = launch(repo, own_dir, "--sleep", str(pid_file), wait=False,
+                    **({} if warm else {"NNPIPE_WARM": "0"}))
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and client.poll() is None
+        time.sleep(0.05)
+    stage = int(pid_file.read_text())
+    assert (stage != client.pid) == warm
+    client.send_signal(signal.SIGINT)
+    client.communicate(timeout=30)
+    assert client.returncode == -signal.SIGINT
+    assert not alive(stage)
