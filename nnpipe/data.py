@@ -9,13 +9,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import urllib.error
 import urllib.request
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from nnpipe.errors import PipelineError
+from nnpipe.errors import PipelineError, short
 
 SPIRAL_FEATURES = ("X1", "X2")
 SPIRAL_TARGET = "color"
@@ -68,26 +69,57 @@ def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
-def read_source(source: str, timeout: float) -> bytes:
-    """The raw bytes of a local CSV path or an http(s) URL."""
+DEFAULT_MAX_MB = 1024
+
+
+def read_source(source: str, timeout: float, max_bytes: int = DEFAULT_MAX_MB << 20,
+                what: str = "fetch.source", limit: str = "fetch.max_mb") -> bytes:
+    """The raw bytes of a local CSV file or an http(s) URL, at most ``max_bytes`` of them.
+
+    A path must name a regular file: a device (/dev/zero), a FIFO or a directory would read
+    forever, block, or fail later, so they are refused before anything is read.
+    """
     if is_url(source):
         try:
             with urllib.request.urlopen(source, timeout=timeout) as response:
-                return response.read()
+                return _read_capped(response, max_bytes, source, limit)
         except urllib.error.HTTPError as exc:
-            raise PipelineError(f"{source}: HTTP {exc.code} {exc.reason}") from None
+            raise PipelineError(f"{source}: HTTP {exc.code} {short(exc.reason)}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise PipelineError(f"{source}: cannot fetch ({reason})") from None
+            raise PipelineError(f"{source}: cannot fetch ({short(str(reason))})") from None
+    check_regular_file(source, max_bytes, what, limit)
     try:
         with open(source, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise PipelineError(f"{source}: file not found (fetch.source)") from None
-    except IsADirectoryError:
-        raise PipelineError(f"{source}: is a directory, not a CSV file (fetch.source)") from None
+            return _read_capped(handle, max_bytes, source, limit)
     except OSError as exc:
         raise PipelineError(f"{source}: cannot read ({exc.strerror})") from None
+
+
+def check_regular_file(path: str, max_bytes: int, what: str, limit: str) -> None:
+    """A one-line error unless ``path`` is a regular file of at most ``max_bytes``."""
+    import stat
+
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found ({what})") from None
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise PipelineError(f"{path}: is a directory, not a CSV file ({what})")
+    if not stat.S_ISREG(info.st_mode):
+        raise PipelineError(f"{path}: not a regular file (a device, FIFO or socket) ({what})")
+    if info.st_size > max_bytes:
+        raise PipelineError(f"{path}: {info.st_size} bytes, more than the {max_bytes} "
+                            f"allowed ({limit})")
+
+
+def _read_capped(stream: Any, max_bytes: int, source: str, limit: str) -> bytes:
+    data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PipelineError(f"{source}: more than the {max_bytes} bytes allowed ({limit})")
+    return data
 
 
 def check_sha256(data: bytes, expected: str | None, source: str) -> None:
@@ -116,7 +148,7 @@ def parse_csv(data: bytes, source: str) -> Any:
         if name in seen:
             hint = "; the first row looks like data: the file needs a header row" \
                 if _is_number(name) else ""
-            raise PipelineError(f"{source}: duplicate column name '{name}'{hint}")
+            raise PipelineError(f"{source}: duplicate column name '{short(name)}'{hint}")
         seen.add(name)
     try:
         return pd.read_csv(io.StringIO(text))
@@ -129,7 +161,7 @@ def _shown(value: Any) -> str:
     """A cell value as a user would write it: nan, inf, 'abc'."""
     if isinstance(value, np.generic):
         value = value.item()
-    return repr(value) if isinstance(value, float) else repr(str(value))
+    return short(repr(value) if isinstance(value, float) else repr(str(value)))
 
 
 def _is_number(text: str) -> bool:
@@ -151,14 +183,15 @@ def validate_frame(frame: Any, features: Sequence[str], target: str, source: str
     import pandas as pd
 
     if target in features:
-        raise PipelineError(f"{source}: data.target '{target}' is also listed in data.features")
+        raise PipelineError(f"{source}: data.target '{short(target)}' is also listed in "
+                            "data.features")
     columns = [str(c) for c in frame.columns]
     for name in [*features, target]:
         if name not in columns:
             hint = "; the first row looks like data: the file needs a header row" \
                 if any(_is_number(c) for c in columns) else ""
-            raise PipelineError(f"{source}: column '{name}' not found "
-                                f"(columns: {', '.join(columns) or 'none'}){hint}")
+            raise PipelineError(f"{source}: column '{short(name)}' not found "
+                                f"(columns: {short(', '.join(columns) or 'none', 200)}){hint}")
     if len(frame) == 0:
         raise PipelineError(f"{source}: has a header but no data rows")
     out = pd.DataFrame(index=range(len(frame)))
@@ -178,10 +211,10 @@ def validate_frame(frame: Any, features: Sequence[str], target: str, source: str
     counts = out[target].value_counts().sort_index()
     if len(counts) < 2:
         raise PipelineError(f"{source}: column '{target}' has {len(counts)} class "
-                            f"({', '.join(map(str, counts.index))}); at least 2 are needed")
+                            f"({short(', '.join(map(str, counts.index)))}); at least 2 are needed")
     small = counts[counts < MIN_ROWS_PER_CLASS]
     if len(small):
-        raise PipelineError(f"{source}: class '{small.index[0]}' has {int(small.iloc[0])} row(s); "
+        raise PipelineError(f"{source}: class '{short(small.index[0])}' has {int(small.iloc[0])} row(s); "
                             f"a stratified train/val/test split needs at least "
                             f"{MIN_ROWS_PER_CLASS} per class")
     return CheckedData(out, {str(k): int(v) for k, v in counts.items()})

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
-from nnpipe.errors import PipelineError
+from nnpipe.errors import PipelineError, short
 
 Check = Callable[[Any], "str | None"]
 
@@ -60,6 +60,27 @@ def non_empty(value: Any) -> str | None:
     return None
 
 
+# Upper bounds: refused with one line before anything is allocated.
+MAX_WIDTH = 100_000          # hidden units per layer
+MAX_EPOCHS = 1_000_000
+MAX_ROWS = 30_000_000        # synthetic spiral rows (samples_per_class * classes)
+MAX_CELLS = 50_000_000       # overfit_random's random data (N * C * D values)
+MAX_NAMES = 10_000           # features, classes
+
+
+def up_to(limit: int) -> Check:
+    """> 0 and at most ``limit``."""
+    def check(value: Any) -> str | None:
+        if value <= 0:
+            return "must be > 0"
+        return None if value <= limit else f"must be at most {limit}"
+    return check
+
+
+def names(value: Any) -> str | None:
+    return f"must name at most {MAX_NAMES}" if len(value) > MAX_NAMES else non_empty(value)
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -93,14 +114,15 @@ class FetchParams:
     source: str = _param("synthetic", "str")
     sha256: str | None = _param(None, "sha256?")
     timeout: float = _param(30, "number", positive)
-    samples_per_class: int = _param(500, "int", positive)
-    classes: tuple[str, ...] = _param(["c1", "c3", "c2"], "str_list", non_empty)
+    samples_per_class: int = _param(500, "int", up_to(MAX_ROWS))
+    classes: tuple[str, ...] = _param(["c1", "c3", "c2"], "str_list", names)
     noise: float = _param(0.2, "number", non_negative)
+    max_mb: float = _param(1024, "number", up_to(1 << 20))  # largest CSV read, path or URL
 
 
 @dataclass(frozen=True)
 class DataParams:
-    features: tuple[str, ...] = _param(["X1", "X2"], "str_list", non_empty)
+    features: tuple[str, ...] = _param(["X1", "X2"], "str_list", names)
     target: str = _param("color", "str")
 
 
@@ -113,18 +135,18 @@ class SplitParams:
 
 @dataclass(frozen=True)
 class LinearParams:
-    hidden_dim: int = _param(100, "int", positive)
+    hidden_dim: int = _param(100, "int", up_to(MAX_WIDTH))
     lr: float = _param(0.01, "number", positive)
-    epochs: int = _param(10, "int", positive)
+    epochs: int = _param(10, "int", up_to(MAX_EPOCHS))
     batch_size: int | None = _param(None, "int?", positive_or_none)
     log_every: int = _param(1, "int", positive)
 
 
 @dataclass(frozen=True)
 class TorchMLPParams:
-    hidden_dim: int = _param(100, "int", positive)
+    hidden_dim: int = _param(100, "int", up_to(MAX_WIDTH))
     lr: float = _param(0.01, "number", positive)
-    epochs: int = _param(100, "int", positive)
+    epochs: int = _param(100, "int", up_to(MAX_EPOCHS))
     batch_size: int | None = _param(None, "int?", positive_or_none)
     dropout_p: float = _param(0.0, "number", half_open_unit)
     init: str = _param("default", "str", one_of("default", "xavier_normal"))
@@ -133,9 +155,9 @@ class TorchMLPParams:
 
 @dataclass(frozen=True)
 class NumpyMLPParams:
-    hidden_dim: int = _param(100, "int", positive)
+    hidden_dim: int = _param(100, "int", up_to(MAX_WIDTH))
     lr: float = _param(1.0, "number", positive)
-    epochs: int = _param(1000, "int", positive)
+    epochs: int = _param(1000, "int", up_to(MAX_EPOCHS))
     batch_size: int | None = _param(None, "int?", positive_or_none)
     init_scale: float = _param(0.01, "number", positive)
     log_every: int = _param(100, "int", positive)
@@ -143,12 +165,12 @@ class NumpyMLPParams:
 
 @dataclass(frozen=True)
 class OverfitParams:
-    samples_per_class: int = _param(50, "int", positive)
-    num_classes: int = _param(3, "int", positive)
-    num_features: int = _param(2, "int", positive)
+    samples_per_class: int = _param(50, "int", up_to(MAX_CELLS))
+    num_classes: int = _param(3, "int", up_to(MAX_NAMES))
+    num_features: int = _param(2, "int", up_to(MAX_NAMES))
     hidden_dim: int | str = _param("auto", "int|auto", positive_or_auto)
     lr: float = _param(0.1, "number", positive)
-    epochs: int = _param(500, "int", positive)
+    epochs: int = _param(500, "int", up_to(MAX_EPOCHS))
     batch_size: int | None = _param(None, "int?", positive_or_none)
     dropout_p: float = _param(0.0, "number", half_open_unit)
     init: str = _param("default", "str", one_of("default", "xavier_normal"))
@@ -157,8 +179,8 @@ class OverfitParams:
 
 @dataclass(frozen=True)
 class PlotParams:
-    max_points: int = _param(2000, "int", positive)
-    grid_size: int = _param(101, "int", positive)
+    max_points: int = _param(2000, "int", up_to(10_000_000))
+    grid_size: int = _param(101, "int", up_to(2001))
 
 
 SECTIONS: dict[str, type] = {
@@ -182,13 +204,34 @@ def _check_split(section: SplitParams) -> tuple[str, str] | None:
     return None
 
 
-_CROSS_CHECKS: dict[str, Callable[[Any], "tuple[str, str] | None"]] = {"split": _check_split}
+def _check_fetch(section: FetchParams) -> tuple[str, str] | None:
+    rows = section.samples_per_class * len(section.classes)
+    if rows > MAX_ROWS:
+        return ("samples_per_class * len(classes)", f"={rows} must be at most {MAX_ROWS}")
+    return None
+
+
+def _check_overfit(section: OverfitParams) -> tuple[str, str] | None:
+    s = section
+    cells = s.samples_per_class * s.num_classes * s.num_features
+    if cells > MAX_CELLS:
+        return ("samples_per_class * num_classes * num_features",
+                f"={cells} must be at most {MAX_CELLS}")
+    width = (2 * s.samples_per_class * s.num_classes + s.num_features
+             if s.hidden_dim == "auto" else s.hidden_dim)
+    if width > MAX_WIDTH:
+        return ("hidden_dim", f"={s.hidden_dim} gives {width} hidden units, at most {MAX_WIDTH}")
+    return None
+
+
+_CROSS_CHECKS: dict[str, Callable[[Any], "tuple[str, str] | None"]] = {
+    "split": _check_split, "fetch": _check_fetch, "overfit_random": _check_overfit}
 
 
 def check_seed(value: Any, origin: str = "params.yaml") -> int:
     """Validate the shared top-level ``seed`` (what np.random.RandomState accepts)."""
     if not _is_int(value) or not 0 <= value < 2**32:
-        raise PipelineError(f"{origin}: seed={value!r} must be an integer in [0, 2**32)")
+        raise PipelineError(f"{origin}: seed={short(repr(value))} must be an integer in [0, 2**32)")
     return value
 
 
@@ -196,11 +239,11 @@ def build_section(name: str, raw: Any, origin: str = "params.yaml") -> Any:
     """Validate one section's mapping and return its frozen dataclass."""
     cls = SECTIONS[name]
     if not isinstance(raw, dict):
-        raise PipelineError(f"{origin}: section '{name}' must be a mapping, got {raw!r}")
+        raise PipelineError(f"{origin}: section '{name}' must be a mapping, got {short(repr(raw))}")
     known = {f.name: f for f in fields(cls)}
     for key in raw:
         if key not in known:
-            raise PipelineError(f"{origin}: unknown key {name}.{key} "
+            raise PipelineError(f"{origin}: unknown key {name}.{short(key)} "
                                 f"(known: {', '.join(known)})")
     values = {}
     for key, spec in known.items():
@@ -209,11 +252,11 @@ def build_section(name: str, raw: Any, origin: str = "params.yaml") -> Any:
         value = raw[key]
         what, accepts = _KINDS[spec.metadata["kind"]]
         if not accepts(value):
-            raise PipelineError(f"{origin}: {name}.{key}={value!r} must be {what}")
+            raise PipelineError(f"{origin}: {name}.{key}={short(repr(value))} must be {what}")
         check = spec.metadata["check"]
         problem = check(value) if check else None
         if problem:
-            raise PipelineError(f"{origin}: {name}.{key}={value!r} {problem}")
+            raise PipelineError(f"{origin}: {name}.{key}={short(repr(value))} {problem}")
         values[key] = tuple(value) if isinstance(value, list) else value
     section = cls(**values)
     cross = _CROSS_CHECKS.get(name)
@@ -238,20 +281,74 @@ class Params:
     plot: PlotParams | None = None
 
 
+MAX_DEPTH = 20    # nesting levels in params.yaml
+MAX_DIGITS = 30   # digits of an integer in params.yaml
+
+
+class _Refused(Exception):
+    """params.yaml holds something refused before it expands or allocates."""
+
+    def __init__(self, what: str, mark: Any):
+        super().__init__(what)
+        self.mark = mark
+
+
+def _yaml() -> Any:
+    """ruamel.yaml as DVC reads params (YAML 1.2, so ``1e-3`` is a float and ``yes`` a string),
+    refusing aliases, deep nesting and huge integers before they expand or allocate."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.composer import Composer
+    from ruamel.yaml.constructor import SafeConstructor
+    from ruamel.yaml.events import AliasEvent
+
+    class GuardedComposer(Composer):
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.parser.peek_event()
+            if isinstance(event, AliasEvent):
+                raise _Refused("YAML aliases (*name) are not accepted", event.start_mark)
+            self.depth += 1
+            try:
+                if self.depth > MAX_DEPTH:
+                    raise _Refused(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    class GuardedConstructor(SafeConstructor):
+        def construct_yaml_int(self, node: Any) -> Any:
+            if len(node.value) > MAX_DIGITS:
+                raise _Refused(f"an integer of {len(node.value)} digits (at most {MAX_DIGITS})",
+                               node.start_mark)
+            return super().construct_yaml_int(node)
+
+    GuardedConstructor.add_constructor("tag:yaml.org,2002:int",
+                                       GuardedConstructor.construct_yaml_int)
+    yaml = YAML(typ="safe", pure=True)
+    yaml.Composer = GuardedComposer
+    yaml.Constructor = GuardedConstructor
+    return yaml
+
+
 def read_yaml(path: str) -> dict:
     """Read params.yaml as a mapping, with a one-line error for a missing or broken file."""
-    import yaml
+    from ruamel.yaml.error import YAMLError
 
     try:
         with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
+            raw = _yaml().load(handle)
     except FileNotFoundError:
         raise PipelineError(f"{path}: file not found") from None
     except UnicodeDecodeError:
         raise PipelineError(f"{path}: not a UTF-8 YAML file") from None
     except IsADirectoryError:
         raise PipelineError(f"{path}: is a directory, not a YAML file") from None
-    except yaml.YAMLError as exc:
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read ({exc.strerror})") from None
+    except _Refused as exc:
+        raise PipelineError(f"{path}: {exc} (line {exc.mark.line + 1})") from None
+    except (YAMLError, RecursionError, ValueError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise PipelineError(f"{path}: not valid YAML{where}") from None

@@ -4,8 +4,9 @@
     python -m nnpipe.predict --model numpy_mlp --input new.csv [--output predictions.csv]
     python -m nnpipe.predict --model linear --json X1=0.1 X2=0.1
 
-Exit code 2 with a one-line message for unknown or missing features, values that
-are not finite numbers, and missing or broken artifacts.
+Exit code 2 with a one-line message for unknown, missing or repeated features, values
+that are not finite numbers, an --input that is not a regular file of at most --max-mb,
+--output without --input or naming a directory, and missing or broken artifacts.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nnpipe import cli, io, models
-from nnpipe.errors import PipelineError
+from nnpipe.errors import PipelineError, short
 
 MODEL_NAMES = ("linear", "numpy_mlp", "torch_mlp", "overfit_random")
 
@@ -30,9 +31,13 @@ def parse_assignments(pairs: Sequence[str], features: Sequence[str]) -> np.ndarr
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep:
-            raise PipelineError(f"argument {pair!r}: expected NAME=VALUE, e.g. {features[0]}=0.1")
+            raise PipelineError(f"argument {short(repr(pair))}: expected NAME=VALUE, "
+                                f"e.g. {features[0]}=0.1")
         if name not in features:
-            raise PipelineError(f"unknown feature '{name}' (the model takes {', '.join(features)})")
+            raise PipelineError(f"unknown feature '{short(name)}' "
+                                f"(the model takes {short(', '.join(features), 200)})")
+        if name in values:
+            raise PipelineError(f"feature '{name}' given twice")
         values[name] = _number(text, f"feature '{name}'")
     missing = [f for f in features if f not in values]
     if missing:
@@ -45,17 +50,18 @@ def _number(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise PipelineError(f"{what}: {text!r} is not a number") from None
+        raise PipelineError(f"{what}: {short(repr(text))} is not a number") from None
     if not math.isfinite(value):
-        raise PipelineError(f"{what}: {text!r} is not a finite number")
+        raise PipelineError(f"{what}: {short(repr(text))} is not a finite number")
     return value
 
 
-def read_inputs(path: str, features: Sequence[str]) -> np.ndarray:
+def read_inputs(path: str, features: Sequence[str], max_mb: float = 1024) -> np.ndarray:
     """Rows ``(N, D)`` of a CSV holding (at least) the model's feature columns."""
     from nnpipe import data
 
-    raw = data.read_source(path, timeout=30)
+    raw = data.read_source(path, timeout=30, max_bytes=int(max_mb * 2**20), what="--input",
+                           limit="--max-mb")
     frame = data.parse_csv(raw, path)
     missing = [f for f in features if f not in frame.columns]
     if missing:
@@ -100,15 +106,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models-dir", default="models", help="where the model directories are")
     parser.add_argument("--input", help="CSV of points to predict (one row each)")
     parser.add_argument("--output", help="with --input: write the predictions CSV here")
+    parser.add_argument("--max-mb", type=float, default=1024,
+                        help="largest --input CSV read, in MB (default 1024)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("features", nargs="*", metavar="NAME=VALUE")
     args = parser.parse_args(argv)
     with cli.stage("predict"):
         if bool(args.input) == bool(args.features):
             raise PipelineError("give either NAME=VALUE features or --input CSV (one of them)")
+        if args.output and not args.input:
+            raise PipelineError("--output needs --input (it writes the predictions of a CSV)")
+        if args.output and os.path.isdir(args.output):
+            raise PipelineError(f"--output {short(args.output, 200)}: is a directory, "
+                                "give a file path")
         model = models.load(os.path.join(args.models_dir, args.model))
         features = model.preprocessor.features
-        X = read_inputs(args.input, features) if args.input else \
+        X = read_inputs(args.input, features, args.max_mb) if args.input else \
             parse_assignments(args.features, features)
         result = predict(model, X)
         if args.json:

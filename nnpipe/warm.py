@@ -13,9 +13,10 @@ another core). The server exits after ``NNPIPE_WARM_IDLE`` seconds (default 900)
 request, as soon as a directory on its ``sys.path`` changes (a package was installed or
 removed), or on ``python -m stages --stop``. Servers are keyed by interpreter, ``sys.path``,
 the whole environment but for the few variables that change from one command to the next
-(``PER_INVOCATION_ENV``), and this file's text. A server serves only callers whose process
-context (rlimits, nice, CPU affinity, cgroup) is its own and whose working directory holds no
-file the libraries read at import (``CWD_CONFIG_FILES``); other callers run cold. Every wait
+(``PER_INVOCATION_ENV``), the process context a fork would inherit from the server (rlimits,
+nice, CPU affinity, cgroup), and this file's text. A server serves only callers whose process
+context is its own (it checks) and whose working directory holds no file the libraries read
+at import (``CWD_CONFIG_FILES``); other callers run cold. Every wait
 on the server or its lock has a timeout, and any OSError on the way runs the stage cold.
 ``NNPIPE_WARM=0`` runs every stage in-process.
 """
@@ -126,7 +127,7 @@ def socket_path() -> str | None:
     env = sorted((k, v) for k, v in os.environ.items()
                  if not k.startswith(PER_INVOCATION_ENV) and k not in PER_INVOCATION_NAMES)
     key = json.dumps([sys.executable, sys.version, _interpreter_flags(), sys.path[1:], env,
-                      source.hexdigest()])
+                      process_context(), source.hexdigest()])
     path = os.path.join(base, hashlib.sha256(key.encode()).hexdigest()[:24] + ".sock")
     return path if len(path.encode()) < 100 else None  # AF_UNIX paths hold 108 bytes
 
@@ -174,27 +175,40 @@ def _server_stopped(path: str) -> bool:
 
 
 def _connect_or_spawn(path: str) -> socket.socket | None:
-    """A connection to the warm server; if there is none, start one and return None."""
+    """A connection to the warm server; if there is none, None, and the server is started as
+    soon as the stage has parsed its arguments (so --help or a usage error starts none)."""
     conn = _connect(path)
-    if conn is not None:
-        return conn
+    if conn is None:
+        from nnpipe import cli
+
+        cli.ON_START.append(lambda: _spawn_unless_running(path))
+    return conn
+
+
+def _spawn_unless_running(path: str) -> None:
+    """Under the key's lock (waited for at most the timeout), start a server unless another
+    client has meanwhile; never fails the stage."""
     import fcntl
     import time
 
-    with open(path[:-5] + ".lock", "w") as lock:
-        deadline = time.monotonic() + _timeout()
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    return None  # someone holds the lock too long: run cold
-                time.sleep(0.02)
-        conn = _connect(path)  # another client may have started it meanwhile
-        if conn is None:
-            _spawn(path)
-    return conn
+    try:
+        with open(path[:-5] + ".lock", "w") as lock:
+            deadline = time.monotonic() + _timeout()
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        return  # someone holds the lock too long: this stage stays cold
+                    time.sleep(0.02)
+            conn = _connect(path)  # another client may have started it meanwhile
+            if conn is None:
+                _spawn(path)
+            else:
+                conn.close()
+    except OSError:
+        pass
 
 
 def _spawn(path: str) -> None:

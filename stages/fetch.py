@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
             frame = data.spiral_frame(p.fetch.samples_per_class, p.fetch.classes,
                                       p.fetch.noise, p.seed)
         else:
-            raw = data.read_source(source, p.fetch.timeout)
+            raw = data.read_source(source, p.fetch.timeout, int(p.fetch.max_mb * 2**20))
             data.check_sha256(raw, p.fetch.sha256, source)
             frame = data.parse_csv(raw, source)
         checked = data.validate_frame(frame, p.data.features, p.data.target, source)

@@ -424,3 +424,13 @@ def test_read_numeric_csv_columns_and_errors(tmp_path):
         io.read_numeric_csv(str(path))
     with pytest.raises(PipelineError, match="file not found"):
         io.read_numeric_csv(str(tmp_path / "missing.csv"))
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_outputs_follow_the_umask(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        io.write_text(str(tmp_path / "out.txt"), "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == mode

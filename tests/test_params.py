@@ -292,3 +292,55 @@ def test_build_section_default_origin():
         params.build_section("plot", {"max_points": 10, "grid_size": 5, "dpi": 3})
     section = params.build_section("plot", {"max_points": 10, "grid_size": 5})
     assert section == params.PlotParams(max_points=10, grid_size=5)
+
+
+# --- YAML as DVC reads it, and hostile YAML ---------------------------------------------------
+
+def _text(tmp_path, text: str) -> str:
+    path = tmp_path / "params.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_hand_written_exponent_numbers_are_floats_as_dvc_reads_them(tmp_path, repo_raw):
+    text = yaml.safe_dump(repo_raw, sort_keys=False).replace("lr: 0.01\n", "lr: 1e-3\n", 1)
+    assert "lr: 1e-3" in text
+    loaded = params.load(_text(tmp_path, text), "train_linear")
+    assert loaded.train_linear.lr == 0.001 and isinstance(loaded.train_linear.lr, float)
+    from dvc.utils.serialize import parse_yaml  # the reader `dvc params diff` uses
+
+    assert params.read_yaml(_text(tmp_path, text)) == parse_yaml(text, "params.yaml")
+
+
+def test_yes_is_a_string_as_in_yaml_1_2_so_a_bool_key_refuses_it(tmp_path, repo_raw):
+    text = yaml.safe_dump(repo_raw, sort_keys=False).replace("portable: true", "portable: yes")
+    with _raises("math.portable='yes' must be true or false"):
+        params.load(_text(tmp_path, text), "math")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a: &x [1, 2]\nb: *x\n", "YAML aliases (*name) are not accepted (line 2)"),
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 20 levels (line 1)"),
+    ("seed: " + "9" * 5000 + "\n", "an integer of 5000 digits (at most 30) (line 1)"),
+    ("a: [\n", "not valid YAML"),
+])
+def test_hostile_yaml_is_refused_before_it_expands(tmp_path, text, message):
+    with _raises(f"params.yaml: {message}"):
+        params.read_yaml(_text(tmp_path, text))
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train_torch_mlp", "hidden_dim", 10**12, "must be at most 100000"),
+    ("train_numpy_mlp", "epochs", 10**7, "must be at most 1000000"),
+    ("fetch", "samples_per_class", 10**8, "must be at most 30000000"),
+    ("plot", "grid_size", 10**5, "must be at most 2001"),
+])
+def test_absurd_sizes_are_refused(write_params, section, key, value, message):
+    with _raises(f"{section}.{key}={value} {message}"):
+        params.load(write_params(_set(section, key, value)), section)
+
+
+def test_echoed_values_are_cut_short(write_params):
+    with pytest.raises(PipelineError) as caught:
+        params.load(write_params(_set("train_torch_mlp", "init", "z" * 10**6)), "train_torch_mlp")
+    assert len(str(caught.value)) < 300 and "(1000002 characters)" in str(caught.value)

@@ -230,8 +230,9 @@ def assert_one_line_error(result: Result, prefix: str, fragments=()) -> str:
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
     lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"{prefix}: error: "), lines[0]
+    assert len(lines) == 1, result.stderr[:2000]
+    assert lines[0].startswith(f"{prefix}: error: "), lines[0][:2000]
+    assert len(lines[0]) <= 600, f"an error line of {len(lines[0])} characters"
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
@@ -265,6 +266,27 @@ def zip_of_non_arrays() -> bytes:
 
 
 IS_DIR = "<a directory>"
+FIFO = "<a fifo>"         # fetch.source / --input: a named pipe no one writes to
+DEV_ZERO = "/dev/zero"   # fetch.source / --input: endless bytes
+HUGE_LABEL = 50 * 2**20  # characters of one class name
+
+
+def huge_label_csv() -> bytes:
+    return (good_csv_text() + "1,1," + "x" * HUGE_LABEL + "\n").encode()
+
+
+def params_text_with(extra: str = "", **replace: str) -> Callable[[], bytes]:
+    """A params.yaml that is tiny_params() with ``extra`` lines appended and top-level
+    ``replace``d values written verbatim (YAML that yaml.safe_dump would not write)."""
+    def make() -> bytes:
+        p = tiny_params()
+        for key in replace:
+            p[key] = f"@{key}@"
+        text = yaml.safe_dump(p, sort_keys=False)
+        for key, raw in replace.items():
+            text = text.replace(f"'@{key}@'", raw)
+        return (text + extra).encode()
+    return make
 
 
 ROWS = good_csv_text().split("\n", 1)[1]  # without the header
@@ -323,6 +345,11 @@ CASES: dict[str, Case] = {
                                     fetch__timeout=5),
     "fetch-http_404": _fetch("{url}/missing.csv", "HTTP 404"),
     "fetch-http_500": _fetch("{url}/error500/good.csv", "HTTP 500"),
+    "fetch-dev_zero": _fetch(DEV_ZERO, "not a regular file"),
+    "fetch-fifo": _fetch(FIFO, "not a regular file"),
+    "fetch-too_large": _fetch(good_csv_text(), "bytes, more than the 104 allowed",
+                              "fetch.max_mb", fetch__max_mb=0.0001),
+    "fetch-huge_label": _fetch(huge_label_csv, "class 'xxxxx", "characters"),
     "fetch-sha256_mismatch": _fetch("{url}/good.csv", "sha256", "f" * 64, "fetch.sha256",
                                     hashlib.sha256(good_csv_text().encode()).hexdigest(),
                                     fetch__sha256="f" * 64),
@@ -370,6 +397,26 @@ CASES: dict[str, Case] = {
                                        "split.train_size", "sum to 1"),
     "params-plot_grid_0": _param("plot_data", {"plot.grid_size": 0}, "plot.grid_size=0"),
     "params-binary_garbage_5mb": Case("fetch", ("{params}",), params_file=garbage),
+    "params-hidden_dim_1e12": _param("train_numpy_mlp", {"train_numpy_mlp.hidden_dim": 10**12},
+                                     "train_numpy_mlp.hidden_dim=1000000000000",
+                                     "at most 100000"),
+    "params-epochs_1e9": _param("train_torch_mlp", {"train_torch_mlp.epochs": 10**9},
+                                "train_torch_mlp.epochs=1000000000", "at most"),
+    "params-overfit_auto_too_wide": _param(
+        "overfit_random", {"overfit_random.samples_per_class": 100_000},
+        "overfit_random.hidden_dim=auto gives 600002 hidden units"),
+    "params-alias_bomb": Case("fetch", ("{params}", "YAML aliases", "line"),
+                              params_file=params_text_with(
+                                  "a: &a [x, x, x, x, x, x, x, x, x]\n"
+                                  + "".join(f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+                                            for p, c in zip("abcdefgh", "bcdefghi")))),
+    "params-nesting_5000": Case("fetch", ("{params}", "nested deeper than 20"),
+                                params_file=params_text_with("deep: " + "[" * 5000
+                                                             + "]" * 5000 + "\n")),
+    "params-5000_digit_seed": Case("fetch", ("{params}", "an integer of 5000 digits"),
+                                   params_file=params_text_with(seed="1" * 5000)),
+    "params-huge_string": _param("train_torch_mlp", {"train_torch_mlp.init": "r" * 10**6},
+                                 "train_torch_mlp.init='rrrr", "characters"),
     "params-utf16": Case("fetch", ("{params}",),
                          params_file=lambda: yaml.safe_dump(tiny_params()).encode("utf-16")),
     # predict: a CSV of new points, or NAME=VALUE
@@ -389,6 +436,16 @@ CASES: dict[str, Case] = {
     "predict-arg_unknown_feature": Case("predict", ("unknown feature 'X3'",),
                                         args=("X1=0", "X3=1")),
     "predict-arg_missing_feature": Case("predict", ("missing feature(s) X2",), args=("X1=0",)),
+    "predict-arg_repeated_feature": Case("predict", ("feature 'X1' given twice",),
+                                         args=("X1=0", "X1=1", "X2=0")),
+    "predict-output_without_input": Case("predict", ("--output needs --input",),
+                                         args=("--output", "{root}/predictions.csv", "X1=0",
+                                               "X2=0")),
+    "predict-output_is_a_directory": Case("predict", ("--output {root}", "is a directory"),
+                                          args=("--input", "{root}/models/numpy_mlp/config.json",
+                                                "--output", "{root}")),
+    "predict-dev_zero": _predict(DEV_ZERO, "not a regular file", "--input"),
+    "predict-fifo": _predict(FIFO, "not a regular file"),
 }
 
 
@@ -403,6 +460,12 @@ def case_command(case: Case, root: Path, tmp_path: Path, url: str,
     source = ""
     if isinstance(case.source, str) and case.source.startswith(("{url}", "http://")):
         source = case.source.format(url=url, closed=closed)
+    elif case.source == DEV_ZERO:
+        source = DEV_ZERO
+    elif case.source == FIFO:
+        source = str(tmp_path / "pipe.csv")
+        if not Path(source).exists():
+            os.mkfifo(source)
     elif case.source is not None:
         source = str(tmp_path / ("input.csv" if case.stage == "predict" else "source.csv"))
         if not Path(source).exists():

@@ -17,20 +17,13 @@ from pathlib import Path
 import pytest
 
 from deps import ROOT
-from warm_util import (PROBE, alive, launch, report, server_pids, stop_servers, wait_gone,
-                       warm_run)
+from warm_util import (alive, launch, probe_repo_at, report, server_pids, sleeping_stage,
+                       stop_servers, wait_gone, warm_run)
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """nnpipe/ and stages/ plus the probe stage, in a directory of their own."""
-    root = tmp_path_factory.mktemp("warmrepo")
-    for package in ("nnpipe", "stages"):
-        shutil.copytree(ROOT / package, root / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "stages/probe.py").write_text(PROBE)
-    (root / "nnpipe/probe_value.py").write_text("VALUE = 1\n")
-    return root
+    return probe_repo_at(tmp_path_factory.mktemp("warmrepo"))
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +107,7 @@ def test_killing_the_launcher_kills_the_stage(repo, shared_dir, tmp_path):
     warm_run(repo, shared_dir)
     pid_file = tmp_path / "stage.pid"
     client = launch(repo, shared_dir, "--sleep", str(pid_file), wait=False)
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline and client.poll() is None
-        time.sleep(0.05)
-    stage_pid = int(pid_file.read_text())
+    stage_pid = sleeping_stage(pid_file, client)
     assert stage_pid != client.pid  # it runs in a fork of the server
     client.kill()
     client.communicate()

@@ -18,21 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from deps import ROOT
 from env_util import CALLER_ENV
-from warm_util import (PROBE, alive, context, forks, launch, report, server_pids, stop_servers,
-                       wait_gone, warm_run)
+from warm_util import (alive, context, forks, launch, probe_repo_at, report, server_pids,
+                       sleeping_stage, stop_servers, wait_gone, warm_run)
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("contractrepo")
-    for package in ("nnpipe", "stages"):
-        shutil.copytree(ROOT / package, root / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "stages/probe.py").write_text(PROBE)
-    (root / "nnpipe/probe_value.py").write_text("VALUE = 1\n")
-    return root
+    return probe_repo_at(tmp_path_factory.mktemp("contractrepo"))
 
 
 @pytest.fixture
@@ -64,25 +57,45 @@ def test_umask_is_the_callers(repo, own_dir):
 
 
 @pytest.mark.parametrize("what", ["rlimit", "nice"])
-def test_a_caller_under_other_limits_runs_cold_under_them(repo, own_dir, what):
-    warm_run(repo, own_dir)
-    if what == "rlimit":
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+def test_a_caller_under_other_limits_computes_under_them(repo, own_dir, what):
+    """Its own server, started under those limits (or a cold run): never the usual one."""
+    usual = report(warm_run(repo, own_dir))["ppid"]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(soft, 512) - 1
 
-        def change():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 512) - 1, hard))
-    else:
-        def change():
+    def change():
+        if what == "rlimit":
+            resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+        else:
             os.nice(3)
-    result = launch(repo, own_dir, "--context", preexec=change)
-    assert result.returncode == 0, result.stderr
-    assert not served_warm(result, own_dir)
-    seen = context(result)
-    if what == "rlimit":
-        assert f"Max open files            {min(soft, 512) - 1}" in seen["limits"]
-    else:
-        assert seen["nice"] == os.getpriority(os.PRIO_PROCESS, 0) + 3
-    assert served_warm(launch(repo, own_dir), own_dir)  # the usual caller is still served
+    first = launch(repo, own_dir, "--context", preexec=change)
+    served = warm_run(repo, own_dir, "--context", preexec=change)
+    for result in (first, served):
+        seen = context(result)
+        if what == "rlimit":
+            assert f"Max open files            {lowered}" in seen["limits"]
+        else:
+            assert seen["nice"] == os.getpriority(os.PRIO_PROCESS, 0) + 3
+    assert report(first)["ppid"] != usual and report(served)["ppid"] != usual
+    assert report(warm_run(repo, own_dir))["ppid"] == usual
+
+
+def test_a_server_declines_a_caller_whose_context_is_not_its_own(repo, own_dir):
+    """The key already separates contexts; the server checks again (a shared key file, a
+    race): a request with another context runs cold."""
+    from nnpipe import warm
+
+    warm_run(repo, own_dir)
+    code = ("from nnpipe import warm; "
+            "conn = warm._connect(warm.socket_path()); ctx = warm.process_context; "
+            "warm.process_context = lambda: {**ctx(), 'nice': 99}; "
+            "print(conn is not None, warm._request(conn, 'probe', []))")
+    env = {**CALLER_ENV, "PROBE_ENV": "probe", "NNPIPE_WARM_DIR": str(own_dir),
+           "NNPIPE_WARM_IDLE": os.environ.get("NNPIPE_WARM_IDLE", "300")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "True None", result.stderr
+    assert warm.DECLINED == b"D"
 
 
 def test_matplotlibrc_of_the_caller_counts_and_never_leaks_into_the_server(repo, own_dir,
@@ -153,30 +166,28 @@ def test_a_fork_dies_with_its_server_and_the_stage_reruns_cold(repo, own_dir, tm
     server = report(warm_run(repo, own_dir))["ppid"]
     pid_file = tmp_path / "stage.pid"
     client = launch(repo, own_dir, "--sleep", str(pid_file), wait=False)
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline and client.poll() is None
-        time.sleep(0.05)
-    fork = int(pid_file.read_text())
+    fork = sleeping_stage(pid_file, client)
     assert fork in forks(own_dir)
     pid_file.unlink()
     os.kill(server, signal.SIGKILL)
     assert wait_gone(fork, 10)  # PR_SET_PDEATHSIG: no orphan left to write later
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() or not pid_file.read_text():  # the cold re-run has started
-        assert time.monotonic() < deadline and client.poll() is None
-        time.sleep(0.05)
-    assert int(pid_file.read_text()) == client.pid
+    assert sleeping_stage(pid_file, client) == client.pid  # the cold re-run has started
     client.kill()
     _, err = client.communicate()
     assert "the warm server ended before the stage did; running it cold" in err
 
 
-def test_help_starts_no_server(repo, own_dir):
-    result = launch(repo, own_dir, "--help")
-    assert result.returncode == 0
+@pytest.mark.parametrize("argv, code", [(["--help"], 0), (["--usage-error"], 2)])
+def test_help_or_a_usage_error_starts_no_server(repo, own_dir, argv, code):
+    result = launch(repo, own_dir, *argv)
+    assert result.returncode == code
     time.sleep(0.5)
     assert server_pids(own_dir) == [] and not list(own_dir.glob("*.sock"))
+    assert launch(repo, own_dir).returncode == 0  # a stage that starts does start one
+    deadline = time.monotonic() + 10
+    while not server_pids(own_dir):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("warm", [True, False])
@@ -186,11 +197,7 @@ def test_ctrl_c_ends_the_launcher_by_sigint_warm_or_cold(repo, own_dir, tmp_path
     pid_file = tmp_path / "stage.pid"
     client = launch(repo, own_dir, "--sleep", str(pid_file), wait=False,
                     **({} if warm else {"NNPIPE_WARM": "0"}))
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline and client.poll() is None
-        time.sleep(0.05)
-    stage = int(pid_file.read_text())
+    stage = sleeping_stage(pid_file, client)
     assert (stage != client.pid) == warm
     client.send_signal(signal.SIGINT)
     client.communicate(timeout=30)

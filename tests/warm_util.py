@@ -73,11 +73,19 @@ def forks(warm_dir: Path) -> list[int]:
 PROBE = '''"""A stage that reports where and how it ran."""
 import json, os, signal, sys, time
 
-from nnpipe import probe_value
+from nnpipe import cli, probe_value
 
 
 def main():
     args = sys.argv[1:]
+    if "--usage-error" in args:  # as argparse does, before the stage starts
+        print("usage: probe [--exit N]", file=sys.stderr)
+        raise SystemExit(2)
+    with cli.stage("probe"):
+        run(args)
+
+
+def run(args):
     print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
                       "argv": args, "argv0": os.path.basename(sys.argv[0]),
                       "env": os.environ.get("PROBE_ENV"), "value": probe_value.VALUE,
@@ -106,6 +114,29 @@ def main():
 if __name__ == "__main__":
     main()
 '''
+
+
+def sleeping_stage(pid_file: Path, client: subprocess.Popen, timeout: float = 60) -> int:
+    """The pid the probe's ``--sleep`` wrote to ``pid_file``, once it has (the client running)."""
+    deadline = time.monotonic() + timeout
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and client.poll() is None
+        time.sleep(0.05)
+    return int(pid_file.read_text())
+
+
+def probe_repo_at(root: Path) -> Path:
+    """nnpipe/ and stages/ plus the probe stage, in ``root``."""
+    import shutil
+
+    from deps import ROOT
+
+    for package in ("nnpipe", "stages"):
+        shutil.copytree(ROOT / package, root / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "stages/probe.py").write_text(PROBE)
+    (root / "nnpipe/probe_value.py").write_text("VALUE = 1\n")
+    return root
 
 
 def launch(repo: Path, warm_dir: Path | None, *args: str, wait: bool = True, stdin: str = "",
