@@ -39,7 +39,8 @@ PRELOAD = ("numpy", "pandas", "yaml", "sklearn.model_selection", "sklearn.prepro
 # at import. Everything else is in the key, since a library may read it at import; a list of
 # the variables that matter missed ATEN_* and NPY_* (issues 11 and 14).
 PER_INVOCATION_ENV = ("DVC_", "NNPIPE_")  # prefixes
-PER_INVOCATION_NAMES = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES"})
+PER_INVOCATION_NAMES = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES",
+                                  "PYTEST_CURRENT_TEST"})
 CWD_CONFIG_FILES = ("matplotlibrc",)  # read from the working directory at import
 TIMEOUT_ENV = "NNPIPE_WARM_TIMEOUT"   # seconds to wait for the server or its lock (default 30)
 ACCEPTED, DECLINED = b"A", b"D"
@@ -272,9 +273,8 @@ def _request(conn: socket.socket, stage: str, args: list[str]) -> int | None:
     if reply[:1] != ACCEPTED or len(reply) != 1 + STATUS.size:
         return None  # declined, or the server went away before starting the stage
     fork = STATUS.unpack(reply[1:])[0]
-    conn.settimeout(None)
     try:
-        status = _recv_exact(conn, STATUS.size)
+        status = _await_status(conn, fork)
     except OSError:
         status = b""
     except KeyboardInterrupt:  # closing the connection makes the server kill the fork
@@ -284,9 +284,40 @@ def _request(conn: socket.socket, stage: str, args: list[str]) -> int | None:
     if len(status) == STATUS.size:
         return STATUS.unpack(status)[0]
     _wait_gone(fork)  # the fork dies with its server: make sure before the stage runs again
-    print("stages: the warm server ended before the stage did; running it cold",
-          file=sys.stderr)
+    print("stages: the warm server stopped answering before the stage's end was reported; "
+          "running it cold", file=sys.stderr)
     return None
+
+
+def _await_status(conn: socket.socket, fork: int) -> bytes:
+    """The fork's exit status as the server reports it; b"" when the server ends first, or
+    when the fork has ended and a stopped or wedged server does not report it in time."""
+    import time
+
+    conn.settimeout(1.0)
+    data, ended = b"", None
+    while len(data) < STATUS.size:
+        try:
+            chunk = conn.recv(STATUS.size - len(data))
+        except TimeoutError:
+            if not _running(fork):
+                ended = ended or time.monotonic()
+                if time.monotonic() - ended > _timeout():
+                    return b""
+            continue
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and has not exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def _wait_gone(pid: int, timeout: float = 10.0) -> None:

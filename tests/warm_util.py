@@ -106,6 +106,10 @@ def run(args):
         with open(args[args.index("--sleep") + 1], "w") as handle:
             handle.write(str(os.getpid()))
         time.sleep(120)
+    if "--nap" in args:  # a short stage: writes its pid, sleeps 2 s, ends well
+        with open(args[args.index("--nap") + 1], "w") as handle:
+            handle.write(str(os.getpid()))
+        time.sleep(2)
     if "--signal" in args:
         os.kill(os.getpid(), signal.SIGKILL)
     raise SystemExit(int(args[args.index("--exit") + 1]) if "--exit" in args else 0)
