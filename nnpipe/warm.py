@@ -32,8 +32,8 @@ import struct
 import sys
 
 DISABLE_ENV, DIR_ENV, IDLE_ENV = "NNPIPE_WARM", "NNPIPE_WARM_DIR", "NNPIPE_WARM_IDLE"
-PRELOAD = ("numpy", "pandas", "yaml", "sklearn.model_selection", "sklearn.preprocessing",
-           "sklearn.metrics", "torch", "torch.nn", "matplotlib.figure",
+PRELOAD = ("numpy", "pandas", "yaml", "ruamel.yaml", "threadpoolctl", "sklearn.model_selection",
+           "sklearn.preprocessing", "sklearn.metrics", "torch", "torch.nn", "matplotlib.figure",
            "matplotlib.backends.backend_agg")
 # Left out of the server key: set per command by DVC, the shell or us, and read by no library
 # at import. Everything else is in the key, since a library may read it at import; a list of
