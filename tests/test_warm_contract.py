@@ -220,3 +220,19 @@ def test_ctrl_c_ends_the_launcher_by_sigint_warm_or_cold(repo, own_dir, tmp_path
     client.communicate(timeout=30)
     assert client.returncode == -signal.SIGINT
     assert not alive(stage)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("math:\n  portable: true  # 2*N*C\n", True),
+    ("math:\n  portable: false\n", False),
+    ("math:\n  portable: 'true'\n", None),
+    ("a: &x [1, 2]\nb: *x\nmath:\n  portable: true\n", None),  # the guarded reader refuses it
+    ("math: [\n", None),
+])
+def test_the_launcher_reads_math_portable_cheaply_and_safely(tmp_path, text, expected):
+    from nnpipe import warm
+
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert warm._portable_setting(str(path)) is expected
+    assert warm._portable_setting(str(tmp_path / "missing.yaml")) is None
