@@ -20,14 +20,15 @@ def run(specs: list[dict[str, Any]], address: str | None, jobs: int,
     from nnpipe import sweep_trial
 
     ray.cloudpickle.register_pickle_by_value(sweep_trial)  # workers need no copy of nnpipe
-    if address is None:
-        ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
-    else:
-        ray.init(address=address, log_to_driver=False)
-    task = ray.remote(num_cpus=1, max_retries=RETRIES)(sweep_trial.run_trial)
-    pending = {task.remote(spec): spec for spec in specs}
+    pending: dict[Any, dict[str, Any]] = {}
     results: list[dict[str, Any]] = []
-    try:
+    try:  # from init on: a Ctrl-C even during start-up stops the Ray this started
+        if address is None:
+            ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+        task = ray.remote(num_cpus=1, max_retries=RETRIES)(sweep_trial.run_trial)
+        pending = {task.remote(spec): spec for spec in specs}
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             spec = pending.pop(ref)
