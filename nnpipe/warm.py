@@ -205,10 +205,18 @@ def _server_stopped(path: str) -> bool:
     try:
         with open(path[:-5] + ".pid", encoding="ascii") as handle:
             pid = int(handle.read())
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError):
         return False
+    return _state(pid) in ("T", "t")
+
+
+def _state(pid: int) -> str | None:
+    """The process state letter /proc gives for ``pid`` (R, S, T, Z, ...), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def _connect_or_spawn(path: str) -> socket.socket | None:
@@ -349,11 +357,7 @@ def _await_status(conn: socket.socket, fork: int) -> bytes:
 
 def _running(pid: int) -> bool:
     """Whether ``pid`` exists and has not exited (a zombie has)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
+    return _state(pid) not in (None, "Z", "X")
 
 
 def _wait_gone(pid: int, timeout: float = 10.0) -> None:
@@ -361,14 +365,9 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
     import time
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-                if handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return
+    while _running(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-        except (OSError, IndexError):
-            return
         time.sleep(0.01)
 
 
