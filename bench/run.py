@@ -5,7 +5,7 @@
     python bench/run.py --math native   # the same with math.portable: false (native kernels)
 
 It clones the committed repository (HEAD) into temporary directories, so uncommitted changes
-are not measured, and gives the stages a warm-server directory of its own (nnpipe.warm), so the
+are not measured, and gives the stages a warm-server directory of its own (warmstart.launcher), so the
 cold run starts with no server. The table is printed and written to reports/benchmark.md (not a DVC metric).
 """
 from __future__ import annotations
@@ -111,7 +111,7 @@ sys.path.insert(0, ".")
 from nnpipe import portable
 portable.pin({MATH["math"]["portable"]})  # as the stages do, before numpy and torch load
 import numpy as np
-from nnpipe import history, io, models, numpy_mlp, preprocess, training
+from nnpipe import history, files, models, numpy_mlp, preprocess, training
 state = preprocess.load("models/preprocess.json")
 data = history.load_train_data("data/processed/train.npz", "data/processed/val.npz",
                                state.class_weights, len(state.features))

@@ -16,7 +16,7 @@ DEBUG_ENV = "NNPIPE_DEBUG"
 STATS_ENV = "NNPIPE_STAGE_STATS"  # bench/run.py: append each stage's wall time and peak RSS here
 MAX_MESSAGE = 500  # characters of an error line; echoed values are cut well before
 # Called once when a stage starts, i.e. after its arguments parsed: the warm launcher starts
-# its server from here, so that --help or a usage error never starts one (nnpipe.warm).
+# its server from here, so that --help or a usage error never starts one (warmstart.launcher).
 ON_START: list[Callable[[], None]] = []
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, NamedTuple
 
-from nnpipe import io, metrics, models
+from nnpipe import files, metrics, models
 from nnpipe.errors import PipelineError
 
 
@@ -28,7 +28,7 @@ def evaluate_models(plan: Mapping[str, tuple[str, Mapping[str, str]]]) -> Report
         classes = list(model.preprocessor.classes)
         overall[name], per_class[name], confusion[name] = {}, {}, {}
         for split_name, path in splits.items():
-            X, y = io.read_xy(path)
+            X, y = files.read_xy(path)
             check_split(X, y, model.spec, path)
             y_pred = model.predict_proba(X).argmax(axis=1)
             result = metrics.evaluate(y, y_pred, classes)

@@ -65,10 +65,10 @@ def check_finite_arrays(arrays: dict[str, Any], model: str) -> None:
 def load_train_data(train_path: str, val_path: str, class_weights: np.ndarray,
                     input_dim: int) -> TrainData:
     """The processed train and val splits, checked against the expected feature count D."""
-    from nnpipe import io
+    from nnpipe import files
 
-    X_train, y_train = io.read_xy(train_path)
-    X_val, y_val = io.read_xy(val_path)
+    X_train, y_train = files.read_xy(train_path)
+    X_val, y_val = files.read_xy(val_path)
     for path, X in ((train_path, X_train), (val_path, X_val)):
         if X.shape[1] != input_dim:
             raise PipelineError(f"{path}: has {X.shape[1]} features, the scaler state "

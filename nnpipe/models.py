@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from nnpipe import io
+from nnpipe import files
 from nnpipe.errors import PipelineError
 from nnpipe.preprocess import Preprocessor
 
@@ -87,9 +87,9 @@ def save(directory: str, spec: ModelSpec, weights: Mapping[str, np.ndarray],
     _check_shapes(spec, arrays, directory)
     os.makedirs(directory, exist_ok=True)
     for name, data in (extra_files or {}).items():
-        io.write_bytes(os.path.join(directory, name), data)
-    io.write_npz(os.path.join(directory, WEIGHTS_FILE), arrays)
-    io.write_json(os.path.join(directory, CONFIG_FILE),
+        files.write_bytes(os.path.join(directory, name), data)
+    files.write_npz(os.path.join(directory, WEIGHTS_FILE), arrays)
+    files.write_json(os.path.join(directory, CONFIG_FILE),
                   {"model": asdict(spec), "preprocess": preprocessor.to_dict()})
 
 
@@ -98,7 +98,7 @@ def load_spec(directory: str) -> tuple[ModelSpec, Preprocessor]:
     path = os.path.join(directory, CONFIG_FILE)
     if not os.path.isdir(directory):
         raise PipelineError(f"{directory}: model directory not found (run `dvc repro` first)")
-    config = io.read_json(path)
+    config = files.read_json(path)
     try:
         spec = ModelSpec(**config["model"])
     except (KeyError, TypeError) as exc:
@@ -110,7 +110,7 @@ def load(directory: str) -> LoadedModel:
     """Rebuild a model from its directory alone (no params.yaml, nothing unpickled)."""
     spec, preprocessor = load_spec(directory)
     path = os.path.join(directory, WEIGHTS_FILE)
-    weights = io.read_npz(path, WEIGHT_NAMES)
+    weights = files.read_npz(path, WEIGHT_NAMES)
     _check_shapes(spec, weights, path)
     return LoadedModel(spec, weights, preprocessor)
 

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nnpipe import cli, io, models
+from nnpipe import cli, files, models
 from nnpipe.errors import PipelineError, short
 
 MODEL_NAMES = ("linear", "numpy_mlp", "torch_mlp", "overfit_random")
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                              sort_keys=True))
         elif args.input:
             if args.output:
-                io.write_csv(args.output, result)
+                files.write_csv(args.output, result)
             else:
                 sys.stdout.write(result.to_csv(index=False, lineterminator="\n"))
         else:

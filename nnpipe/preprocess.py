@@ -114,12 +114,12 @@ def fit(X_train: np.ndarray, labels_train: Sequence[str], features: Sequence[str
 
 def load(path: str) -> Preprocessor:
     """Read the scaler/encoder state JSON written by scale_encode."""
-    from nnpipe import io
+    from nnpipe import files
 
-    return Preprocessor.from_dict(io.read_json(path), source=path)
+    return Preprocessor.from_dict(files.read_json(path), source=path)
 
 
 def save(path: str, state: Preprocessor) -> None:
-    from nnpipe import io
+    from nnpipe import files
 
-    io.write_json(path, state.to_dict())
+    files.write_json(path, state.to_dict())

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnpipe import io
+from nnpipe import files
 from nnpipe.errors import PipelineError
 from nnpipe.models import STATE_DICT_FILE, ModelSpec
 
@@ -70,7 +70,7 @@ def state_dict_bytes(model: nn.Module) -> bytes:
     """The state_dict as a torch archive whose bytes depend only on the tensors."""
     buffer = _io.BytesIO()
     torch.save(model.state_dict(), buffer)
-    return io.deterministic_torch_archive(buffer.getvalue())
+    return files.deterministic_torch_archive(buffer.getvalue())
 
 
 def load_module(directory: str, spec: ModelSpec) -> nn.Module:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnpipe import history, io, models, preprocess, torch_models
+from nnpipe import history, files, models, preprocess, torch_models
 from nnpipe.errors import PipelineError
 from nnpipe.history import History, TrainData, check_finite, check_finite_arrays
 from nnpipe.preprocess import Preprocessor
@@ -172,5 +172,5 @@ def run_stage(stage: str, model: str, kind: str, hp: Any, seed: int, paths: Stag
     config = TrainConfig(hp.lr, hp.epochs, hp.batch_size, seed, hp.log_every, stage)
     module, hist = fit(spec, data, config)
     save(paths.model_dir, spec, module, state)
-    io.write_text(paths.curves, hist.to_csv())
+    files.write_text(paths.curves, hist.to_csv())
     return hist

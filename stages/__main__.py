@@ -1,4 +1,4 @@
-"""``python -m stages <stage> ARGS``: run one stage, in a fork of a warm server (nnpipe.warm)."""
-from nnpipe import warm
+"""``python -m stages <stage> ARGS``: run one stage, in a fork of a warm server (warmstart)."""
+from warmstart import launcher
 
-warm.main()
+launcher.main()

@@ -24,17 +24,17 @@ def main(argv: list[str] | None = None) -> None:
     with cli.stage("evaluate") as log:
         p = params.load(args.params, "math")
         portable.pin(p.math.portable)
-        from nnpipe import evaluation, io  # numpy/torch load here, after pinning
+        from nnpipe import evaluation, files  # numpy/torch load here, after pinning
         report = evaluation.evaluate_models(
             {name: (model_dir, {"train": train, "val": val, "test": test})
              for name, model_dir, train, val, test in args.model})
         for name, frame in report.predictions.items():
-            io.write_csv(os.path.join(args.predictions_dir, f"{name}.csv"), frame)
+            files.write_csv(os.path.join(args.predictions_dir, f"{name}.csv"), frame)
         for name, matrices in report.confusion.items():
-            io.write_json(os.path.join(args.confusion_dir, f"{name}.json"), matrices)
-        io.write_json(args.per_class, report.per_class)
-        io.write_text(args.summary, report.summary)
-        io.write_json(args.metrics, report.overall)
+            files.write_json(os.path.join(args.confusion_dir, f"{name}.json"), matrices)
+        files.write_json(args.per_class, report.per_class)
+        files.write_text(args.summary, report.summary)
+        files.write_json(args.metrics, report.overall)
         for name, splits in report.overall.items():
             log.info("%-15s test accuracy %.4f  f1 %.4f", name, splits["test"]["accuracy"],
                      splits["test"]["f1"])

@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> None:
     with cli.stage("fetch") as log:
         p = params.load(args.params, "seed", "math", "fetch", "data")
         portable.pin(p.math.portable)
-        from nnpipe import data, io  # numpy/torch load here, after pinning
+        from nnpipe import data, files  # numpy/torch load here, after pinning
         source = p.fetch.source
         if source == "synthetic":
             frame = data.spiral_frame(p.fetch.samples_per_class, p.fetch.classes,
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
             data.check_sha256(raw, p.fetch.sha256, source)
             frame = data.parse_csv(raw, source)
         checked = data.validate_frame(frame, p.data.features, p.data.target, source)
-        io.write_csv(args.out, checked.frame)
+        files.write_csv(args.out, checked.frame)
         log.info("%d rows from %s, classes %s -> %s", len(checked.frame), source,
                  checked.class_counts, args.out)
 

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     with cli.stage("overfit_random") as log:
         p = params.load(args.params, "seed", "math", "overfit_random", "split")
         portable.pin(p.math.portable)
-        from nnpipe import history, io, overfit, training  # numpy/torch load here, after pinning
+        from nnpipe import history, files, overfit, training  # numpy/torch load here, after pinning
         from nnpipe.models import ModelSpec
         hp = p.overfit_random
         sizes = (p.split.train_size, p.split.val_size, p.split.test_size)
@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> None:
         model, hist = training.fit(spec, data, config)
         for path, name in zip(args.data_out, ("train", "val", "test")):
             X, y = made.splits[name]
-            io.write_npz(path, {"X": X, "y": y})
+            files.write_npz(path, {"X": X, "y": y})
         training.save(args.model_dir, spec, model, made.preprocessor)
-        io.write_text(args.curves, hist.to_csv())
+        files.write_text(args.curves, hist.to_csv())
         log.info("hidden_dim %d, final train_acc %.3f, val_acc %.3f -> %s", spec.hidden_dim,
                  hist.last()["train_acc"], hist.last()["val_acc"], args.model_dir)
 

@@ -17,14 +17,14 @@ def main(argv: list[str] | None = None) -> None:
         p = params.load(args.params, "math", "data", "plot")
         portable.pin(p.math.portable)
         import numpy as np  # numpy/torch load here, after pinning
-        from nnpipe import io, plots
+        from nnpipe import files, plots
         features = list(p.data.features)
-        frame = io.read_csv(args.data, text_columns=(p.data.target,))
+        frame = files.read_csv(args.data, text_columns=(p.data.target,))
         X = frame[features].to_numpy(np.float64)
         labels = frame[p.data.target].to_numpy(str)
-        io.save_figure(args.data_png, plots.data_by_class(X, labels, features,
+        files.save_figure(args.data_png, plots.data_by_class(X, labels, features,
                                                           p.plot.max_points))
-        io.save_figure(args.activations_png, plots.activations())
+        files.save_figure(args.activations_png, plots.activations())
         log.info("wrote %s, %s", args.data_png, args.activations_png)
 
 

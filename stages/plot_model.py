@@ -22,11 +22,11 @@ def main(argv: list[str] | None = None) -> None:
     with cli.stage(f"plot_model {args.name}") as log:
         p = params.load(args.params, "math", "plot")
         portable.pin(p.math.portable)
-        from nnpipe import io, models, plots  # numpy/torch load here, after pinning
+        from nnpipe import files, models, plots  # numpy/torch load here, after pinning
         model = models.load(args.model_dir)
-        train, test = io.read_xy(args.train), io.read_xy(args.test)
-        curves = io.read_numeric_csv(args.curves, required=plots.CURVE_COLUMNS)
-        confusion = plots.confusion_for(io.read_json(args.confusion), args.name, args.confusion)
+        train, test = files.read_xy(args.train), files.read_xy(args.test)
+        curves = files.read_numeric_csv(args.curves, required=plots.CURVE_COLUMNS)
+        confusion = plots.confusion_for(files.read_json(args.confusion), args.name, args.confusion)
         if model.spec.input_dim == 2:
             boundary = plots.decision_boundary(model.predict_proba, train, test, args.name,
                                                p.plot.grid_size, p.plot.max_points)
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
                    args.confusion_png: plots.confusion_matrix(confusion["matrix"],
                                                               confusion["classes"], args.name)}
         for path, figure in figures.items():
-            io.save_figure(path, figure)
+            files.save_figure(path, figure)
         log.info("wrote %s, %s, %s", args.boundary_png, args.curves_png, args.confusion_png)
 
 

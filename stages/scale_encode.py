@@ -20,9 +20,9 @@ def main(argv: list[str] | None = None) -> None:
         p = params.load(args.params, "math", "data")
         portable.pin(p.math.portable)
         import numpy as np  # numpy/torch load here, after pinning
-        from nnpipe import io, preprocess
+        from nnpipe import files, preprocess
         features, target = list(p.data.features), p.data.target
-        frames = [io.read_csv(path, text_columns=(target,)) for path in args.splits]
+        frames = [files.read_csv(path, text_columns=(target,)) for path in args.splits]
         for path, frame in zip(args.splits, frames):
             missing = [c for c in [*features, target] if c not in frame.columns]
             if missing:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         for path, frame in zip(args.out, frames):
             X = state.transform(frame[features].to_numpy(np.float64))
             y = state.encode(frame[target].astype(str).to_numpy())
-            io.write_npz(path, {"X": X, "y": y})
+            files.write_npz(path, {"X": X, "y": y})
         preprocess.save(args.state, state)
         log.info("%d features, classes %s, class weights %s", len(features),
                  list(state.classes), np.round(state.class_weights, 6).tolist())

@@ -18,8 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     with cli.stage("split") as log:
         p = params.load(args.params, "seed", "math", "split", "data")
         portable.pin(p.math.portable)
-        from nnpipe import io, split  # numpy/torch load here, after pinning
-        frame = io.read_csv(args.data, text_columns=(p.data.target,))
+        from nnpipe import files, split  # numpy/torch load here, after pinning
+        frame = files.read_csv(args.data, text_columns=(p.data.target,))
         if p.data.target not in frame.columns:
             raise PipelineError(f"{args.data}: column '{p.data.target}' not found; "
                                     "re-run fetch")
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         parts = split.stratified_split(labels, s.train_size, s.val_size, s.test_size,
                                        p.seed, source=args.data)
         for path, rows in zip((args.train, args.val, args.test), parts):
-            io.write_csv(path, frame.iloc[rows])
+            files.write_csv(path, frame.iloc[rows])
         log.info("train/val/test = %d/%d/%d rows", *(len(rows) for rows in parts))
 
 

@@ -10,7 +10,7 @@ def main(argv: list[str] | None = None) -> None:
         p = params.load(args.params, "seed", "math", "train_numpy_mlp")
         portable.pin(p.math.portable)
         import numpy as np  # numpy/torch load here, after pinning
-        from nnpipe import history, io, models, numpy_mlp, preprocess
+        from nnpipe import history, files, models, numpy_mlp, preprocess
         hp = p.train_numpy_mlp
         state = preprocess.load(args.preprocess)
         spec = models.ModelSpec(name="numpy_mlp", kind="mlp", framework="numpy",
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
                                hp.log_every, "train_numpy_mlp")
         history.check_finite_arrays(model.params, "train_numpy_mlp")
         models.save(args.model_dir, spec, model.params, state)
-        io.write_text(args.curves, hist.to_csv())
+        files.write_text(args.curves, hist.to_csv())
         log.info("final val_acc %.4f -> %s", hist.last()["val_acc"], args.model_dir)
 
 

@@ -64,7 +64,7 @@ def test_stage_deps_are_its_script_and_every_module_it_imports(name):
     assert code_deps == expected
 
 
-@pytest.mark.parametrize("package", ["nnpipe", "stages"])
+@pytest.mark.parametrize("package", ["nnpipe", "stages", "warmstart"])
 def test_package_inits_hold_only_a_docstring(package):
     """They run before every stage but are not deps: they must not be able to change a result."""
     tree = ast.parse((ROOT / package / "__init__.py").read_text())

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from nnpipe import history, io
+from nnpipe import history, files
 from nnpipe.errors import PipelineError
 from nnpipe.history import COLUMNS, History, TrainData
 
@@ -95,7 +95,7 @@ def test_train_data_defaults_to_no_class_weights():
 
 
 def _write_split(path, X, y):
-    io.write_npz(str(path), {"X": X, "y": y})
+    files.write_npz(str(path), {"X": X, "y": y})
     return str(path)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from nnpipe import io, models, preprocess, torch_models
+from nnpipe import files, models, preprocess, torch_models
 from nnpipe.errors import PipelineError
 from nnpipe.models import ModelSpec
 
@@ -75,7 +75,7 @@ def test_save_writes_extra_files_and_sorted_json(tmp_path, state):
                                "input_dim": D, "hidden_dim": H, "num_classes": C,
                                "dropout_p": 0.0, "init": "default"}
     assert config["preprocess"]["classes"] == ["a", "b", "c"]
-    assert text == io.dumps_json(config)  # sorted keys, stable formatting
+    assert text == files.dumps_json(config)  # sorted keys, stable formatting
 
 
 def test_save_is_byte_identical(tmp_path, state):
@@ -170,7 +170,7 @@ def test_load_refuses_wrong_shapes(tmp_path, state, name, shape):
     models.save(str(tmp_path), spec_of(), random_weights(), state)
     weights = random_weights()
     weights[name] = np.zeros(shape)
-    io.write_npz(str(tmp_path / "weights.npz"), weights)
+    files.write_npz(str(tmp_path / "weights.npz"), weights)
     with _raises(f"{tmp_path / 'weights.npz'}: {name} has shape"):
         models.load(str(tmp_path))
 
@@ -179,12 +179,12 @@ def test_load_refuses_missing_array_and_non_finite(tmp_path, state):
     models.save(str(tmp_path), spec_of(), random_weights(), state)
     weights = random_weights()
     del weights["b2"]
-    io.write_npz(str(tmp_path / "weights.npz"), weights)
+    files.write_npz(str(tmp_path / "weights.npz"), weights)
     with _raises("missing array(s) b2"):
         models.load(str(tmp_path))
     weights = random_weights()
     weights["W2"][0, 0] = np.nan
-    io.write_npz(str(tmp_path / "weights.npz"), weights)
+    files.write_npz(str(tmp_path / "weights.npz"), weights)
     with _raises("W2 holds NaN or inf"):
         models.load(str(tmp_path))
 

@@ -1,4 +1,4 @@
-"""nnpipe.plots: figures built with the object-oriented API; io.save_figure writes PNGs."""
+"""nnpipe.plots: figures built with the object-oriented API; files.save_figure writes PNGs."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
-from nnpipe import io, plots
+from nnpipe import files, plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -152,7 +152,7 @@ def test_placeholder_says_why():
 def test_save_figure_writes_a_valid_png(tmp_path):
     X, labels = three_classes()
     path = tmp_path / "sub" / "data.png"
-    io.save_figure(str(path), plots.data_by_class(X, labels, ["X1", "X2"], 100))
+    files.save_figure(str(path), plots.data_by_class(X, labels, ["X1", "X2"], 100))
     data = path.read_bytes()
     assert png_size(data) == (600, 500)  # 6 x 5 inches at 100 dpi
     assert data.endswith(b"IEND\xaeB`\x82")
@@ -162,10 +162,10 @@ def test_save_figure_writes_a_valid_png(tmp_path):
 
 def test_save_figure_is_byte_identical(tmp_path):
     for name in ("a.png", "b.png"):
-        io.save_figure(str(tmp_path / name), plots.activations())
+        files.save_figure(str(tmp_path / name), plots.activations())
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
 def test_save_figure_dpi(tmp_path):
-    io.save_figure(str(tmp_path / "p.png"), plots.placeholder("note"), dpi=50)
+    files.save_figure(str(tmp_path / "p.png"), plots.placeholder("note"), dpi=50)
     assert png_size((tmp_path / "p.png").read_bytes()) == (300, 75)

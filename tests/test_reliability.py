@@ -774,7 +774,7 @@ def test_sigkill_mid_training_leaves_no_partial_output_and_resumes_identically(t
         assert proc.poll() is None, "training ended before the kill:\n" + "".join(log)
         stage_procs = psutil.Process(proc.pid).children(recursive=True)
         assert any("stages train_numpy_mlp" in " ".join(p.cmdline()) for p in stage_procs)
-        # The stage itself may run in a fork of the warm server (nnpipe.warm), outside dvc's tree.
+        # The stage itself may run in a fork of the warm server (warmstart.launcher), outside dvc's tree.
         stage_procs += [p for p in map(psutil.Process, forks(os.environ["NNPIPE_WARM_DIR"]))
                         if p.cwd() == str(killed)]
     finally:
@@ -808,7 +808,7 @@ def test_sigkill_mid_training_leaves_no_partial_output_and_resumes_identically(t
 def default_runs(tmp_path_factory) -> list[Path]:
     """Two fresh copies of the repo, each after a cold `dvc repro` (run side by side).
 
-    The first runs its stages through the warm server (nnpipe.warm), the second as plain
+    The first runs its stages through the warm server (warmstart.launcher), the second as plain
     processes (NNPIPE_WARM=0): the two ways must agree byte for byte.
     """
     copies = [tmp_path_factory.mktemp(f"default{i}") for i in (1, 2)]

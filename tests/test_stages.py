@@ -757,10 +757,10 @@ def test_plot_model_with_a_confusion_file_lacking_the_test_matrix(chain, tmp_pat
                                   (np.zeros((6, 2)), np.full(6, 9))],
                          ids=["three_features_for_a_two_feature_model", "label_out_of_range"])
 def test_evaluate_refuses_a_split_that_does_not_fit_the_model(chain, tmp_path, capsys, X, y):
-    from nnpipe import io
+    from nnpipe import files
 
     bad = str(tmp_path / "bad.npz")
-    io.write_npz(bad, {"X": X, "y": y.astype(np.int64)})
+    files.write_npz(bad, {"X": X, "y": y.astype(np.int64)})
     L = Layout(tmp_path / "out")
     argv = ["--model", "linear", chain.model_dir("linear"), bad, bad, bad,
             *evaluate_argv(L, ())]
@@ -791,7 +791,7 @@ def test_debug_env_lets_the_pipeline_error_propagate(chain, tmp_path, monkeypatc
 def test_debug_env_in_a_real_process(tmp_path, launch):
     """The same contract seen from outside: exit 2 and one line; a traceback with NNPIPE_DEBUG=1.
 
-    Both as ``python -m stages.fetch`` and through dvc.yaml's launcher (nnpipe.warm).
+    Both as ``python -m stages.fetch`` and through dvc.yaml's launcher (warmstart.launcher).
     """
     params = write_params(tmp_path / "params.yaml",
                           with_changes(tiny_params(), {"fetch.source": str(tmp_path / "no.csv")}))

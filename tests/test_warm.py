@@ -1,4 +1,4 @@
-"""nnpipe.warm: `python -m stages <stage>` runs the stage in a fork of a warm server, or in-process.
+"""warmstart.launcher: `python -m stages <stage>` runs the stage in a fork of a warm server, or in-process.
 
 Each test drives the real launcher as a subprocess, on a probe stage written into a copy of
 nnpipe/ and stages/, with its own warm directory so servers never mix between tests.

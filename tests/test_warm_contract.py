@@ -41,7 +41,7 @@ def served_warm(result, warm_dir: Path) -> bool:
 
 def key_path(repo: Path, warm_dir: Path, suffix: str) -> Path:
     """The socket (".sock") or lock (".lock") path the launcher would use in ``repo``."""
-    code = "from nnpipe import warm; print(warm.socket_path())"
+    code = "from warmstart import launcher as warm; print(warm.socket_path())"
     env = {**CALLER_ENV, "NNPIPE_WARM_IDLE": os.environ.get("NNPIPE_WARM_IDLE", "300"),
            "PROBE_ENV": "probe", "NNPIPE_WARM_DIR": str(warm_dir)}
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True,
@@ -83,10 +83,10 @@ def test_a_caller_under_other_limits_computes_under_them(repo, own_dir, what):
 def test_a_server_declines_a_caller_whose_context_is_not_its_own(repo, own_dir):
     """The key already separates contexts; the server checks again (a shared key file, a
     race): a request with another context runs cold."""
-    from nnpipe import warm
+    from warmstart import launcher as warm
 
     warm_run(repo, own_dir)
-    code = ("from nnpipe import warm; "
+    code = ("from warmstart import launcher as warm; "
             "conn = warm._connect(warm.socket_path()); ctx = warm.process_context; "
             "warm.process_context = lambda: {**ctx(), 'nice': 99}; "
             "print(conn is not None, warm._request(conn, 'probe', []))")
@@ -230,7 +230,7 @@ def test_ctrl_c_ends_the_launcher_by_sigint_warm_or_cold(repo, own_dir, tmp_path
     ("math: [\n", None),
 ])
 def test_the_launcher_reads_math_portable_cheaply_and_safely(tmp_path, text, expected):
-    from nnpipe import warm
+    from warmstart import launcher as warm
 
     path = tmp_path / "params.yaml"
     path.write_text(text)

@@ -1,4 +1,4 @@
-"""Find and stop the warm servers (nnpipe.warm) that a test started, by their pid files."""
+"""Find and stop the warm servers (warmstart.launcher) that a test started, by their pid files."""
 from __future__ import annotations
 
 import json
@@ -42,7 +42,7 @@ def wait_gone(pid: int, timeout: float = 10.0) -> bool:
 
 def stop_servers(warm_dir: Path) -> None:
     """SIGTERM each server (it waits for its running stages), then SIGKILL what is left."""
-    from nnpipe.warm import is_server
+    from warmstart.launcher import is_server
 
     pids = [pid for pid in server_pids(warm_dir) if is_server(pid)]
     for pid in pids:
@@ -130,12 +130,12 @@ def sleeping_stage(pid_file: Path, client: subprocess.Popen, timeout: float = 60
 
 
 def probe_repo_at(root: Path) -> Path:
-    """nnpipe/ and stages/ plus the probe stage, in ``root``."""
+    """nnpipe/, stages/ and warmstart/ plus the probe stage, in ``root``."""
     import shutil
 
     from deps import ROOT
 
-    for package in ("nnpipe", "stages"):
+    for package in ("nnpipe", "stages", "warmstart"):
         shutil.copytree(ROOT / package, root / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     (root / "stages/probe.py").write_text(PROBE)

@@ -158,7 +158,7 @@ def socket_path() -> str | None:
     if base is None:
         return None
     source = hashlib.sha256()
-    for name in ("warm.py", "warm_server.py"):
+    for name in ("launcher.py", "server.py"):
         with open(os.path.join(os.path.dirname(__file__), name), "rb") as handle:
             source.update(handle.read())
     env = sorted((k, v) for k, v in os.environ.items()
@@ -267,7 +267,7 @@ def _spawn(path: str) -> None:
         listener.bind(path)
         listener.listen(64)
         server = subprocess.Popen(
-            [sys.executable, *_interpreter_flags(), "-m", "nnpipe.warm", "--serve",
+            [sys.executable, *_interpreter_flags(), "-m", "warmstart.launcher", "--serve",
              str(listener.fileno())],
             pass_fds=[listener.fileno()], start_new_session=True, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -436,12 +436,12 @@ def is_server(pid: int) -> bool:
     """Whether ``pid`` is still a warm server (a stale pid file may name a reused pid)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return b"\0nnpipe.warm\0--serve\0" in handle.read()
+            return b"\0warmstart.launcher\0--serve\0" in handle.read()
     except OSError:
         return False
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
-    from nnpipe import warm_server
+    from warmstart import server
 
-    warm_server.serve(int(sys.argv[2]), float(os.environ.get(IDLE_ENV, "900")))
+    server.serve(int(sys.argv[2]), float(os.environ.get(IDLE_ENV, "900")))

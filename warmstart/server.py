@@ -1,4 +1,4 @@
-"""The warm server behind ``python -m stages`` (see nnpipe.warm): preload, accept, fork, report.
+"""The warm server behind ``python -m stages`` (see warmstart.launcher): preload, accept, fork, report.
 
 One process per key, detached from the client that started it. It imports the third-party
 libraries once, then for each request forks; the fork takes the client's stdio, working
@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 
-from nnpipe.warm import (ACCEPTED, CWD_CONFIG_FILES, DECLINED, LENGTH, PRELOAD, STATUS,
+from warmstart.launcher import (ACCEPTED, CWD_CONFIG_FILES, DECLINED, LENGTH, PRELOAD, STATUS,
                          process_context)
 
 

@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from nnpipe import io
+from nnpipe import files
 from nnpipe.errors import PipelineError
 
 
@@ -23,22 +23,22 @@ def _listing(directory) -> list[str]:
 
 def test_write_bytes_leaves_no_temp_file(tmp_path):
     path = tmp_path / "out.bin"
-    io.write_bytes(str(path), b"abc")
+    files.write_bytes(str(path), b"abc")
     assert path.read_bytes() == b"abc"
     assert _listing(tmp_path) == ["out.bin"]
 
 
 def test_write_creates_missing_directories(tmp_path):
     path = tmp_path / "a" / "b" / "out.txt"
-    io.write_text(str(path), "héllo\n")
+    files.write_text(str(path), "héllo\n")
     assert path.read_bytes() == "héllo\n".encode("utf-8")
     assert _listing(path.parent) == ["out.txt"]
 
 
 def test_overwrite_replaces_content(tmp_path):
     path = tmp_path / "out.txt"
-    io.write_text(str(path), "old")
-    io.write_text(str(path), "new")
+    files.write_text(str(path), "old")
+    files.write_text(str(path), "new")
     assert path.read_text() == "new"
     assert _listing(tmp_path) == ["out.txt"]
 
@@ -53,7 +53,7 @@ def test_failing_writer_keeps_previous_content_and_no_temp(tmp_path, error):
         raise error("boom")
 
     with pytest.raises(error, match="boom"):
-        io.atomic_write(str(path), writer)
+        files.atomic_write(str(path), writer)
     assert path.read_text() == "previous"
     assert _listing(tmp_path) == ["out.txt"]
 
@@ -63,13 +63,13 @@ def test_failing_writer_with_no_previous_file_leaves_nothing(tmp_path):
         raise ValueError("nope")
 
     with pytest.raises(ValueError):
-        io.atomic_write(str(tmp_path / "new.bin"), writer)
+        files.atomic_write(str(tmp_path / "new.bin"), writer)
     assert _listing(tmp_path) == []
 
 
 def test_atomic_path_temp_is_in_target_directory(tmp_path):
     target = tmp_path / "x.json"
-    with io.atomic_path(str(target)) as tmp:
+    with files.atomic_path(str(target)) as tmp:
         assert os.path.dirname(tmp) == str(tmp_path)
         assert os.path.basename(tmp).startswith(".x.json.")
         with open(tmp, "w") as handle:
@@ -85,7 +85,7 @@ def test_write_json_sorted_keys_and_plain_values(tmp_path):
     path = tmp_path / "m.json"
     data = {"b": np.float64(0.25), "a": {"z": np.int64(3), "c": np.float32(0.5)},
             "arr": np.array([1.5, 2.0]), "t": (1, np.int32(2)), "flag": np.bool_(True)}
-    io.write_json(str(path), data)
+    files.write_json(str(path), data)
     text = path.read_text()
     assert text == json.dumps({"a": {"c": 0.5, "z": 3}, "arr": [1.5, 2.0], "b": 0.25,
                                "flag": True, "t": [1, 2]}, indent=2, sort_keys=True) + "\n"
@@ -97,8 +97,8 @@ def test_write_json_sorted_keys_and_plain_values(tmp_path):
 def test_write_json_float_round_trip_is_exact(tmp_path):
     path = tmp_path / "m.json"
     value = 0.1 + 0.2
-    io.write_json(str(path), {"x": np.float64(value)})
-    assert io.read_json(str(path)) == {"x": value}
+    files.write_json(str(path), {"x": np.float64(value)})
+    assert files.read_json(str(path)) == {"x": value}
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"),
@@ -107,28 +107,28 @@ def test_write_json_refuses_non_finite(tmp_path, bad):
     path = tmp_path / "m.json"
     path.write_text('{"kept": 1}')
     with pytest.raises(ValueError):
-        io.write_json(str(path), {"loss": bad})
+        files.write_json(str(path), {"loss": bad})
     assert path.read_text() == '{"kept": 1}'
     assert _listing(tmp_path) == ["m.json"]
 
 
 def test_dumps_json_names_the_non_finite_value():
     with pytest.raises(ValueError, match="refusing to write non-finite number nan"):
-        io.dumps_json({"loss": float("nan")})
+        files.dumps_json({"loss": float("nan")})
 
 
 def test_read_json_errors(tmp_path):
     missing = tmp_path / "missing.json"
     with pytest.raises(PipelineError, match=f"{missing}: file not found"):
-        io.read_json(str(missing))
+        files.read_json(str(missing))
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     with pytest.raises(PipelineError, match=f"{broken}: not valid JSON"):
-        io.read_json(str(broken))
+        files.read_json(str(broken))
     binary = tmp_path / "binary.json"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(PipelineError, match=f"{binary}: not valid JSON"):
-        io.read_json(str(binary))
+        files.read_json(str(binary))
 
 
 # --- npz --------------------------------------------------------------------------------------
@@ -143,8 +143,8 @@ def arrays():
 
 def test_npz_round_trip(tmp_path, arrays):
     path = tmp_path / "a.npz"
-    io.write_npz(str(path), arrays)
-    loaded = io.read_npz(str(path), ("X", "y"))
+    files.write_npz(str(path), arrays)
+    loaded = files.read_npz(str(path), ("X", "y"))
     assert sorted(loaded) == sorted(arrays)
     for name, array in arrays.items():
         assert loaded[name].dtype == array.dtype, name
@@ -154,15 +154,15 @@ def test_npz_round_trip(tmp_path, arrays):
 
 def test_npz_bytes_loadable_by_numpy(tmp_path, arrays):
     path = tmp_path / "a.npz"
-    path.write_bytes(io.npz_bytes(arrays))
+    path.write_bytes(files.npz_bytes(arrays))
     with np.load(path, allow_pickle=False) as archive:
         np.testing.assert_array_equal(archive["X"], arrays["X"])
 
 
 def test_npz_bytes_same_arrays_same_bytes(arrays):
-    first = io.npz_bytes(arrays)
+    first = files.npz_bytes(arrays)
     copies = {name: array.copy() for name, array in reversed(list(arrays.items()))}
-    assert io.npz_bytes(copies) == first
+    assert files.npz_bytes(copies) == first
 
 
 def test_npz_bytes_do_not_depend_on_the_clock(monkeypatch, arrays):
@@ -173,7 +173,7 @@ def test_npz_bytes_do_not_depend_on_the_clock(monkeypatch, arrays):
         control = stdio.BytesIO()
         with zipfile.ZipFile(control, "w") as archive:
             archive.writestr("entry", b"x")  # zipfile stamps the (patched) current time
-        return io.npz_bytes(arrays), control.getvalue()
+        return files.npz_bytes(arrays), control.getvalue()
 
     ours_a, control_a = at(1_000_000_000.0)
     ours_b, control_b = at(1_700_000_000.0)
@@ -182,14 +182,14 @@ def test_npz_bytes_do_not_depend_on_the_clock(monkeypatch, arrays):
 
 
 def test_npz_bytes_same_across_a_sleep(arrays):
-    first = io.npz_bytes(arrays)
+    first = files.npz_bytes(arrays)
     time.sleep(0.05)
-    assert io.npz_bytes(arrays) == first
+    assert files.npz_bytes(arrays) == first
 
 
 def test_npz_entries_have_fixed_timestamp(arrays):
     import io as stdio
-    with zipfile.ZipFile(stdio.BytesIO(io.npz_bytes(arrays))) as archive:
+    with zipfile.ZipFile(stdio.BytesIO(files.npz_bytes(arrays))) as archive:
         infos = archive.infolist()
     assert [i.filename for i in infos] == sorted(f"{name}.npy" for name in arrays)
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
@@ -197,27 +197,27 @@ def test_npz_entries_have_fixed_timestamp(arrays):
 
 def test_npz_bytes_refuses_object_arrays():
     with pytest.raises(ValueError, match="'bad' has dtype object"):
-        io.npz_bytes({"bad": np.array([{"a": 1}, None], dtype=object)})
+        files.npz_bytes({"bad": np.array([{"a": 1}, None], dtype=object)})
 
 
 def test_read_npz_refuses_pickled_object_array(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, X=np.zeros(2), bad=np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
     with pytest.raises(PipelineError, match=f"{path}: holds pickled objects"):
-        io.read_npz(str(path))
+        files.read_npz(str(path))
 
 
 def test_read_npz_missing_file(tmp_path):
     path = tmp_path / "none.npz"
     with pytest.raises(PipelineError, match=f"{path}: file not found"):
-        io.read_npz(str(path))
+        files.read_npz(str(path))
 
 
 def test_read_npz_missing_keys_are_named(tmp_path):
     path = tmp_path / "a.npz"
-    io.write_npz(str(path), {"X": np.zeros((2, 2))})
+    files.write_npz(str(path), {"X": np.zeros((2, 2))})
     with pytest.raises(PipelineError, match=f"{path}: missing array\\(s\\) y, w"):
-        io.read_npz(str(path), ("X", "y", "w"))
+        files.read_npz(str(path), ("X", "y", "w"))
 
 
 @pytest.mark.parametrize("content", [os.urandom(4096), b"hello, this is text\n",
@@ -226,14 +226,14 @@ def test_read_npz_garbage_bytes(tmp_path, content):
     path = tmp_path / "garbage.npz"
     path.write_bytes(content)
     with pytest.raises(PipelineError, match=f"^{path}: "):
-        io.read_npz(str(path))
+        files.read_npz(str(path))
 
 
 def test_read_npz_garbage_bytes_not_reported_as_pickle(tmp_path):
     path = tmp_path / "garbage.npz"
     path.write_bytes(b"hello, this is text, not an archive\n")
     with pytest.raises(PipelineError, match=f"{path}: not a valid .npz archive"):
-        io.read_npz(str(path))
+        files.read_npz(str(path))
 
 
 def test_read_npz_on_a_npy_file_is_a_pipeline_error(tmp_path):
@@ -241,7 +241,7 @@ def test_read_npz_on_a_npy_file_is_a_pipeline_error(tmp_path):
     with open(path, "wb") as handle:
         np.save(handle, np.arange(3))
     with pytest.raises(PipelineError, match=f"{path}: not a valid .npz archive"):
-        io.read_npz(str(path))
+        files.read_npz(str(path))
 
 
 # --- read_xy ----------------------------------------------------------------------------------
@@ -250,8 +250,8 @@ def test_read_xy_returns_float64_and_int64(tmp_path):
     path = tmp_path / "train.npz"
     X = np.arange(6, dtype=np.float32).reshape(3, 2)
     y = np.array([0, 1, 1], dtype=np.int32)
-    io.write_npz(str(path), {"X": X, "y": y})
-    X2, y2 = io.read_xy(str(path))
+    files.write_npz(str(path), {"X": X, "y": y})
+    X2, y2 = files.read_xy(str(path))
     assert X2.dtype == np.float64 and y2.dtype == np.int64
     np.testing.assert_array_equal(X2, X)
     np.testing.assert_array_equal(y2, y)
@@ -265,17 +265,17 @@ def test_read_xy_returns_float64_and_int64(tmp_path):
 ])
 def test_read_xy_shape_checks(tmp_path, X, y, shown):
     path = tmp_path / "bad.npz"
-    io.write_npz(str(path), {"X": X, "y": y})
+    files.write_npz(str(path), {"X": X, "y": y})
     with pytest.raises(PipelineError, match=f"{path}: expected X \\(N, D\\) and integer y "
                                             f"\\(N,\\), got {shown}"):
-        io.read_xy(str(path))
+        files.read_xy(str(path))
 
 
 def test_read_xy_missing_y(tmp_path):
     path = tmp_path / "bad.npz"
-    io.write_npz(str(path), {"X": np.zeros((2, 2))})
+    files.write_npz(str(path), {"X": np.zeros((2, 2))})
     with pytest.raises(PipelineError, match=f"{path}: missing array\\(s\\) y"):
-        io.read_xy(str(path))
+        files.read_xy(str(path))
 
 
 # --- CSV --------------------------------------------------------------------------------------
@@ -285,9 +285,9 @@ def test_csv_round_trip_is_exact(tmp_path):
 
     path = tmp_path / "d.csv"
     frame = pd.DataFrame({"X1": [0.1 + 0.2, -1e-300, 1 / 3], "color": ["c1", "007", "c2"]})
-    io.write_csv(str(path), frame)
+    files.write_csv(str(path), frame)
     assert path.read_text().splitlines()[0] == "X1,color"
-    loaded = io.read_csv(str(path), text_columns=("color",))
+    loaded = files.read_csv(str(path), text_columns=("color",))
     assert loaded["X1"].tolist() == frame["X1"].tolist()
     assert loaded["color"].tolist() == ["c1", "007", "c2"]
 
@@ -295,11 +295,11 @@ def test_csv_round_trip_is_exact(tmp_path):
 def test_read_csv_errors(tmp_path):
     missing = tmp_path / "none.csv"
     with pytest.raises(PipelineError, match=f"{missing}: file not found"):
-        io.read_csv(str(missing))
+        files.read_csv(str(missing))
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     with pytest.raises(PipelineError, match=f"{empty}: not a readable CSV"):
-        io.read_csv(str(empty))
+        files.read_csv(str(empty))
 
 
 # --- torch checkpoints ------------------------------------------------------------------------
@@ -335,7 +335,7 @@ def _with_serialization_id(raw: bytes, new_id: bytes) -> bytes:
 
 
 def test_torch_archives_from_separate_processes_become_identical(torch_saves):
-    a, b = (io.deterministic_torch_archive(raw) for raw in torch_saves)
+    a, b = (files.deterministic_torch_archive(raw) for raw in torch_saves)
     assert a == b
     assert a[:4] == b"PK\x03\x04"
 
@@ -344,7 +344,7 @@ def test_torch_archive_ignores_the_serialization_id(torch_saves):
     raw = torch_saves[0]
     other = _with_serialization_id(raw, b"9" * 40)
     assert other != raw
-    assert io.deterministic_torch_archive(other) == io.deterministic_torch_archive(raw)
+    assert files.deterministic_torch_archive(other) == files.deterministic_torch_archive(raw)
 
 
 def test_torch_archive_differs_for_different_weights(torch_saves):
@@ -355,8 +355,8 @@ def test_torch_archive_differs_for_different_weights(torch_saves):
     state["0.bias"] = state["0.bias"] + 1.0
     buffer = stdio.BytesIO()
     torch.save(state, buffer)
-    assert io.deterministic_torch_archive(buffer.getvalue()) != \
-        io.deterministic_torch_archive(torch_saves[0])
+    assert files.deterministic_torch_archive(buffer.getvalue()) != \
+        files.deterministic_torch_archive(torch_saves[0])
 
 
 @pytest.mark.parametrize("mmap", [False, True])
@@ -366,7 +366,7 @@ def test_deterministic_torch_archive_still_loads(tmp_path, torch_saves, mmap):
 
     expected = torch.load(stdio.BytesIO(torch_saves[0]), weights_only=True)
     path = tmp_path / "model.pt"
-    io.write_bytes(str(path), io.deterministic_torch_archive(torch_saves[1]))
+    files.write_bytes(str(path), files.deterministic_torch_archive(torch_saves[1]))
     loaded = torch.load(str(path), weights_only=True, mmap=mmap)
     assert list(loaded) == list(expected) == ["0.weight", "0.bias", "2.weight", "2.bias"]
     for name in expected:
@@ -375,7 +375,7 @@ def test_deterministic_torch_archive_still_loads(tmp_path, torch_saves, mmap):
 
 def test_deterministic_torch_archive_keeps_64_byte_alignment(torch_saves):
     import io as stdio
-    data = io.deterministic_torch_archive(torch_saves[0])
+    data = files.deterministic_torch_archive(torch_saves[0])
     with zipfile.ZipFile(stdio.BytesIO(data)) as archive:
         for info in archive.infolist():
             name_len, extra_len = int.from_bytes(data[info.header_offset + 26:][:2], "little"), \
@@ -402,8 +402,8 @@ def _figure():
 def test_save_figure_writes_identical_png_twice(tmp_path):
     first, second = tmp_path / "a.png", tmp_path / "b.png"
     figure = _figure()
-    io.save_figure(str(first), figure)
-    io.save_figure(str(second), _figure())
+    files.save_figure(str(first), figure)
+    files.save_figure(str(second), _figure())
     data = first.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert data == second.read_bytes()
@@ -414,23 +414,23 @@ def test_save_figure_writes_identical_png_twice(tmp_path):
 def test_read_numeric_csv_columns_and_errors(tmp_path):
     path = tmp_path / "curves.csv"
     path.write_text("epoch,train_loss\n0,1.5\n1,0.25\n")
-    columns = io.read_numeric_csv(str(path), required=("epoch",))
+    columns = files.read_numeric_csv(str(path), required=("epoch",))
     assert columns["epoch"].tolist() == [0.0, 1.0]
     assert columns["train_loss"].tolist() == [1.5, 0.25]
     with pytest.raises(PipelineError, match=f"{path}: missing column\\(s\\) val_acc"):
-        io.read_numeric_csv(str(path), required=("epoch", "val_acc"))
+        files.read_numeric_csv(str(path), required=("epoch", "val_acc"))
     path.write_text("epoch,train_loss\n0,abc\n")
     with pytest.raises(PipelineError, match="not an all-numeric CSV"):
-        io.read_numeric_csv(str(path))
+        files.read_numeric_csv(str(path))
     with pytest.raises(PipelineError, match="file not found"):
-        io.read_numeric_csv(str(tmp_path / "missing.csv"))
+        files.read_numeric_csv(str(tmp_path / "missing.csv"))
 
 
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_outputs_follow_the_umask(tmp_path, mask, mode):
     old = os.umask(mask)
     try:
-        io.write_text(str(tmp_path / "out.txt"), "x")
+        files.write_text(str(tmp_path / "out.txt"), "x")
     finally:
         os.umask(old)
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == mode
