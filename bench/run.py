@@ -22,7 +22,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STATS_ENV = "NNPIPE_STAGE_STATS"
+sys.path.insert(0, str(ROOT))
+from nnpipe.cli import STATS_ENV  # noqa: E402  (the stages append their wall time and RSS there)
 TARGETS = {"cold / floor": 1.9, "warm re-run / floor": 1.5, "incremental / floor": 0.75,
            "no-op (s), median of 5": 1.0, "max stage peak RSS (MB)": 450.0}
 NOOP_RUNS = 5
@@ -111,15 +112,14 @@ sys.path.insert(0, ".")
 from nnpipe import portable
 portable.pin({MATH["math"]["portable"]})  # as the stages do, before numpy and torch load
 import numpy as np
-from nnpipe import history, files, models, numpy_mlp, preprocess, training
+from nnpipe import history, models, numpy_mlp, preprocess, training
 state = preprocess.load("models/preprocess.json")
 data = history.load_train_data("data/processed/train.npz", "data/processed/val.npz",
                                state.class_weights, len(state.features))
-spec = models.ModelSpec("torch_mlp", "mlp", "torch", len(state.features), 100, len(state.classes))
+spec = models.ModelSpec("torch_mlp", "mlp", len(state.features), (100,), len(state.classes))
 bs = {SCALE_PARAMS['train_torch_mlp']['batch_size']}
-cfg = numpy_mlp.MLPConfig(spec.input_dim, 100, spec.num_classes)
 rng = np.random.RandomState(0)
-model = numpy_mlp.NumpyMLP.init(cfg, 0.01, rng)
+model = numpy_mlp.NumpyMLP.init(spec.layer_dims, 0.01, rng)
 t = time.perf_counter(); numpy_mlp.train(model, data, 1.0, 2, bs, rng, 10**9)
 np_epoch = (time.perf_counter() - t) / 2
 t = time.perf_counter()

@@ -71,6 +71,24 @@ def training_parser(description: str | None) -> "argparse.ArgumentParser":
     return parser
 
 
+def name_value_pairs(parser: "argparse.ArgumentParser", rest: list[str]) -> dict[str, str]:
+    """``--NAME VALUE ...`` (DVC's unpacking of a dict in a cmd) as an ordered mapping.
+
+    Anything else is a usage error of ``parser``; a NAME must be an identifier, given once.
+    """
+    pairs: dict[str, str] = {}
+    if not rest:
+        parser.error("expected --NAME VALUE pairs, one per model")
+    for flag, value in zip(rest[::2], rest[1::2] + [None] * (len(rest) % 2)):
+        name = flag[2:] if flag.startswith("--") else ""
+        if not name.isidentifier() or value is None or value.startswith("--"):
+            parser.error(f"expected --NAME VALUE, got {short(' '.join(rest[:6]))}")
+        if name in pairs:
+            parser.error(f"--{name} given twice")
+        pairs[name] = value
+    return pairs
+
+
 def run_command(main: Callable[[], None]) -> NoReturn:
     """Run a command's ``main()`` and end the process without interpreter teardown.
 

@@ -17,12 +17,10 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from nnpipe.errors import PipelineError, short
+from nnpipe.split import MIN_ROWS_PER_CLASS
 
 SPIRAL_FEATURES = ("X1", "X2")
 SPIRAL_TARGET = "color"
-# A class needs a row in each of train, val and test, and train_test_split
-# needs two rows of a class in every set it stratifies.
-MIN_ROWS_PER_CLASS = 4
 
 
 def make_spiral(samples_per_class: int, classes: Sequence[str], noise: float,

@@ -2,13 +2,15 @@
 
 A model directory is self-describing and pickle-free:
 
-- ``config.json``: architecture (kind, D, H, C, dropout, init), framework, and the
+- ``config.json``: architecture (kind, D, hidden_dims, C, dropout, init) and the
   scaler/encoder state of the data it was trained on;
-- ``weights.npz``: W1 (D, H), b1 (H,), W2 (H, C), b2 (C,), loaded with allow_pickle=False;
+- ``weights.npz``: W1 (D, H1), b1 (H1,), ..., Wn (Hn-1, C), bn (C,), one pair per affine
+  layer, loaded with allow_pickle=False;
 - ``model.pt`` (torch models only): the state_dict, loaded with ``weights_only=True``.
 
-Every model in the lesson is affine -> activation -> affine, so one NumPy forward
-pass serves them all in evaluate, plot and predict (dropout is off at inference).
+Every model in the lesson is affine -> activation -> ... -> affine, so one NumPy forward
+pass serves them all in evaluate, plot and predict (dropout is off at inference). A
+model's depth is data: ``layer_dims = [D] + hidden_dims + [C]`` (cs231n's FullyConnectedNet).
 """
 from __future__ import annotations
 
@@ -19,14 +21,18 @@ from typing import Any, Mapping
 import numpy as np
 
 from nnpipe import files
-from nnpipe.errors import PipelineError
+from nnpipe.errors import PipelineError, short
 from nnpipe.preprocess import Preprocessor
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
 STATE_DICT_FILE = "model.pt"
-WEIGHT_NAMES = ("W1", "b1", "W2", "b2")
 ACTIVATIONS = {"linear": "identity", "mlp": "relu"}
+
+
+def weight_names(layers: int) -> tuple[str, ...]:
+    """``("W1", "b1", ..., "Wn", "bn")`` for ``layers`` affine layers."""
+    return tuple(f"{kind}{i}" for i in range(1, layers + 1) for kind in ("W", "b"))
 
 
 @dataclass(frozen=True)
@@ -34,9 +40,8 @@ class ModelSpec:
     """Architecture of one model: ``kind`` is "linear" (no activation) or "mlp" (ReLU)."""
     name: str
     kind: str
-    framework: str
     input_dim: int
-    hidden_dim: int
+    hidden_dims: tuple[int, ...]
     num_classes: int
     dropout_p: float = 0.0
     init: str = "default"
@@ -44,10 +49,24 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.kind not in ACTIVATIONS:
             raise PipelineError(f"model {self.name}: unknown kind {self.kind!r}")
+        dims = (self.input_dim, *self.hidden_dims, self.num_classes)
+        if not self.hidden_dims or not all(type(d) is int and d > 0 for d in dims):
+            raise PipelineError(f"model {self.name}: input_dim, hidden_dims and num_classes "
+                                f"must be integers > 0 (got {short(repr(dims))})")
+        object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
 
     @property
     def activation(self) -> str:
         return ACTIVATIONS[self.kind]
+
+    @property
+    def layer_dims(self) -> tuple[int, ...]:
+        """``(D, H1, ..., Hn, C)``: affine layer i maps layer_dims[i-1] -> layer_dims[i]."""
+        return (self.input_dim, *self.hidden_dims, self.num_classes)
+
+    @property
+    def weight_names(self) -> tuple[str, ...]:
+        return weight_names(len(self.layer_dims) - 1)
 
 
 @dataclass(frozen=True)
@@ -63,17 +82,19 @@ class LoadedModel:
 
 def predict_proba(spec: ModelSpec, weights: Mapping[str, np.ndarray], X: np.ndarray,
                   chunk: int = 65536) -> np.ndarray:
-    """Forward pass in NumPy: affine -> (ReLU | identity) -> affine -> softmax.
+    """Forward pass in NumPy: (affine -> ReLU | identity) per hidden layer -> affine -> softmax.
 
     Rows go through in chunks so memory stays bounded (N x H floats at once otherwise).
     """
     X = np.asarray(X, dtype=np.float64)
+    layers = len(spec.layer_dims) - 1
     out = np.empty((len(X), spec.num_classes))  # (N, C)
     for start in range(0, len(X), chunk):
-        hidden = X[start:start + chunk] @ weights["W1"] + weights["b1"]  # (n, H)
-        if spec.activation == "relu":
-            np.maximum(hidden, 0.0, out=hidden)
-        scores = hidden @ weights["W2"] + weights["b2"]  # (n, C)
+        scores = X[start:start + chunk]
+        for i in range(1, layers + 1):
+            scores = scores @ weights[f"W{i}"] + weights[f"b{i}"]  # (n, H_i), then (n, C)
+            if i < layers and spec.activation == "relu":
+                np.maximum(scores, 0.0, out=scores)
         scores -= scores.max(axis=1, keepdims=True)
         np.exp(scores, out=scores)
         out[start:start + chunk] = scores / scores.sum(axis=1, keepdims=True)
@@ -83,7 +104,7 @@ def predict_proba(spec: ModelSpec, weights: Mapping[str, np.ndarray], X: np.ndar
 def save(directory: str, spec: ModelSpec, weights: Mapping[str, np.ndarray],
          preprocessor: Preprocessor, extra_files: Mapping[str, bytes] | None = None) -> None:
     """Write config.json, weights.npz (and e.g. model.pt) atomically into ``directory``."""
-    arrays = {name: np.asarray(weights[name], dtype=np.float64) for name in WEIGHT_NAMES}
+    arrays = {name: np.asarray(weights[name], dtype=np.float64) for name in spec.weight_names}
     _check_shapes(spec, arrays, directory)
     os.makedirs(directory, exist_ok=True)
     for name, data in (extra_files or {}).items():
@@ -91,6 +112,23 @@ def save(directory: str, spec: ModelSpec, weights: Mapping[str, np.ndarray],
     files.write_npz(os.path.join(directory, WEIGHTS_FILE), arrays)
     files.write_json(os.path.join(directory, CONFIG_FILE),
                   {"model": asdict(spec), "preprocess": preprocessor.to_dict()})
+
+
+def available(root: str) -> list[str]:
+    """The model names under ``root``: its subdirectories holding a config.json."""
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return []
+    return [n for n in names if os.path.isfile(os.path.join(root, n, CONFIG_FILE))]
+
+
+def find(root: str, name: str) -> str:
+    """The directory of model ``name`` under ``root``, or a one-line error naming the choices."""
+    if name in available(root):
+        return os.path.join(root, name)
+    known = ", ".join(available(root)) or "none: run `dvc repro` first"
+    raise PipelineError(f"unknown model '{short(name)}' in {short(root, 200)} (models: {known})")
 
 
 def load_spec(directory: str) -> tuple[ModelSpec, Preprocessor]:
@@ -101,7 +139,7 @@ def load_spec(directory: str) -> tuple[ModelSpec, Preprocessor]:
     config = files.read_json(path)
     try:
         spec = ModelSpec(**config["model"])
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise PipelineError(f"{path}: malformed model config ({exc})") from None
     return spec, Preprocessor.from_dict(config.get("preprocess", {}), source=path)
 
@@ -110,14 +148,16 @@ def load(directory: str) -> LoadedModel:
     """Rebuild a model from its directory alone (no params.yaml, nothing unpickled)."""
     spec, preprocessor = load_spec(directory)
     path = os.path.join(directory, WEIGHTS_FILE)
-    weights = files.read_npz(path, WEIGHT_NAMES)
+    weights = files.read_npz(path, spec.weight_names)
     _check_shapes(spec, weights, path)
     return LoadedModel(spec, weights, preprocessor)
 
 
 def _check_shapes(spec: ModelSpec, weights: Mapping[str, Any], where: str) -> None:
-    d, h, c = spec.input_dim, spec.hidden_dim, spec.num_classes
-    expected = {"W1": (d, h), "b1": (h,), "W2": (h, c), "b2": (c,)}
+    dims = spec.layer_dims
+    expected = {}
+    for i in range(1, len(dims)):
+        expected[f"W{i}"], expected[f"b{i}"] = (dims[i - 1], dims[i]), (dims[i],)
     for name, shape in expected.items():
         actual = tuple(np.shape(weights[name]))
         if actual != shape:

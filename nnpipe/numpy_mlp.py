@@ -1,22 +1,19 @@
-"""The lesson's two-layer MLP written from scratch in NumPy (no torch anywhere here).
+"""The lesson's MLP written from scratch in NumPy, at any depth (no torch anywhere here).
 
 Layers follow the cs231n contract: ``*_forward`` returns ``(out, cache)`` and
 ``*_backward(dout, cache)`` returns the gradients, side by side. Shapes use the
-lesson's letters: N samples, D features, H hidden units, C classes.
+lesson's letters: N samples, D features, H hidden units (per layer), C classes.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 from nnpipe.history import History, TrainData, check_finite
 
 log = logging.getLogger(__name__)
-
-PARAM_NAMES = ("W1", "b1", "W2", "b2")
 
 
 def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Any]:
@@ -66,52 +63,60 @@ def softmax_cross_entropy(scores: np.ndarray, y: np.ndarray,
     return loss, dscores
 
 
-@dataclass(frozen=True)
-class MLPConfig:
-    input_dim: int
-    hidden_dim: int
-    num_classes: int
+class Loss(NamedTuple):
+    """A forward/backward pass: the loss, gradients keyed like ``params`` (W1 -> "W1"), logits."""
+    loss: float
+    grads: dict[str, np.ndarray]
+    scores: np.ndarray  # (N, C)
 
 
 class NumpyMLP:
-    """affine -> ReLU -> affine; ``params`` holds W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)."""
+    """(affine -> ReLU) per hidden layer -> affine; ``params`` holds W1..Wn and b1..bn.
+
+    ``layer_dims = [D] + hidden_dims + [C]``: Wi is (layer_dims[i-1], layer_dims[i]).
+    """
 
     def __init__(self, params: dict[str, np.ndarray]):
         self.params = params
+        self.layers = len(params) // 2
 
     @classmethod
-    def init(cls, config: MLPConfig, scale: float, rng: np.random.RandomState) -> "NumpyMLP":
-        """The lesson's init: weights ``scale * randn``, biases zero."""
-        d, h, c = config.input_dim, config.hidden_dim, config.num_classes
-        return cls({
-            "W1": scale * rng.randn(d, h), "b1": np.zeros(h),
-            "W2": scale * rng.randn(h, c), "b2": np.zeros(c),
-        })
+    def init(cls, layer_dims: Sequence[int], scale: float,
+             rng: np.random.RandomState) -> "NumpyMLP":
+        """The lesson's init: weights ``scale * randn``, biases zero, layer by layer."""
+        params = {}
+        for i in range(1, len(layer_dims)):
+            params[f"W{i}"] = scale * rng.randn(layer_dims[i - 1], layer_dims[i])
+            params[f"b{i}"] = np.zeros(layer_dims[i])
+        return cls(params)
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """Logits ``(N, C)``."""
-        p = self.params
-        hidden, _ = relu_forward(X @ p["W1"] + p["b1"])  # (N, H)
-        return hidden @ p["W2"] + p["b2"]
+        p, out = self.params, X
+        for i in range(1, self.layers + 1):
+            out = out @ p[f"W{i}"] + p[f"b{i}"]  # (N, H_i), then (N, C)
+            if i < self.layers:
+                out, _ = relu_forward(out)
+        return out
 
     def loss(self, X: np.ndarray, y: np.ndarray,
-             class_weights: np.ndarray | None = None) -> tuple[float, dict[str, np.ndarray]]:
-        """Loss and gradients, keyed like ``params`` (the gradient of W1 under "W1")."""
-        loss, grads, _ = self.loss_and_scores(X, y, class_weights)
-        return loss, grads
-
-    def loss_and_scores(self, X: np.ndarray, y: np.ndarray, class_weights: np.ndarray | None = None
-                        ) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
-        """:meth:`loss` plus the forward pass's logits ``(N, C)``."""
-        p = self.params
-        z1, affine1 = affine_forward(X, p["W1"], p["b1"])  # (N, H)
-        a1, relu_cache = relu_forward(z1)
-        scores, affine2 = affine_forward(a1, p["W2"], p["b2"])  # (N, C)
-        loss, dscores = softmax_cross_entropy(scores, y, class_weights)
-        da1, dW2, db2 = affine_backward(dscores, affine2)
-        dz1 = relu_backward(da1, relu_cache)
-        _, dW1, db1 = affine_backward(dz1, affine1)
-        return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}, scores
+             class_weights: np.ndarray | None = None) -> Loss:
+        """Forward through every layer, softmax cross-entropy, then backward layer by layer."""
+        p, out, caches = self.params, X, []
+        for i in range(1, self.layers + 1):
+            out, affine_cache = affine_forward(out, p[f"W{i}"], p[f"b{i}"])
+            relu_cache = None
+            if i < self.layers:
+                out, relu_cache = relu_forward(out)
+            caches.append((affine_cache, relu_cache))
+        loss, dout = softmax_cross_entropy(out, y, class_weights)
+        grads: dict[str, np.ndarray] = {}
+        for i in range(self.layers, 0, -1):
+            affine_cache, relu_cache = caches[i - 1]
+            if relu_cache is not None:
+                dout = relu_backward(dout, relu_cache)
+            dout, grads[f"W{i}"], grads[f"b{i}"] = affine_backward(dout, affine_cache)
+        return Loss(loss, grads, out)
 
 
 def _batches(n: int, batch_size: int | None, rng: np.random.RandomState) -> list[np.ndarray]:
@@ -144,12 +149,12 @@ def _epoch(model: NumpyMLP, data: TrainData, lr: float, batch_size: int | None,
     loss_sum, correct = 0.0, 0
     for rows in _batches(n, batch_size, rng):
         Xb, yb = data.X_train[rows], data.y_train[rows]
-        loss, grads, scores = model.loss_and_scores(Xb, yb, data.class_weights)
+        loss, grads, scores = model.loss(Xb, yb, data.class_weights)
         check_finite(loss, name, epoch)
         correct += int((scores.argmax(axis=1) == yb).sum())
         loss_sum += loss * len(rows)
-        for key in PARAM_NAMES:
-            model.params[key] -= lr * grads[key]
+        for key, grad in grads.items():
+            model.params[key] -= lr * grad
     val_scores = model.scores(data.X_val)
     val_loss, _ = softmax_cross_entropy(val_scores, data.y_val, data.class_weights)
     check_finite(val_loss, name, epoch)

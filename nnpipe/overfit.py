@@ -1,7 +1,7 @@
 """The lesson's overfitting demonstration data: uniform random features, its own split and scaler."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -14,12 +14,13 @@ class OverfitData(NamedTuple):
     preprocessor: preprocess.Preprocessor
 
 
-def hidden_dim(setting: int | str, samples_per_class: int, num_classes: int,
-               num_features: int) -> int:
-    """``auto`` is the lesson's 2*N*C + D (302 for 50 samples, 3 classes, 2 features)."""
+def hidden_dims(setting: Sequence[int] | str, samples_per_class: int, num_classes: int,
+                num_features: int) -> tuple[int, ...]:
+    """``auto`` is the lesson's one hidden layer of 2*N*C + D units (302 for 50 samples,
+    3 classes, 2 features); a list gives the widths layer by layer."""
     if setting == "auto":
-        return 2 * samples_per_class * num_classes + num_features
-    return int(setting)
+        return (2 * samples_per_class * num_classes + num_features,)
+    return tuple(setting)
 
 
 def make(samples_per_class: int, num_classes: int, num_features: int,

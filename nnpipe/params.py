@@ -77,6 +77,16 @@ def up_to(limit: int) -> Check:
     return check
 
 
+def widths(value: Any) -> str | None:
+    if value == "auto":
+        return None
+    if not value:
+        return "must not be empty"
+    if not all(0 < v <= MAX_WIDTH for v in value):
+        return f"must hold widths > 0 and at most {MAX_WIDTH}"
+    return None
+
+
 def names(value: Any) -> str | None:
     return f"must name at most {MAX_NAMES}" if len(value) > MAX_NAMES else non_empty(value)
 
@@ -99,6 +109,9 @@ _KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "bool": ("true or false", lambda v: isinstance(v, bool)),
     "int?": ("null or an integer", lambda v: v is None or _is_int(v)),
     "int|auto": ("an integer or 'auto'", lambda v: v == "auto" or _is_int(v)),
+    "widths": ("a list of integers", lambda v: isinstance(v, list) and all(_is_int(x) for x in v)),
+    "widths|auto": ("'auto' or a list of integers",
+                    lambda v: v == "auto" or (isinstance(v, list) and all(_is_int(x) for x in v))),
     "str_list": ("a list of strings",
                  lambda v: isinstance(v, list) and all(isinstance(s, str) and s for s in v)),
 }
@@ -135,7 +148,7 @@ class SplitParams:
 
 @dataclass(frozen=True)
 class LinearParams:
-    hidden_dim: int = _param(100, "int", up_to(MAX_WIDTH))
+    hidden_dims: tuple = _param([100], "widths", widths)
     lr: float = _param(0.01, "number", positive)
     epochs: int = _param(10, "int", up_to(MAX_EPOCHS))
     batch_size: int | None = _param(None, "int?", positive_or_none)
@@ -144,7 +157,7 @@ class LinearParams:
 
 @dataclass(frozen=True)
 class TorchMLPParams:
-    hidden_dim: int = _param(100, "int", up_to(MAX_WIDTH))
+    hidden_dims: tuple = _param([100], "widths", widths)
     lr: float = _param(0.01, "number", positive)
     epochs: int = _param(100, "int", up_to(MAX_EPOCHS))
     batch_size: int | None = _param(None, "int?", positive_or_none)
@@ -155,7 +168,7 @@ class TorchMLPParams:
 
 @dataclass(frozen=True)
 class NumpyMLPParams:
-    hidden_dim: int = _param(100, "int", up_to(MAX_WIDTH))
+    hidden_dims: tuple = _param([100], "widths", widths)
     lr: float = _param(1.0, "number", positive)
     epochs: int = _param(1000, "int", up_to(MAX_EPOCHS))
     batch_size: int | None = _param(None, "int?", positive_or_none)
@@ -168,7 +181,7 @@ class OverfitParams:
     samples_per_class: int = _param(50, "int", up_to(MAX_CELLS))
     num_classes: int = _param(3, "int", up_to(MAX_NAMES))
     num_features: int = _param(2, "int", up_to(MAX_NAMES))
-    hidden_dim: int | str = _param("auto", "int|auto", positive_or_auto)
+    hidden_dims: Any = _param("auto", "widths|auto", widths)
     lr: float = _param(0.1, "number", positive)
     epochs: int = _param(500, "int", up_to(MAX_EPOCHS))
     batch_size: int | None = _param(None, "int?", positive_or_none)
@@ -188,9 +201,6 @@ SECTIONS: dict[str, type] = {
     "fetch": FetchParams,
     "data": DataParams,
     "split": SplitParams,
-    "train_linear": LinearParams,
-    "train_numpy_mlp": NumpyMLPParams,
-    "train_torch_mlp": TorchMLPParams,
     "overfit_random": OverfitParams,
     "plot": PlotParams,
 }
@@ -217,12 +227,14 @@ def _check_overfit(section: OverfitParams) -> tuple[str, str] | None:
     if cells > MAX_CELLS:
         return ("samples_per_class * num_classes * num_features",
                 f"={cells} must be at most {MAX_CELLS}")
-    width = (2 * s.samples_per_class * s.num_classes + s.num_features
-             if s.hidden_dim == "auto" else s.hidden_dim)
-    if width > MAX_WIDTH:
-        return ("hidden_dim", f"={s.hidden_dim} gives {width} hidden units, at most {MAX_WIDTH}")
+    width = 2 * s.samples_per_class * s.num_classes + s.num_features
+    if s.hidden_dims == "auto" and width > MAX_WIDTH:
+        return ("hidden_dims", f"=auto gives {width} hidden units, at most {MAX_WIDTH}")
     return None
 
+
+TRAINERS: dict[str, type] = {"linear": LinearParams, "numpy_mlp": NumpyMLPParams,
+                             "torch_mlp": TorchMLPParams}
 
 _CROSS_CHECKS: dict[str, Callable[[Any], "tuple[str, str] | None"]] = {
     "split": _check_split, "fetch": _check_fetch, "overfit_random": _check_overfit}
@@ -235,9 +247,9 @@ def check_seed(value: Any, origin: str = "params.yaml") -> int:
     return value
 
 
-def build_section(name: str, raw: Any, origin: str = "params.yaml") -> Any:
+def build_section(name: str, raw: Any, origin: str = "params.yaml", kind: str | None = None) -> Any:
     """Validate one section's mapping and return its frozen dataclass."""
-    cls = SECTIONS[name]
+    cls = TRAINERS[kind] if kind else SECTIONS[name]
     if not isinstance(raw, dict):
         raise PipelineError(f"{origin}: section '{name}' must be a mapping, got {short(repr(raw))}")
     known = {f.name: f for f in fields(cls)}
@@ -266,19 +278,23 @@ def build_section(name: str, raw: Any, origin: str = "params.yaml") -> Any:
     return section
 
 
-@dataclass(frozen=True)
 class Params:
-    """The validated sections a stage asked for (others stay None)."""
-    seed: int | None = None
-    math: MathParams | None = None
-    fetch: FetchParams | None = None
-    data: DataParams | None = None
-    split: SplitParams | None = None
-    train_linear: LinearParams | None = None
-    train_numpy_mlp: NumpyMLPParams | None = None
-    train_torch_mlp: TorchMLPParams | None = None
-    overfit_random: OverfitParams | None = None
-    plot: PlotParams | None = None
+    """The validated sections a stage asked for."""
+
+    def __init__(self, values: dict):
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Params is frozen")
 
 
 MAX_DEPTH = 20    # nesting levels in params.yaml
@@ -357,7 +373,7 @@ def read_yaml(path: str) -> dict:
     return raw
 
 
-def load(path: str, *names: str) -> Params:
+def load(path: str, *names: str, kinds: dict | None = None) -> Params:
     """Load and validate ``seed`` and/or the named sections of params.yaml."""
     raw = read_yaml(path)
     values: dict[str, Any] = {}
@@ -367,5 +383,6 @@ def load(path: str, *names: str) -> Params:
         if name == "seed":
             values["seed"] = check_seed(raw["seed"], origin=path)
         else:
-            values[name] = build_section(name, raw[name], origin=path)
-    return Params(**values)
+            values[name] = build_section(name, raw[name], origin=path,
+                                         kind=(kinds or {}).get(name))
+    return Params(values)

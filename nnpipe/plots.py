@@ -12,7 +12,6 @@ import numpy as np
 from nnpipe.errors import PipelineError
 
 ProbaFn = Callable[[np.ndarray], np.ndarray]
-CURVE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
 
 
 def _figure(width: float, height: float) -> Any:

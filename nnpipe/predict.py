@@ -22,9 +22,6 @@ import numpy as np
 from nnpipe import cli, files, models
 from nnpipe.errors import PipelineError, short
 
-MODEL_NAMES = ("linear", "numpy_mlp", "torch_mlp", "overfit_random")
-
-
 def parse_assignments(pairs: Sequence[str], features: Sequence[str]) -> np.ndarray:
     """``["X1=0.1", "X2=0.1"]`` -> one row ``(1, D)`` in the model's feature order."""
     values: dict[str, float] = {}
@@ -102,7 +99,8 @@ def to_records(frame: Any, model: models.LoadedModel) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m nnpipe.predict",
                                      description="Predict classes for new points.")
-    parser.add_argument("--model", required=True, choices=MODEL_NAMES)
+    parser.add_argument("--model", required=True,
+                        help="a model's name: a directory of --models-dir (see dvc.yaml's models)")
     parser.add_argument("--models-dir", default="models", help="where the model directories are")
     parser.add_argument("--input", help="CSV of points to predict (one row each)")
     parser.add_argument("--output", help="with --input: write the predictions CSV here")
@@ -119,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.output and os.path.isdir(args.output):
             raise PipelineError(f"--output {short(args.output, 200)}: is a directory, "
                                 "give a file path")
-        model = models.load(os.path.join(args.models_dir, args.model))
+        model = models.load(models.find(args.models_dir, args.model))
         features = model.preprocessor.features
         X = read_inputs(args.input, features, args.max_mb) if args.input else \
             parse_assignments(args.features, features)

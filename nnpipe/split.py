@@ -8,6 +8,10 @@ import numpy as np
 
 from nnpipe.errors import PipelineError
 
+# A class needs a row in each of train, val and test, and train_test_split
+# needs two rows of a class in every set it stratifies.
+MIN_ROWS_PER_CLASS = 4
+
 
 class SplitIndices(NamedTuple):
     """Row indices of each split into the original table, in shuffled order."""
@@ -21,7 +25,7 @@ def check_class_sizes(y: np.ndarray, train_size: float, val_size: float,
     """Every class must get at least one row in each split (and two in the first cut)."""
     labels, counts = np.unique(y, return_counts=True)
     smallest = min(train_size, val_size, test_size)
-    needed = max(math.ceil(1.0 / smallest - 1e-9), 4)
+    needed = max(math.ceil(1.0 / smallest - 1e-9), MIN_ROWS_PER_CLASS)
     for label, count in zip(labels, counts):
         if count < needed:
             raise PipelineError(

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import io as _io
-import os
-import re
 
 import numpy as np
 import torch
@@ -11,43 +9,40 @@ from torch import nn
 
 from nnpipe import files
 from nnpipe.errors import PipelineError
-from nnpipe.models import STATE_DICT_FILE, ModelSpec
+from nnpipe.models import ModelSpec
 
 
-class LinearModel(nn.Module):
-    """The lesson's linear model: two affine layers, no activation between them."""
-
-    def __init__(self, spec: ModelSpec):
-        super().__init__()
-        self.fc1 = nn.Linear(spec.input_dim, spec.hidden_dim)
-        self.fc2 = nn.Linear(spec.hidden_dim, spec.num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.fc1(x))
-
-
-class MLP(nn.Module):
-    """affine -> ReLU -> dropout -> affine (logits)."""
+class FeedForward(nn.Module):
+    """``layer_dims = [D] + hidden_dims + [C]``: (affine -> ReLU -> dropout) per hidden layer,
+    then affine (logits). Kind "linear" is the lesson's linear model: no activation, no dropout.
+    """
 
     def __init__(self, spec: ModelSpec):
         super().__init__()
-        self.fc1 = nn.Linear(spec.input_dim, spec.hidden_dim)
+        dims = spec.layer_dims
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.relu = spec.activation == "relu"
         self.dropout = nn.Dropout(spec.dropout_p)
-        self.fc2 = nn.Linear(spec.hidden_dim, spec.num_classes)
 
     def init_weights(self) -> None:
-        """The lesson's variant: Xavier-normal fc1 weights with ReLU gain."""
-        nn.init.xavier_normal_(self.fc1.weight, gain=nn.init.calculate_gain("relu"))
+        """The lesson's variant: Xavier-normal weights with ReLU gain, for every hidden layer."""
+        for layer in self.layers[:-1]:
+            nn.init.xavier_normal_(layer.weight, gain=nn.init.calculate_gain("relu"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.dropout(torch.relu(self.fc1(x))))
+        *hidden, last = self.layers
+        for layer in hidden:
+            x = layer(x)
+            if self.relu:
+                x = self.dropout(torch.relu(x))
+        return last(x)
 
 
 def build(spec: ModelSpec) -> nn.Module:
     """A freshly initialized module (seed torch before calling); applies ``spec.init``."""
-    model: nn.Module = LinearModel(spec) if spec.kind == "linear" else MLP(spec)
+    model = FeedForward(spec)
     if spec.init == "xavier_normal":
-        if not isinstance(model, MLP):
+        if spec.kind != "mlp":
             raise PipelineError(f"model {spec.name}: init xavier_normal needs kind mlp")
         model.init_weights()
     elif spec.init != "default":
@@ -56,14 +51,12 @@ def build(spec: ModelSpec) -> nn.Module:
 
 
 def export_weights(model: nn.Module) -> dict[str, np.ndarray]:
-    """W1 (D, H), b1 (H,), W2 (H, C), b2 (C,) as float64 arrays for NumPy inference."""
-    state = model.state_dict()
-    return {
-        "W1": state["fc1.weight"].detach().numpy().T.astype(np.float64),
-        "b1": state["fc1.bias"].detach().numpy().astype(np.float64),
-        "W2": state["fc2.weight"].detach().numpy().T.astype(np.float64),
-        "b2": state["fc2.bias"].detach().numpy().astype(np.float64),
-    }
+    """W1 (D, H1), b1 (H1,), ..., Wn (Hn-1, C), bn (C,) as float64 arrays for NumPy inference."""
+    weights = {}
+    for i, layer in enumerate(model.layers, start=1):
+        weights[f"W{i}"] = layer.weight.detach().numpy().T.astype(np.float64)
+        weights[f"b{i}"] = layer.bias.detach().numpy().astype(np.float64)
+    return weights
 
 
 def state_dict_bytes(model: nn.Module) -> bytes:
@@ -71,23 +64,3 @@ def state_dict_bytes(model: nn.Module) -> bytes:
     buffer = _io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return files.deterministic_torch_archive(buffer.getvalue())
-
-
-def load_module(directory: str, spec: ModelSpec) -> nn.Module:
-    """Rebuild a module from ``model.pt`` with ``weights_only=True`` (never unpickles code)."""
-    path = os.path.join(directory, STATE_DICT_FILE)
-    try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: file not found") from None
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, ... for bad files
-        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise PipelineError(f"{path}: refused to load ({first[:160]})") from None
-    model = build(spec)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError) as exc:
-        raise PipelineError(f"{path}: state_dict does not match the config ({exc})") from None
-    model.eval()
-    return model

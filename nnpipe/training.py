@@ -1,15 +1,14 @@
-"""One training loop for every torch model (linear, MLP, overfit MLP)."""
+"""One training loop for every torch model (linear, MLP at any depth, overfit MLP)."""
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from nnpipe import history, files, models, preprocess, torch_models
+from nnpipe import models, torch_models
 from nnpipe.errors import PipelineError
 from nnpipe.history import History, TrainData, check_finite, check_finite_arrays
 from nnpipe.preprocess import Preprocessor
@@ -28,53 +27,10 @@ class TrainConfig:
 
 
 def make_deterministic(seed: int) -> None:
-    """Seed torch, fix the thread count and switch on deterministic algorithms.
-
-    ``torch.use_deterministic_algorithms`` also sets a flag in the inductor
-    compiler's config, importing the whole compiler stack (~1.5 s); nothing here
-    is compiled, so only the runtime switch it wraps is set.
-    """
+    """Seed torch, fix the thread count and switch on deterministic algorithms."""
     torch.manual_seed(seed)
     torch.set_num_threads(1)
-    torch._C._set_deterministic_algorithms(True)
-
-
-class Adam:
-    """Adam exactly as ``torch.optim.Adam``'s default single-tensor path computes it.
-
-    torch 2.13's optimizers import the torch compiler stack (torch._dynamo, ~1 s)
-    on first use, to mark their methods as not compilable; nothing here is
-    compiled, so this class performs the same tensor operations in the same order
-    without that import. tests/test_training.py checks it step for step against
-    ``torch.optim.Adam`` (bit-identical parameters).
-    """
-
-    def __init__(self, params: Any, lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8):
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.steps = 0
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        beta1, beta2 = self.betas
-        self.steps += 1
-        bias_correction1 = 1 - beta1 ** self.steps
-        bias_correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
-        step_size = self.lr / bias_correction1
-        for p, exp_avg, exp_avg_sq in zip(self.params, self.exp_avg, self.exp_avg_sq):
-            if p.grad is None:
-                continue
-            exp_avg.lerp_(p.grad, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
-            p.addcdiv_(exp_avg, denom, value=-step_size)
+    torch.use_deterministic_algorithms(True)
 
 
 def _tensors(X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +55,7 @@ def train(model: nn.Module, data: TrainData, config: TrainConfig) -> History:
     weight = None if data.class_weights is None else torch.as_tensor(
         data.class_weights, dtype=torch.float32)
     loss_fn = nn.CrossEntropyLoss(weight=weight)
-    optimizer = Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     history = History()
     n = len(y_train)
@@ -147,30 +103,3 @@ def save(directory: str, spec: models.ModelSpec, model: nn.Module,
     """The model directory: state_dict (model.pt), NumPy weights and config JSON."""
     models.save(directory, spec, torch_models.export_weights(model), preprocessor,
                 extra_files={models.STATE_DICT_FILE: torch_models.state_dict_bytes(model)})
-
-
-class StagePaths(NamedTuple):
-    """A training stage's inputs (processed splits, scaler/encoder state) and outputs."""
-    train: str
-    val: str
-    preprocess: str
-    model_dir: str
-    curves: str
-
-
-def run_stage(stage: str, model: str, kind: str, hp: Any, seed: int, paths: StagePaths,
-              dropout_p: float = 0.0, init: str = "default") -> History:
-    """Train a torch model on the processed spiral splits and write its directory and curves.
-
-    ``hp`` is the stage's params section (hidden_dim, lr, epochs, batch_size, log_every).
-    """
-    state = preprocess.load(paths.preprocess)
-    spec = models.ModelSpec(name=model, kind=kind, framework="torch",
-                            input_dim=len(state.features), hidden_dim=hp.hidden_dim,
-                            num_classes=len(state.classes), dropout_p=dropout_p, init=init)
-    data = history.load_train_data(paths.train, paths.val, state.class_weights, spec.input_dim)
-    config = TrainConfig(hp.lr, hp.epochs, hp.batch_size, seed, hp.log_every, stage)
-    module, hist = fit(spec, data, config)
-    save(paths.model_dir, spec, module, state)
-    files.write_text(paths.curves, hist.to_csv())
-    return hist

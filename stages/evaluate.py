@@ -8,11 +8,12 @@ from nnpipe import cli, params, portable
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
+                                     epilog="then --NAME DATA_DIR per model: MODELS_DIR/NAME is "
+                                            "evaluated on DATA_DIR/{train,val,test}.npz "
+                                            "(dvc.yaml passes its ${models} registry)")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--model", nargs=5, action="append", required=True,
-                        metavar=("NAME", "MODEL_DIR", "TRAIN", "VAL", "TEST"),
-                        help="a model and the processed splits it is evaluated on")
+    parser.add_argument("--models-dir", required=True, help="holds one directory per model")
     parser.add_argument("--metrics", required=True, help="overall figures (dvc metric)")
     parser.add_argument("--per-class", required=True, help="per-class figures (dvc metric)")
     parser.add_argument("--confusion-dir", required=True,
@@ -20,14 +21,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--predictions-dir", required=True,
                         help="one <model>.csv of test predictions (actual, predicted) per model")
     parser.add_argument("--summary", required=True, help="markdown table of test figures")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    registry = cli.name_value_pairs(parser, rest)
     with cli.stage("evaluate") as log:
         p = params.load(args.params, "math")
         portable.pin(p.math.portable)
         from nnpipe import evaluation, files  # numpy/torch load here, after pinning
         report = evaluation.evaluate_models(
-            {name: (model_dir, {"train": train, "val": val, "test": test})
-             for name, model_dir, train, val, test in args.model})
+            {name: (os.path.join(args.models_dir, name),
+                    {split: os.path.join(data, f"{split}.npz") for split in ("train", "val", "test")})
+             for name, data in registry.items()})
         for name, frame in report.predictions.items():
             files.write_csv(os.path.join(args.predictions_dir, f"{name}.csv"), frame)
         for name, matrices in report.confusion.items():

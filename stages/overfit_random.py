@@ -22,11 +22,11 @@ def main(argv: list[str] | None = None) -> None:
         hp = p.overfit_random
         sizes = (p.split.train_size, p.split.val_size, p.split.test_size)
         made = overfit.make(hp.samples_per_class, hp.num_classes, hp.num_features, sizes, p.seed)
-        spec = ModelSpec(name="overfit_random", kind="mlp", framework="torch",
-                         input_dim=hp.num_features,
-                         hidden_dim=overfit.hidden_dim(hp.hidden_dim, hp.samples_per_class,
-                                                       hp.num_classes, hp.num_features),
-                         num_classes=hp.num_classes, dropout_p=hp.dropout_p, init=hp.init)
+        widths = overfit.hidden_dims(hp.hidden_dims, hp.samples_per_class, hp.num_classes,
+                                     hp.num_features)
+        spec = ModelSpec(name="overfit_random", kind="mlp", input_dim=hp.num_features,
+                         hidden_dims=widths, num_classes=hp.num_classes,
+                         dropout_p=hp.dropout_p, init=hp.init)
         (X_train, y_train), (X_val, y_val) = made.splits["train"], made.splits["val"]
         data = history.TrainData(X_train, y_train, X_val, y_val,
                                  made.preprocessor.class_weights)
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
             files.write_npz(path, {"X": X, "y": y})
         training.save(args.model_dir, spec, model, made.preprocessor)
         files.write_text(args.curves, hist.to_csv())
-        log.info("hidden_dim %d, final train_acc %.3f, val_acc %.3f -> %s", spec.hidden_dim,
+        log.info("hidden_dims %s, final train_acc %.3f, val_acc %.3f -> %s", list(widths),
                  hist.last()["train_acc"], hist.last()["val_acc"], args.model_dir)
 
 

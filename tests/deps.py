@@ -36,3 +36,13 @@ def closure(path: Path) -> set[str]:
         seen.add(module)
         todo.extend(direct_imports(module_path(module)))
     return {str(module_path(m).relative_to(ROOT)) for m in seen}
+
+
+def resolve_stages(document: dict) -> dict[str, dict]:
+    """Every stage of a dvc.yaml document as DVC runs it: DVC's own resolver fills in vars,
+    foreach and ${...} (``train@linear``, ``plot_model@numpy_mlp``, ...)."""
+    from dvc.parsing import DataResolver
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        return DataResolver(repo, repo.root_dir, document).resolve()["stages"]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import local_http
-from nnpipe import data
+from nnpipe import data, split
 from nnpipe.errors import PipelineError
 
 SRC = "in.csv"
@@ -356,5 +356,5 @@ def test_validate_frame_single_class():
 def test_validate_frame_class_with_too_few_rows():
     labels = ["big"] * 5 + ["tiny"] * 3
     with _raises(f"{SRC}: class 'tiny' has 3 row(s); a stratified train/val/test split needs "
-                 f"at least {data.MIN_ROWS_PER_CLASS} per class"):
+                 f"at least {split.MIN_ROWS_PER_CLASS} per class"):
         data.validate_frame(_frame(color=labels), FEATURES, TARGET, SRC)

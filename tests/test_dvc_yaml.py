@@ -8,21 +8,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deps import ROOT, closure
+from deps import ROOT, closure, resolve_stages
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-STAGES = DVC["stages"]
+STAGES = resolve_stages(DVC)
+REGISTRY: dict[str, str] = DVC["vars"][0]["models"]  # model -> directory of its splits
+TRAINED = DVC["stages"]["train"]["foreach"]          # model -> trainer kind
 # The params section a stage owns and tracks whole (others: per key).
 OWN_SECTION = {
-    "fetch": "fetch", "split": "split", "train_linear": "train_linear",
-    "train_numpy_mlp": "train_numpy_mlp", "train_torch_mlp": "train_torch_mlp",
-    "overfit_random": "overfit_random", "plot_data": "plot", "plot_model": "plot",
+    "fetch": "fetch", "split": "split", "overfit_random": "overfit_random", "plot_data": "plot",
+    **{f"train@{m}": f"train_{m}" for m in TRAINED},
+    **{f"plot_model@{m}": "plot" for m in REGISTRY},
 }
 
 
 def _body(name: str) -> dict:
-    stage = STAGES[name]
-    return stage["do"] if "do" in stage else stage
+    return STAGES[name]
 
 
 def _script(name: str) -> Path:
@@ -39,11 +40,16 @@ def params_read(script: Path, own: str | None) -> set[str]:
         if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "load" \
                 and getattr(node.func.value, "id", None) == "params":
             loaded.update(a.value for a in node.args[1:] if isinstance(a, ast.Constant))
+            if any(not isinstance(a, ast.Constant) for a in node.args[1:]):
+                loaded.add(own)  # a section named at run time: the stage's own (train_<model>)
     used: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
                 and node.value.id == "p" and node.attr in loaded:
             used.add(node.attr)
+        if isinstance(node, ast.Subscript) and getattr(node.value, "id", None) == "p" \
+                and own in loaded:
+            used.add(own)  # p[section]
     read = {own} if own in used else set()
     if "seed" in used:
         read.add("seed")
@@ -113,7 +119,7 @@ def test_params_read_detects_an_undeclared_read(tmp_path):
 
 
 def test_library_never_imports_stages_and_low_modules_stay_low():
-    low = {"params", "io", "data", "errors"}
+    low = {"params", "files", "data", "errors"}
     high = {"training", "evaluation", "plots", "predict", "metrics", "torch_models"}
     for path in (ROOT / "nnpipe").glob("*.py"):
         text = path.read_text()
@@ -123,41 +129,36 @@ def test_library_never_imports_stages_and_low_modules_stay_low():
             assert not imported & high, f"{path.name} imports {imported & high}"
 
 
-def _expanded() -> dict[str, dict]:
-    """Every stage as DVC runs it: a foreach stage once per item, ${key}/${item} filled in."""
-    out = {}
-    for name, stage in STAGES.items():
-        if "foreach" not in stage:
-            out[name] = stage
-            continue
-        for key, item in stage["foreach"].items():
-            text = yaml.safe_dump(stage["do"]).replace("${key}", key).replace("${item}", item)
-            out[f"{name}@{key}"] = yaml.safe_load(text)
-    return out
-
-
 def _declared(body: dict) -> set[str]:
     entries = [e for kind in ("deps", "outs", "metrics", "plots") for e in body.get(kind, [])]
     paths = {e if isinstance(e, str) else next(iter(e)) for e in entries}
     return {p for p in paths if not p.endswith(".py")}
 
 
-@pytest.mark.parametrize("name", sorted(_expanded()))
+@pytest.mark.parametrize("name", sorted(STAGES))
 def test_cmd_paths_and_declared_paths_are_the_same(name):
-    """dvc.yaml writes paths literally (no `vars`), so each is checked to be said twice alike:
-    every file or directory a cmd names is a dep or an out, and every one declared is named."""
-
-    body = _expanded()[name]
-    named = {t for t in body["cmd"].split() if "/" in t}
+    """Every file or directory a cmd names is a dep or an out, and every one declared is named."""
+    body = _body(name)
     declared = _declared(body)
-    # A named output directory (evaluate's --confusion-dir) stands for the files declared in it.
+    named = {t for t in body["cmd"].split() if "/" in t or t in declared}
+    # A named output directory (plot_model's files in reports/figures) stands for its files.
     assert {p for p in declared if p not in named and str(Path(p).parent) not in named} == set()
     assert {t for t in named
             if t not in declared and not any(str(Path(p).parent) == t for p in declared)} == set()
-    assert "${" not in body["cmd"]
 
 
-def test_no_vars_or_templates_outside_foreach():
-    assert "vars" not in DVC
-    text = (ROOT / "dvc.yaml").read_text()
-    assert set(re.findall(r"\$\{[^}]+\}", text)) == {"${key}", "${item}"}
+def test_the_model_registry_is_followed_everywhere():
+    """dvc.yaml's vars.models is the one list of models: a stage writes models/<m> for each,
+    evaluate takes each with its splits, plot_model draws each, and params has their sections."""
+    written = {o for body in STAGES.values() for o in body.get("outs", [])
+               if isinstance(o, str) and re.fullmatch(r"models/\w+", o)}
+    assert written == {f"models/{m}" for m in REGISTRY}
+    pairs = re.findall(r"--(\w+) (\S+)", _body("evaluate")["cmd"].split("--models-dir models")[1])
+    assert [(m, d) for m, d in pairs if m in REGISTRY] == list(REGISTRY.items())
+    assert {n for n in STAGES if n.startswith("plot_model@")} == {f"plot_model@{m}" for m in REGISTRY}
+    assert set(TRAINED) <= set(REGISTRY) and all(REGISTRY[m] == DVC["vars"][0]["spiral"]
+                                                   for m in TRAINED)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert all(f"train_{m}" in params for m in TRAINED)
+    from nnpipe.params import TRAINERS
+    assert set(TRAINED.values()) <= set(TRAINERS)

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 import time
 
+import numpy as np
 import pytest
 import yaml
 
@@ -13,15 +15,14 @@ from deps import ROOT, closure
 from e2e_util import copy_repo, run, stages_run
 
 pytestmark = pytest.mark.e2e
-PLOT_MODELS = {"plot_model@linear", "plot_model@numpy_mlp", "plot_model@torch_mlp",
-               "plot_model@overfit_random"}
-TRAINERS = {"train_linear", "train_numpy_mlp", "train_torch_mlp", "overfit_random"}
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+REGISTRY = DVC["vars"][0]["models"]          # every model -> the directory of its splits
+TRAINED = DVC["stages"]["train"]["foreach"]  # the models trained on the spiral -> kind
+PLOT_MODELS = {f"plot_model@{m}" for m in REGISTRY}
+TRAINERS = {f"train@{m}" for m in TRAINED} | {"overfit_random"}
 # Which stages a change to a params key makes out of date directly (`dvc status`); the rest
 # of the cascade follows from outputs that change. "section.*" covers every key of a section.
-ALL_STAGES = {"fetch", "split", "scale_encode", "train_linear", "train_numpy_mlp",
-              "train_torch_mlp", "overfit_random", "evaluate", "plot_data",
-              "plot_model@linear", "plot_model@numpy_mlp", "plot_model@torch_mlp",
-              "plot_model@overfit_random"}
+ALL_STAGES = {"fetch", "split", "scale_encode", "evaluate", "plot_data"} | TRAINERS | PLOT_MODELS
 PARAM_TABLE = {
     "seed": {"fetch", "split"} | TRAINERS,
     "math.portable": ALL_STAGES,  # every stage computes with the kernels it pins
@@ -29,9 +30,7 @@ PARAM_TABLE = {
     "data.features": {"fetch", "scale_encode", "plot_data"},
     "data.target": {"fetch", "split", "scale_encode", "plot_data"},
     "split.*": {"split", "overfit_random"},
-    "train_linear.*": {"train_linear"},
-    "train_numpy_mlp.*": {"train_numpy_mlp"},
-    "train_torch_mlp.*": {"train_torch_mlp"},
+    **{f"train_{m}.*": {f"train@{m}"} for m in TRAINED},
     "overfit_random.*": {"overfit_random"},
     "plot.*": {"plot_data"} | PLOT_MODELS,
 }
@@ -91,7 +90,7 @@ def test_changing_split_sizes_reruns_split_and_below_but_not_fetch(repo):
         assert status(path) == {"split", "overfit_random"}
         result = run(path, "dvc", "repro")
         ran = stages_run(result.stdout)
-        assert {"split", "scale_encode", "train_torch_mlp", "evaluate"} <= ran
+        assert {"split", "scale_encode", "train@torch_mlp", "evaluate"} <= ran
         assert "fetch" not in ran and "plot_data" not in ran
     finally:
         restore(path)
@@ -190,7 +189,7 @@ def test_exp_run_changes_only_torch_mlp_metrics_and_diffs_report_it(repo):
     before = json.loads((path / "reports/metrics.json").read_text())
     try:
         result = run(path, "dvc", "exp", "run", "-S", "train_torch_mlp.lr=0.001")
-        assert stages_run(result.stdout) == {"train_torch_mlp", "evaluate",
+        assert stages_run(result.stdout) == {"train@torch_mlp", "evaluate",
                                               "plot_model@torch_mlp"}
         after = json.loads((path / "reports/metrics.json").read_text())
         assert after["torch_mlp"] != before["torch_mlp"]
@@ -231,7 +230,7 @@ def test_misspelled_param_without_plus_is_refused_by_dvc(repo):
 def test_queued_grid_sweep_runs_two_experiments(repo):
     path, _ = repo
     try:
-        run(path, "dvc", "exp", "run", "--queue", "-S", "train_torch_mlp.hidden_dim=8,64")
+        run(path, "dvc", "exp", "run", "--queue", "-S", "train_torch_mlp.hidden_dims=[8],[64]")
         run(path, "dvc", "queue", "start", "-j", "2")
         deadline = time.time() + 600
         while time.time() < deadline:
@@ -245,9 +244,10 @@ def test_queued_grid_sweep_runs_two_experiments(repo):
         for baseline in shown:
             for exp in baseline.get("experiments") or []:
                 data = exp["revs"][0]["data"]
-                hidden = data["params"]["params.yaml"]["data"]["train_torch_mlp"]["hidden_dim"]
-                if hidden in (8, 64):  # other tests' experiments may be listed too
-                    results[hidden] = data["metrics"]["reports/metrics.json"]["data"]["torch_mlp"]
+                hidden = data["params"]["params.yaml"]["data"]["train_torch_mlp"]["hidden_dims"]
+                if hidden in ([8], [64]):  # other tests' experiments may be listed too
+                    metrics = data["metrics"]["reports/metrics.json"]["data"]["torch_mlp"]
+                    results[hidden[0]] = metrics
         assert set(results) == {8, 64}
         assert results[8] != results[64]
     finally:
@@ -268,3 +268,77 @@ def test_shared_cache_clone_pulls_and_runs_no_stage(repo, tmp_path):
     result = run(clone, "dvc", "repro")
     assert stages_run(result.stdout) == set()
     assert run(clone, "git", "status", "--porcelain").stdout == ""
+
+
+def test_two_hidden_layer_mlps_run_end_to_end_from_exp_run(repo):
+    """Depth is a param: both MLPs train, evaluate, plot and serve with two hidden layers."""
+    path, _ = repo
+    try:
+        result = run(path, "dvc", "exp", "run", "-S", "train_torch_mlp.hidden_dims=[32,32]",
+                     "-S", "train_numpy_mlp.hidden_dims=[64,32]")
+        assert stages_run(result.stdout) == {"train@torch_mlp", "train@numpy_mlp", "evaluate",
+                                              "plot_model@torch_mlp", "plot_model@numpy_mlp"}
+        metrics = json.loads((path / "reports/metrics.json").read_text())
+        for model, dims in (("torch_mlp", [32, 32]), ("numpy_mlp", [64, 32])):
+            assert metrics[model]["test"]["accuracy"] >= 0.9, (model, metrics[model])
+            config = json.loads((path / f"models/{model}/config.json").read_text())
+            assert config["model"]["hidden_dims"] == dims
+            with np.load(path / f"models/{model}/weights.npz", allow_pickle=False) as weights:
+                assert sorted(weights.files) == ["W1", "W2", "W3", "b1", "b2", "b3"]
+            assert (path / f"reports/figures/{model}_boundary.png").stat().st_size > 0
+            served = run(path, sys.executable, "-m", "nnpipe.predict", "--model", model,
+                         "--json", "X1=0.1", "X2=0.1")
+            assert json.loads(served.stdout)["model"] == model
+    finally:
+        restore(path)
+    assert status(path) == set()
+
+
+def _readme_recipe() -> tuple[dict, dict]:
+    """The README's "Add a model" recipe: its params.yaml block and its dvc.yaml block."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Add a model", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    params, dvc = (yaml.safe_load(b) for b in blocks[:2])
+    return params, dvc
+
+
+def _merge(into: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        elif isinstance(value, list) and isinstance(into.get(key), list):
+            for target, item in zip(into[key], value):
+                _merge(target, item)
+        else:
+            into[key] = value
+
+
+def test_readme_recipe_adds_a_fifth_model_without_python(repo):
+    path, _ = repo
+    params_block, dvc_block = _readme_recipe()
+    (name,) = {k[len("train_"):] for k in params_block}
+    try:
+        params = yaml.safe_load((path / "params.yaml").read_text())
+        params.update(params_block)
+        (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        dvc = yaml.safe_load((path / "dvc.yaml").read_text())
+        _merge(dvc, dvc_block)
+        (path / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
+        result = run(path, "dvc", "repro")
+        assert {f"train@{name}", "evaluate", f"plot_model@{name}"} <= stages_run(result.stdout)
+        assert not stages_run(result.stdout) & {"train@torch_mlp", "train@linear"}
+        metrics = json.loads((path / "reports/metrics.json").read_text())
+        assert metrics[name]["test"]["accuracy"] >= 0.9
+        config = json.loads((path / f"models/{name}/config.json").read_text())
+        assert config["model"]["hidden_dims"] == params_block[f"train_{name}"]["hidden_dims"]
+        assert (path / f"reports/figures/{name}_curves.png").is_file()
+        served = run(path, sys.executable, "-m", "nnpipe.predict", "--model", name,
+                     "X1=0.1", "X2=0.1")
+        assert f"({name})" in served.stdout
+    finally:
+        run(path, "git", "checkout", "--", ".")
+        for leftover in (path / "models" / name, *path.glob(f"reports/*/{name}[._]*")):
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        run(path, "dvc", "checkout", "--quiet")
+    assert status(path) == set()

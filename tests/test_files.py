@@ -181,12 +181,6 @@ def test_npz_bytes_do_not_depend_on_the_clock(monkeypatch, arrays):
     assert ours_a == ours_b
 
 
-def test_npz_bytes_same_across_a_sleep(arrays):
-    first = files.npz_bytes(arrays)
-    time.sleep(0.05)
-    assert files.npz_bytes(arrays) == first
-
-
 def test_npz_entries_have_fixed_timestamp(arrays):
     import io as stdio
     with zipfile.ZipFile(stdio.BytesIO(files.npz_bytes(arrays))) as archive:

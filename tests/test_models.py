@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 
 import numpy as np
@@ -27,19 +26,25 @@ def state():
     return preprocess.fit(X, ["b", "a", "c", "a"], ["X1", "X2"])
 
 
-def spec_of(kind="mlp", framework="numpy", d=D, h=H, c=C, **extra) -> ModelSpec:
-    return ModelSpec(name="m", kind=kind, framework=framework, input_dim=d, hidden_dim=h,
-                     num_classes=c, **extra)
+def spec_of(kind="mlp", d=D, h=H, c=C, **extra) -> ModelSpec:
+    """``h``: one width or a tuple of widths (hidden_dims)."""
+    hidden = h if isinstance(h, tuple) else (h,)
+    return ModelSpec(name="m", kind=kind, input_dim=d, hidden_dims=hidden, num_classes=c,
+                     **extra)
 
 
 def random_weights(d=D, h=H, c=C, seed=0) -> dict[str, np.ndarray]:
     rng = np.random.RandomState(seed)
-    return {"W1": rng.randn(d, h), "b1": rng.randn(h), "W2": rng.randn(h, c), "b2": rng.randn(c)}
+    dims = (d, *(h if isinstance(h, tuple) else (h,)), c)
+    weights = {}
+    for i in range(1, len(dims)):
+        weights[f"W{i}"], weights[f"b{i}"] = rng.randn(dims[i - 1], dims[i]), rng.randn(dims[i])
+    return weights
 
 
 def torch_model(kind="mlp", d=D, h=H, c=C, seed=0, **extra):
     torch.manual_seed(seed)
-    spec = spec_of(kind, "torch", d, h, c, **extra)
+    spec = spec_of(kind, d, h, c, **extra)
     return spec, torch_models.build(spec)
 
 
@@ -71,9 +76,8 @@ def test_save_writes_extra_files_and_sorted_json(tmp_path, state):
     assert (tmp_path / "m/model.pt").read_bytes() == b"bytes"
     text = (tmp_path / "m/config.json").read_text()
     config = json.loads(text)
-    assert config["model"] == {"name": "m", "kind": "mlp", "framework": "numpy",
-                               "input_dim": D, "hidden_dim": H, "num_classes": C,
-                               "dropout_p": 0.0, "init": "default"}
+    assert config["model"] == {"name": "m", "kind": "mlp", "input_dim": D, "hidden_dims": [H],
+                               "num_classes": C, "dropout_p": 0.0, "init": "default"}
     assert config["preprocess"]["classes"] == ["a", "b", "c"]
     assert text == files.dumps_json(config)  # sorted keys, stable formatting
 
@@ -110,19 +114,56 @@ def test_linear_kind_has_no_relu():
 
 def test_torch_linear_model_has_no_relu():
     spec, module = torch_model("linear", d=1, h=1, c=2)
+    first, last = module.layers
     with torch.no_grad():
-        module.fc1.weight.fill_(-1.0)
-        module.fc1.bias.zero_()
-        module.fc2.weight.copy_(torch.tensor([[1.0], [-1.0]]))
-        module.fc2.bias.zero_()
+        first.weight.fill_(-1.0)
+        first.bias.zero_()
+        last.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        last.bias.zero_()
         scores = module(torch.tensor([[2.0]]))
     torch.testing.assert_close(scores, torch.tensor([[-2.0, 2.0]]))
-    assert not any(isinstance(m, torch.nn.ReLU) for m in module.modules())
-
 
 def test_unknown_kind_is_refused():
     with _raises("model m: unknown kind 'cnn'"):
         spec_of("cnn")
+
+
+@pytest.mark.parametrize("hidden", [(), (0,), (5, -1), (2.5,), (True,)])
+def test_spec_refuses_bad_hidden_dims(hidden):
+    with _raises("model m: input_dim, hidden_dims and num_classes must be integers > 0"):
+        ModelSpec(name="m", kind="mlp", input_dim=2, hidden_dims=hidden, num_classes=3)
+
+
+@pytest.mark.parametrize("hidden", [(4,), (6, 4), (6, 5, 4)], ids=["depth1", "depth2", "depth3"])
+def test_depth_is_data_from_save_to_inference(tmp_path, state, hidden):
+    """W1..Wn, b1..bn on disk; evaluate/plot/predict read the depth from the directory alone."""
+    spec, weights = spec_of(h=hidden), random_weights(h=hidden)
+    models.save(str(tmp_path / "m"), spec, weights, state)
+    loaded = models.load(str(tmp_path / "m"))
+    assert loaded.spec.hidden_dims == hidden
+    assert sorted(loaded.weights) == sorted(models.weight_names(len(hidden) + 1))
+    X = np.random.RandomState(1).randn(9, D)
+    # the oracle: the forward pass written out layer by layer
+    out = X
+    for i in range(1, len(hidden) + 2):
+        out = out @ weights[f"W{i}"] + weights[f"b{i}"]
+        out = np.maximum(out, 0) if i <= len(hidden) else out
+    expected = np.exp(out - out.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(loaded.predict_proba(X), expected / expected.sum(axis=1,
+                                                                                keepdims=True))
+
+
+def test_available_and_find_follow_the_directory(tmp_path, state):
+    for name in ("wide_mlp", "linear"):
+        models.save(str(tmp_path / name), spec_of(), random_weights(), state)
+    (tmp_path / "notes").mkdir()
+    assert models.available(str(tmp_path)) == ["linear", "wide_mlp"]
+    assert models.find(str(tmp_path), "wide_mlp") == str(tmp_path / "wide_mlp")
+    for bad in ("svm", "notes", "../" + tmp_path.name + "/linear", ""):
+        with _raises("(models: linear, wide_mlp)"):
+            models.find(str(tmp_path), bad)
+    with _raises("(models: none: run `dvc repro` first)"):
+        models.find(str(tmp_path / "missing"), "linear")
 
 
 # --- load refuses -----------------------------------------------------------------------------
@@ -209,6 +250,21 @@ def test_export_weights_matches_torch_forward(kind):
                                atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_deep_export_weights_match_torch_forward(kind):
+    spec, module = torch_model(kind, d=3, h=(8, 6, 5), c=4, dropout_p=0.5)
+    weights = torch_models.export_weights(module)
+    assert [weights[f"W{i}"].shape for i in (1, 2, 3, 4)] == [(3, 8), (8, 6), (6, 5), (5, 4)]
+    assert module.relu == (kind == "mlp")
+    X = np.random.RandomState(3).randn(40, 3)
+    np.testing.assert_allclose(models.predict_proba(spec, weights, X), torch_proba(module, X),
+                               atol=1e-6)
+    assert all(v.dtype == np.float64 for v in weights.values())
+    X = np.random.RandomState(3).randn(40, 3)
+    np.testing.assert_allclose(models.predict_proba(spec, weights, X), torch_proba(module, X),
+                               atol=1e-6)
+
+
 def test_mlp_dropout_is_off_in_eval_mode():
     spec, module = torch_model("mlp", d=2, h=50, c=3, dropout_p=0.5)
     X = np.random.RandomState(4).randn(20, 2)
@@ -221,12 +277,12 @@ def test_mlp_dropout_is_off_in_eval_mode():
     assert not np.allclose(noisy, torch_proba(module, X), atol=1e-6)
 
 
-def test_xavier_normal_init_changes_fc1_distribution():
+def test_xavier_normal_init_changes_hidden_layer_distribution():
     d, h = 64, 256
     _, default = torch_model("mlp", d=d, h=h, c=3, seed=7)
     _, xavier = torch_model("mlp", d=d, h=h, c=3, seed=7, init="xavier_normal")
-    w_default = default.fc1.weight.detach().numpy()
-    w_xavier = xavier.fc1.weight.detach().numpy()
+    w_default = default.layers[0].weight.detach().numpy()
+    w_xavier = xavier.layers[0].weight.detach().numpy()
     expected_std = np.sqrt(2.0) * np.sqrt(2.0 / (d + h))  # gain(relu) * sqrt(2/(fan_in+fan_out))
     assert w_xavier.std() == pytest.approx(expected_std, rel=0.05)
     assert abs(w_xavier.mean()) < 0.1 * expected_std
@@ -235,15 +291,15 @@ def test_xavier_normal_init_changes_fc1_distribution():
     assert np.abs(w_default).max() <= bound
     assert w_default.std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
     assert np.abs(w_xavier).max() > bound  # a normal's tails exceed the uniform's bound
-    # only fc1's weights are re-initialized; fc2 is drawn the same way under the same seed
-    torch.testing.assert_close(xavier.fc2.weight, default.fc2.weight)
+    # only hidden layers are re-initialized; the output layer is drawn the same way
+    torch.testing.assert_close(xavier.layers[-1].weight, default.layers[-1].weight)
 
 
 def test_xavier_needs_mlp_and_unknown_init_is_refused():
     with _raises("init xavier_normal needs kind mlp"):
-        torch_models.build(spec_of("linear", "torch", init="xavier_normal"))
+        torch_models.build(spec_of("linear", init="xavier_normal"))
     with _raises("unknown init 'he'"):
-        torch_models.build(spec_of("mlp", "torch", init="he"))
+        torch_models.build(spec_of("mlp", init="he"))
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -260,70 +316,11 @@ def test_state_dict_bytes_are_deterministic_and_load_with_weights_only(tmp_path)
     assert torch_models.state_dict_bytes(other) != first
 
 
-def test_load_module_round_trip(tmp_path):
-    spec, module = torch_model("mlp", dropout_p=0.3)
+def test_model_pt_loads_with_weights_only_into_a_module_of_its_config(tmp_path):
+    """What a torch user does with model.pt: torch.load(weights_only=True) + load_state_dict."""
+    spec, module = torch_model("mlp", h=(6, 4), dropout_p=0.3)
     (tmp_path / "model.pt").write_bytes(torch_models.state_dict_bytes(module))
-    loaded = torch_models.load_module(str(tmp_path), spec)
-    assert not loaded.training
+    rebuilt = torch_models.build(spec)
+    rebuilt.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
     X = np.random.RandomState(5).randn(10, D)
-    np.testing.assert_array_equal(torch_proba(loaded, X), torch_proba(module, X))
-
-
-def test_load_module_missing_file(tmp_path):
-    with _raises(f"{tmp_path / 'model.pt'}: file not found"):
-        torch_models.load_module(str(tmp_path), spec_of("mlp", "torch"))
-
-
-def test_load_module_wrong_shapes(tmp_path):
-    _, module = torch_model(h=H + 1)
-    (tmp_path / "model.pt").write_bytes(torch_models.state_dict_bytes(module))
-    with _raises(f"{tmp_path / 'model.pt'}: state_dict does not match the config"):
-        torch_models.load_module(str(tmp_path), spec_of("mlp", "torch"))
-
-
-class _Payload:
-    """Unpickling this calls open(marker, "w"): it creates the marker file."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def write_payload(path, marker, form: str) -> None:
-    payload = {"fc1.weight": _Payload(str(marker))}
-    if form == "torch_save":
-        torch.save(payload, path)
-    else:
-        path.write_bytes(pickle.dumps(payload, protocol=2))
-
-
-@pytest.mark.parametrize("form", ["torch_save", "plain_pickle"])
-def test_payload_really_runs_code_when_unpickled(tmp_path, form):
-    """The oracle for the test below: loaded without weights_only, it creates its marker."""
-    marker = tmp_path / "marker"
-    path = tmp_path / "model.pt"
-    write_payload(path, marker, form)
-    if form == "torch_save":
-        loaded = torch.load(path, weights_only=False)
-    else:
-        loaded = pickle.loads(path.read_bytes())
-    loaded["fc1.weight"].close()
-    assert marker.exists()
-
-
-@pytest.mark.parametrize("form", ["torch_save", "plain_pickle"])
-def test_load_module_refuses_a_pickle_payload(tmp_path, form):
-    marker = tmp_path / "marker"
-    path = tmp_path / "model.pt"
-    write_payload(path, marker, form)
-    with pytest.raises(PipelineError, match=re.escape(f"{path}: refused to load")):
-        torch_models.load_module(str(tmp_path), spec_of("mlp", "torch"))
-    assert not marker.exists()
-
-
-def test_load_module_refuses_garbage(tmp_path):
-    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04 not really a zip")
-    with _raises(f"{tmp_path / 'model.pt'}: refused to load"):
-        torch_models.load_module(str(tmp_path), spec_of("mlp", "torch"))
+    np.testing.assert_array_equal(torch_proba(rebuilt, X), torch_proba(module, X))

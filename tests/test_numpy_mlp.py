@@ -10,17 +10,22 @@ from nnpipe import numpy_mlp
 from nnpipe.data import make_spiral
 from nnpipe.errors import PipelineError
 from nnpipe.history import TrainData
-from nnpipe.numpy_mlp import MLPConfig, NumpyMLP, PARAM_NAMES
+from nnpipe.numpy_mlp import NumpyMLP
 
-D, H, C, N = 3, 5, 4, 7
+D, C, N = 3, 4, 7
 CLASS_WEIGHTS = np.array([0.5, 2.0, 1.0, 3.0])
+DEPTHS = {"depth1": (5,), "depth2": (5, 4), "depth3": (6, 5, 4)}  # hidden_dims
 
 
-@pytest.fixture
-def net():
+@pytest.fixture(params=list(DEPTHS.values()), ids=list(DEPTHS))
+def net(request):
+    """Random params for ``[D] + hidden_dims + [C]``, a batch X (N, D) and labels y (N,)."""
     rng = np.random.RandomState(0)
-    params = {"W1": rng.randn(D, H), "b1": rng.randn(H) * 0.5,
-              "W2": rng.randn(H, C), "b2": rng.randn(C) * 0.5}
+    dims = (D, *request.param, C)
+    params = {}
+    for i in range(1, len(dims)):
+        params[f"W{i}"] = rng.randn(dims[i - 1], dims[i])
+        params[f"b{i}"] = rng.randn(dims[i]) * 0.5
     X = rng.randn(N, D)
     y = np.array([0, 1, 2, 3, 1, 0, 2])
     return params, X, y
@@ -50,10 +55,10 @@ def _rel_error(a, b):
 def test_gradient_check_every_parameter(net, weights):
     params, X, y = net
     model = NumpyMLP({k: v.copy() for k, v in params.items()})
-    _, grads = model.loss(X, y, weights)
-    assert set(grads) == set(PARAM_NAMES)
-    for name in PARAM_NAMES:
-        numeric = _numeric_grad(lambda: model.loss(X, y, weights)[0], model.params[name])
+    grads = model.loss(X, y, weights).grads
+    assert set(grads) == set(params)
+    for name in params:
+        numeric = _numeric_grad(lambda: model.loss(X, y, weights).loss, model.params[name])
         assert grads[name].shape == model.params[name].shape
         assert np.abs(grads[name]).max() > 1e-6, name  # not trivially zero
         assert _rel_error(grads[name], numeric) < 1e-6, name
@@ -84,7 +89,7 @@ def test_loss_does_not_mutate_params_or_inputs(net):
     copies = {k: v.copy() for k, v in params.items()}
     X_copy, y_copy = X.copy(), y.copy()
     NumpyMLP(params).loss(X, y, CLASS_WEIGHTS)
-    for name in PARAM_NAMES:
+    for name in params:
         np.testing.assert_array_equal(params[name], copies[name])
     np.testing.assert_array_equal(X, X_copy)
     np.testing.assert_array_equal(y, y_copy)
@@ -144,17 +149,21 @@ def test_parity_with_torch_autograd(net, weights):
     import torch.nn.functional as F
 
     params, X, y = net
-    loss, grads = NumpyMLP({k: v.copy() for k, v in params.items()}).loss(X, y, weights)
+    loss, grads, _ = NumpyMLP({k: v.copy() for k, v in params.items()}).loss(X, y, weights)
     tp = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()}
-    hidden = torch.relu(torch.tensor(X) @ tp["W1"] + tp["b1"])
-    scores = hidden @ tp["W2"] + tp["b2"]
+    layers = len(params) // 2
+    scores = torch.tensor(X)
+    for i in range(1, layers + 1):
+        scores = scores @ tp[f"W{i}"] + tp[f"b{i}"]
+        if i < layers:
+            scores = torch.relu(scores)
     target = torch.tensor(y, dtype=torch.long)
     weight = None if weights is None else torch.tensor(weights, dtype=torch.float64)
     torch_loss = F.cross_entropy(scores, target, weight=weight)
     torch_loss.backward()
 
     assert abs(loss - torch_loss.item()) < 1e-10
-    for name in PARAM_NAMES:
+    for name in params:
         np.testing.assert_allclose(grads[name], tp[name].grad.numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(NumpyMLP(params).scores(X), scores.detach().numpy(), rtol=1e-12)
 
@@ -162,13 +171,17 @@ def test_parity_with_torch_autograd(net, weights):
 # --- init and training ------------------------------------------------------------------------
 
 def test_init_shapes_and_scale():
-    model = NumpyMLP.init(MLPConfig(2, 100, 3), 0.01, np.random.RandomState(0))
+    model = NumpyMLP.init((2, 100, 3), 0.01, np.random.RandomState(0))
     assert {k: v.shape for k, v in model.params.items()} == \
         {"W1": (2, 100), "b1": (100,), "W2": (100, 3), "b2": (3,)}
     assert np.all(model.params["b1"] == 0) and np.all(model.params["b2"] == 0)
     assert 0.005 < model.params["W1"].std() < 0.015
-    again = NumpyMLP.init(MLPConfig(2, 100, 3), 0.01, np.random.RandomState(0))
+    again = NumpyMLP.init((2, 100, 3), 0.01, np.random.RandomState(0))
     np.testing.assert_array_equal(model.params["W2"], again.params["W2"])
+    deep = NumpyMLP.init((2, 64, 32, 3), 0.01, np.random.RandomState(0))
+    assert {k: v.shape for k, v in deep.params.items()} == \
+        {"W1": (2, 64), "b1": (64,), "W2": (64, 32), "b2": (32,), "W3": (32, 3), "b3": (3,)}
+    assert all(np.all(deep.params[f"b{i}"] == 0) for i in (1, 2, 3))
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +196,7 @@ def spiral_data() -> TrainData:
 
 
 def test_training_reduces_loss_on_spiral(spiral_data):
-    model = NumpyMLP.init(MLPConfig(2, 32, 3), 0.01, np.random.RandomState(1234))
+    model = NumpyMLP.init((2, 32, 3), 0.01, np.random.RandomState(1234))
     X_before = spiral_data.X_train.copy()
     history = numpy_mlp.train(model, spiral_data, lr=1.0, epochs=300, batch_size=None,
                               rng=np.random.RandomState(0))
@@ -196,22 +209,30 @@ def test_training_reduces_loss_on_spiral(spiral_data):
     np.testing.assert_array_equal(spiral_data.X_train, X_before)
 
 
+def test_two_hidden_layers_learn_the_spiral(spiral_data):
+    model = NumpyMLP.init((2, 32, 16, 3), 0.1, np.random.RandomState(1234))
+    history = numpy_mlp.train(model, spiral_data, lr=0.5, epochs=400, batch_size=None,
+                              rng=np.random.RandomState(0))
+    assert history.rows[-1][2] > 0.9, history.rows[-1]  # train accuracy
+    assert history.rows[-1][1] < 0.5 * history.rows[0][1]
+
+
 def test_full_batch_training_matches_manual_gradient_descent(spiral_data):
-    model = NumpyMLP.init(MLPConfig(2, 8, 3), 0.1, np.random.RandomState(5))
+    model = NumpyMLP.init((2, 8, 3), 0.1, np.random.RandomState(5))
     manual = {k: v.copy() for k, v in model.params.items()}
     history = numpy_mlp.train(model, spiral_data, lr=0.5, epochs=3, batch_size=None,
                               rng=np.random.RandomState(0))
     for epoch in range(3):
-        loss, grads = NumpyMLP(manual).loss(spiral_data.X_train, spiral_data.y_train)
+        loss, grads, _ = NumpyMLP(manual).loss(spiral_data.X_train, spiral_data.y_train)
         assert history.rows[epoch][1] == pytest.approx(loss, rel=1e-12)
-        for name in PARAM_NAMES:
+        for name in manual:
             manual[name] = manual[name] - 0.5 * grads[name]
-    for name in PARAM_NAMES:
+    for name in manual:
         np.testing.assert_allclose(model.params[name], manual[name], rtol=1e-12)
 
 
 def _minibatch_run(data, seed):
-    model = NumpyMLP.init(MLPConfig(2, 16, 3), 0.1, np.random.RandomState(9))
+    model = NumpyMLP.init((2, 16, 3), 0.1, np.random.RandomState(9))
     history = numpy_mlp.train(model, data, lr=0.5, epochs=5, batch_size=16,
                               rng=np.random.RandomState(seed))
     return model, history
@@ -222,7 +243,7 @@ def test_minibatch_training_is_deterministic_for_a_random_state(spiral_data):
     model_b, hist_b = _minibatch_run(spiral_data, 0)
     model_c, hist_c = _minibatch_run(spiral_data, 1)
     assert hist_a.rows == hist_b.rows
-    for name in PARAM_NAMES:
+    for name in model_a.params:
         np.testing.assert_array_equal(model_a.params[name], model_b.params[name])
     assert hist_a.rows != hist_c.rows
     assert not np.array_equal(model_a.params["W1"], model_c.params["W1"])
@@ -237,7 +258,7 @@ def test_minibatches_cover_every_row_once():
 
 
 def _diverging(spiral_data):
-    return NumpyMLP.init(MLPConfig(2, 10, 3), 1.0, np.random.RandomState(0)), \
+    return NumpyMLP.init((2, 10, 3), 1.0, np.random.RandomState(0)), \
         TrainData(spiral_data.X_train, spiral_data.y_train, spiral_data.X_train,
                   spiral_data.y_train, None)
 

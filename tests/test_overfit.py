@@ -12,10 +12,11 @@ from nnpipe.models import ModelSpec
 SIZES = (0.7, 0.15, 0.15)
 
 
-def test_hidden_dim_auto_is_two_n_c_plus_d():
-    assert overfit.hidden_dim("auto", 50, 3, 2) == 302
-    assert overfit.hidden_dim("auto", 10, 4, 5) == 85
-    assert overfit.hidden_dim(64, 50, 3, 2) == 64
+def test_hidden_dims_auto_is_one_layer_of_two_n_c_plus_d():
+    assert overfit.hidden_dims("auto", 50, 3, 2) == (302,)
+    assert overfit.hidden_dims("auto", 10, 4, 5) == (85,)
+    assert overfit.hidden_dims((64,), 50, 3, 2) == (64,)
+    assert overfit.hidden_dims([64, 32], 50, 3, 2) == (64, 32)
 
 
 def test_make_splits_stratified_and_scales_on_train_only():
@@ -36,12 +37,12 @@ def test_make_is_a_function_of_the_seed():
     assert not np.array_equal(first.splits["train"][0], other.splits["train"][0])
 
 
-def _gap(hp: params.OverfitParams, seed: int) -> float:
+def _gap(hp, seed: int) -> float:
     """Eval-mode train accuracy minus test accuracy after training with ``hp``."""
     made = overfit.make(hp.samples_per_class, hp.num_classes, hp.num_features, SIZES, seed)
-    spec = ModelSpec("overfit_random", "mlp", "torch", hp.num_features,
-                     overfit.hidden_dim(hp.hidden_dim, hp.samples_per_class, hp.num_classes,
-                                        hp.num_features),
+    spec = ModelSpec("overfit_random", "mlp", hp.num_features,
+                     overfit.hidden_dims(hp.hidden_dims, hp.samples_per_class, hp.num_classes,
+                                         hp.num_features),
                      hp.num_classes, dropout_p=hp.dropout_p, init=hp.init)
     (X_train, y_train), (X_val, y_val) = made.splits["train"], made.splits["val"]
     data = history.TrainData(X_train, y_train, X_val, y_val, made.preprocessor.class_weights)

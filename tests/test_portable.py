@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deps import ROOT
+from deps import ROOT, resolve_stages
 from env_util import CALLER_ENV
 from nnpipe import portable
 from nnpipe.errors import PipelineError
 
-STAGES = ("fetch", "split", "scale_encode", "train_linear", "train_numpy_mlp",
-          "train_torch_mlp", "overfit_random")
+STAGES = ("fetch", "split", "scale_encode", "train@linear", "train@numpy_mlp",
+          "train@torch_mlp", "overfit_random")
 TRAINERS = STAGES[3:]
 PINNED_NAMES = set(portable.pinned_env("x86_64")) | set(portable.CONFLICTING_ENV)
 THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -52,13 +52,13 @@ for module, argv in COMMANDS:
 
 
 def commands(stages: tuple[str, ...] = STAGES) -> list[tuple[str, list[str]]]:
-    """(module, argv) of each stage, from dvc.yaml's own cmd."""
-    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    """(module, argv) of each stage, from dvc.yaml's own cmd (as DVC resolves it)."""
+    dvc = resolve_stages(yaml.safe_load((ROOT / "dvc.yaml").read_text()))
     found = []
     for name in stages:
         words = shlex.split(dvc[name]["cmd"])
-        assert words[:4] == ["python", "-m", "stages", name]
-        found.append((f"stages.{name}", words[4:]))
+        assert words[:4] == ["python", "-m", "stages", name.split("@")[0]]
+        found.append((f"stages.{words[3]}", words[4:]))
     return found
 
 
@@ -180,7 +180,8 @@ def test_torch_uses_no_onednn_primitive_in_the_trainers(outputs, emulated, tmp_p
     assert [line for line in log if ",exec," in line] == []
 
 
-@pytest.mark.parametrize("stage", STAGES + ("evaluate", "plot_data", "plot_model"))
+@pytest.mark.parametrize("stage", sorted({s.split("@")[0] for s in STAGES}
+                                         | {"evaluate", "plot_data", "plot_model"}))
 def test_importing_a_stage_loads_no_math_library(stage):
     """The pin runs in main(), after the params are read: the module itself must not load
     numpy or torch, or ``python -m stages.<stage>`` would compute unpinned."""

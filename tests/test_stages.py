@@ -28,21 +28,22 @@ from local_http import good_csv_text
 from e2e_util import with_changes
 from nnpipe.errors import PipelineError
 from stages import (evaluate, fetch, overfit_random, plot_data, plot_model, scale_encode, split,
-                    train_linear, train_numpy_mlp, train_torch_mlp)
+                    train)
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+REGISTRY = DVC["vars"][0]["models"]        # the model registry: model -> its splits' directory
+TRAINED = DVC["stages"]["train"]["foreach"]  # model -> trainer kind
 
+MODELS = tuple(REGISTRY)
+TRAIN_STAGE = {**{m: f"train_{m}" for m in TRAINED}, "overfit_random": "overfit_random"}
 MAINS = {
     "fetch": fetch.main, "split": split.main, "scale_encode": scale_encode.main,
-    "train_linear": train_linear.main, "train_numpy_mlp": train_numpy_mlp.main,
-    "train_torch_mlp": train_torch_mlp.main, "overfit_random": overfit_random.main,
+    **{TRAIN_STAGE[m]: train.main for m in TRAINED}, "overfit_random": overfit_random.main,
     "evaluate": evaluate.main, "plot_data": plot_data.main, "plot_model": plot_model.main,
 }
-MODELS = ("linear", "numpy_mlp", "torch_mlp", "overfit_random")
-TRAIN_STAGE = {"linear": "train_linear", "numpy_mlp": "train_numpy_mlp",
-               "torch_mlp": "train_torch_mlp", "overfit_random": "overfit_random"}
-TORCH_MODELS = ("linear", "torch_mlp", "overfit_random")
+TORCH_MODELS = tuple(m for m in MODELS if TRAINED.get(m) != "numpy_mlp")
 SPLITS = ("train", "val", "test")
 CURVES_HEADER = "epoch,train_loss,train_acc,val_loss,val_acc"
 PNG_MAGIC = b"\x89PNG"
@@ -60,9 +61,9 @@ def tiny_params() -> dict:
     """The repo's params.yaml, shrunk so the whole pipeline runs in about a second."""
     p = copy.deepcopy(BASE_PARAMS)
     p["fetch"]["samples_per_class"] = SAMPLES_PER_CLASS
-    p["train_linear"].update(epochs=EPOCHS["linear"], hidden_dim=16)
-    p["train_numpy_mlp"].update(epochs=EPOCHS["numpy_mlp"], hidden_dim=16, log_every=10)
-    p["train_torch_mlp"].update(epochs=EPOCHS["torch_mlp"], hidden_dim=16, log_every=5)
+    p["train_linear"].update(epochs=EPOCHS["linear"], hidden_dims=[16])
+    p["train_numpy_mlp"].update(epochs=EPOCHS["numpy_mlp"], hidden_dims=[16], log_every=10)
+    p["train_torch_mlp"].update(epochs=EPOCHS["torch_mlp"], hidden_dims=[16], log_every=5)
     p["overfit_random"].update(samples_per_class=OVERFIT_PER_CLASS,
                                epochs=EPOCHS["overfit_random"], log_every=10)
     p["plot"].update(grid_size=15, max_points=50)
@@ -120,15 +121,16 @@ def train_argv(name: str, L: Layout, params: str, model_dir: str | None = None,
     tail = ["--model-dir", model_dir or L.model_dir(name), "--curves", curves or L.curves(name)]
     if name == "overfit_random":
         return ["--params", params, "--data-out", *(data_out or L.overfit_data.values()), *tail]
-    return ["--params", params, "--train", L.processed["train"], "--val", L.processed["val"],
+    return ["--params", params, "--name", name, "--kind", TRAINED[name],
+            "--train", L.processed["train"], "--val", L.processed["val"],
             "--preprocess", L.preprocess, *tail]
 
 
 def evaluate_argv(L: Layout, names=MODELS) -> list[str]:
-    argv = []
+    """As dvc.yaml's cmd: the models directory, then ``--NAME DATA_DIR`` per model."""
+    argv = ["--models-dir", str(L.root / "models")]
     for name in names:
-        data = L.data_for(name)
-        argv += ["--model", name, L.model_dir(name), data["train"], data["val"], data["test"]]
+        argv += [f"--{name}", str(L.root / REGISTRY[name])]
     return argv + ["--metrics", L.metrics, "--per-class", L.per_class,
                    "--confusion-dir", L.confusion, "--predictions-dir", L.predictions,
                    "--summary", L.summary]
@@ -156,7 +158,7 @@ def run_chain(L: Layout, params: str, models=MODELS) -> None:
     split.main(split_argv(L, params))
     scale_encode.main(scale_encode_argv(L, params))
     for name in models:
-        MAINS[TRAIN_STAGE[name]](train_argv(name, L, params))
+        MAINS[TRAIN_STAGE[name]](train_argv(name, L, params))  # train.main or overfit_random
     evaluate.main(evaluate_argv(L, models))
     plot_data.main(plot_data_argv(L, params))
     for name in models:
@@ -248,19 +250,19 @@ def test_model_dir_holds_config_and_weights(chain, name):
     spec = config["model"]
     assert spec["name"] == name
     assert spec["kind"] == ("linear" if name == "linear" else "mlp")
-    assert spec["framework"] == ("numpy" if name == "numpy_mlp" else "torch")
     d, c = 2, 3
     h = 2 * OVERFIT_PER_CLASS * 3 + 2 if name == "overfit_random" else 16
-    assert (spec["input_dim"], spec["hidden_dim"], spec["num_classes"]) == (d, h, c)
+    assert (spec["input_dim"], spec["hidden_dims"], spec["num_classes"]) == (d, [h], c)
     weights = npz_arrays(str(directory / "weights.npz"))
     assert {k: v.shape for k, v in weights.items()} == \
         {"W1": (d, h), "b1": (h,), "W2": (h, c), "b2": (c,)}
     assert all(v.dtype == np.float64 and np.isfinite(v).all() for v in weights.values())
     if name in TORCH_MODELS:
         state = torch.load(directory / "model.pt", weights_only=True)
-        assert set(state) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
-        np.testing.assert_array_equal(state["fc1.weight"].numpy().T, weights["W1"])
-        np.testing.assert_array_equal(state["fc2.bias"].numpy(), weights["b2"])
+        assert set(state) == {"layers.0.weight", "layers.0.bias", "layers.1.weight",
+                              "layers.1.bias"}
+        np.testing.assert_array_equal(state["layers.0.weight"].numpy().T, weights["W1"])
+        np.testing.assert_array_equal(state["layers.1.bias"].numpy(), weights["b2"])
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -593,12 +595,12 @@ PARAM_CASES = [
     ("train_linear", {"train_linear.epochs": "ten"},
      ["train_linear.epochs='ten'", "integer"], None),
     ("train_linear", {"train_linear.lr": -0.01}, ["train_linear.lr=-0.01", "> 0"], None),
-    ("train_linear", {"train_linear.hidden_dim": 0}, ["train_linear.hidden_dim=0"], None),
+    ("train_linear", {"train_linear.hidden_dims": [0]}, ["train_linear.hidden_dims=[0]"], None),
     ("train_linear", {"seed": "abc"}, ["seed='abc'", "integer"], None),
     ("train_numpy_mlp", {"train_numpy_mlp.epochs": 0}, ["train_numpy_mlp.epochs=0", "> 0"],
      None),
-    ("train_numpy_mlp", {"train_numpy_mlp.hidden_dim": 0}, ["train_numpy_mlp.hidden_dim=0"],
-     None),
+    ("train_numpy_mlp", {"train_numpy_mlp.hidden_dims": [8, 0]},
+     ["train_numpy_mlp.hidden_dims=[8, 0]"], None),
     ("train_numpy_mlp", {"train_numpy_mlp.lr": -1.0}, ["train_numpy_mlp.lr=-1.0"], None),
     ("train_numpy_mlp", {"train_numpy_mlp.init_scale": "small"},
      ["train_numpy_mlp.init_scale='small'", "number"], None),
@@ -607,23 +609,25 @@ PARAM_CASES = [
     ("train_torch_mlp", {"train_torch_mlp.dropout_p": 1.0},
      ["train_torch_mlp.dropout_p=1.0", "[0, 1)"], None),
     ("train_torch_mlp", {"train_torch_mlp.epochs": 0}, ["train_torch_mlp.epochs=0"], None),
-    ("train_torch_mlp", {"train_torch_mlp.hidden_dim": 0},
-     ["train_torch_mlp.hidden_dim=0"], None),
+    ("train_torch_mlp", {"train_torch_mlp.hidden_dims": []},
+     ["train_torch_mlp.hidden_dims=[]"], None),
     ("train_torch_mlp", {"train_torch_mlp.lr": -0.5}, ["train_torch_mlp.lr=-0.5"], None),
     ("train_torch_mlp", {"train_torch_mlp.init": "he"},
      ["train_torch_mlp.init='he'", "default, xavier_normal"], None),
-    ("train_torch_mlp", {"train_torch_mlp.hidden_dim": 2.5},
-     ["train_torch_mlp.hidden_dim=2.5", "integer"], None),
+    ("train_torch_mlp", {"train_torch_mlp.hidden_dims": [2.5]},
+     ["train_torch_mlp.hidden_dims=[2.5]", "integer"], None),
+    ("train_torch_mlp", {"train_torch_mlp.init_scale": 0.1},
+     ["unknown key train_torch_mlp.init_scale"], None),
     ("overfit_random", {"overfit_random.dropout_p": 1.0}, ["overfit_random.dropout_p=1.0"],
      None),
     ("overfit_random", {"overfit_random.epochs": 0}, ["overfit_random.epochs=0"], None),
     ("overfit_random", {"overfit_random.lr": -0.1}, ["overfit_random.lr=-0.1"], None),
     ("overfit_random", {"overfit_random.typo": 3}, ["unknown key overfit_random.typo"], None),
     ("overfit_random", {"split.val_size": 0.2}, ["split.", "=1.05", "sum to 1"], None),
-    ("overfit_random", {"overfit_random.hidden_dim": 0}, ["overfit_random.hidden_dim=0"],
+    ("overfit_random", {"overfit_random.hidden_dims": 0}, ["overfit_random.hidden_dims=0"],
      None),
-    ("overfit_random", {"overfit_random.hidden_dim": -5}, ["overfit_random.hidden_dim=-5"],
-     None),
+    ("overfit_random", {"overfit_random.hidden_dims": [-5]},
+     ["overfit_random.hidden_dims=[-5]"], None),
     ("overfit_random", {"overfit_random.samples_per_class": 2},
      ["overfit_random data", "class '0' has 2 row(s)"], None),
 ]
@@ -715,9 +719,9 @@ def test_stage_input_file_errors(chain, tmp_path, capsys):
     argv[argv.index("--preprocess") + 1] = str(bad)
     expect_error(capsys, "train_torch_mlp", argv, str(bad), "not valid JSON")
     argv = evaluate_argv(chain)
-    argv[argv.index("linear") + 1] = str(tmp_path / "no_model")
-    argv[argv.index("--metrics"):] = evaluate_argv(L, ())
-    expect_error(capsys, "evaluate", argv, str(tmp_path / "no_model"),
+    argv[argv.index("--models-dir") + 1] = str(tmp_path / "no_models")
+    argv[argv.index("--metrics"):] = evaluate_argv(L, ())[-10:]
+    expect_error(capsys, "evaluate", argv, str(tmp_path / "no_models" / "linear"),
                  "model directory not found")
     assert not L.root.exists()
 
@@ -759,12 +763,13 @@ def test_plot_model_with_a_confusion_file_lacking_the_test_matrix(chain, tmp_pat
 def test_evaluate_refuses_a_split_that_does_not_fit_the_model(chain, tmp_path, capsys, X, y):
     from nnpipe import files
 
-    bad = str(tmp_path / "bad.npz")
-    files.write_npz(bad, {"X": X, "y": y.astype(np.int64)})
+    bad = tmp_path / "bad"
+    for split_name in SPLITS:
+        files.write_npz(str(bad / f"{split_name}.npz"), {"X": X, "y": y.astype(np.int64)})
     L = Layout(tmp_path / "out")
-    argv = ["--model", "linear", chain.model_dir("linear"), bad, bad, bad,
-            *evaluate_argv(L, ())]
-    expect_error(capsys, "evaluate", argv, bad)
+    argv = ["--models-dir", str(chain.root / "models"), "--linear", str(bad),
+            *evaluate_argv(L, ())[2:]]
+    expect_error(capsys, "evaluate", argv, str(bad / "train.npz"))
     assert not L.root.exists()
 
 

@@ -32,8 +32,11 @@ import struct
 import sys
 
 DISABLE_ENV, DIR_ENV, IDLE_ENV = "NNPIPE_WARM", "NNPIPE_WARM_DIR", "NNPIPE_WARM_IDLE"
+# torch.optim and torch.use_deterministic_algorithms import the compiler stack (torch._dynamo,
+# ~1.4 s, ~800 modules) on first use: the server pays it once, not each torch stage.
 PRELOAD = ("numpy", "pandas", "yaml", "ruamel.yaml", "threadpoolctl", "sklearn.model_selection",
-           "sklearn.preprocessing", "sklearn.metrics", "torch", "torch.nn", "matplotlib.figure",
+           "sklearn.preprocessing", "sklearn.metrics", "torch", "torch.nn", "torch.optim",
+           "torch._dynamo", "torch.profiler", "matplotlib.figure",
            "matplotlib.backends.backend_agg")
 # Left out of the server key: set per command by DVC, the shell or us, and read by no library
 # at import. Everything else is in the key, since a library may read it at import; a list of
