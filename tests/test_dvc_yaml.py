@@ -162,3 +162,12 @@ def test_the_model_registry_is_followed_everywhere():
     assert all(f"train_{m}" in params for m in TRAINED)
     from nnpipe.params import TRAINERS
     assert set(TRAINED.values()) <= set(TRAINERS)
+
+
+def test_readme_table_lists_every_stage_of_the_registry():
+    """README's pipeline table has a row per stage, so a model added to the registry without
+    its row fails here (plot_model@<model> is one row for every model)."""
+    readme = (ROOT / "README.md").read_text()
+    rows = set(re.findall(r"^\| `([^`]+)` \|", readme, re.M))
+    expected = {n for n in STAGES if not n.startswith("plot_model@")} | {"plot_model@<model>"}
+    assert expected <= rows, expected - rows

@@ -811,3 +811,40 @@ def test_debug_env_in_a_real_process(tmp_path, launch):
     assert loud.returncode == 1
     assert "Traceback" in loud.stderr and "PipelineError" in loud.stderr
     assert not (tmp_path / "raw.csv").exists()
+
+
+@pytest.mark.parametrize("pairs, fragment", [
+    ([], "expected --NAME VALUE pairs, one per model"),
+    (["--linear"], "expected --NAME VALUE, got --linear"),
+    (["linear", "data/processed"], "expected --NAME VALUE, got linear"),
+    (["--lin/ear", "data/processed"], "expected --NAME VALUE"),
+    (["--linear", "a", "--linear", "b"], "--linear given twice"),
+], ids=["none", "no_value", "no_dashes", "not_an_identifier", "twice"])
+def test_evaluate_refuses_a_malformed_model_registry(chain, tmp_path, capsys, pairs, fragment):
+    """dvc.yaml passes its ${models} registry as --NAME DATA_DIR pairs: anything else is a
+    usage error (exit 2, argparse's one line), before anything is read or written."""
+    L = Layout(tmp_path / "out")
+    argv = ["--models-dir", str(chain.root / "models"), *pairs, *evaluate_argv(L, ())[2:]]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        evaluate.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err, err
+    assert not L.root.exists()
+
+
+def test_evaluate_follows_the_registry_it_is_given(chain, tmp_path):
+    """Two models under other names: the metrics hold exactly those."""
+    L = Layout(tmp_path)
+    models_dir = tmp_path / "models"
+    for name, source in (("wide_mlp", "torch_mlp"), ("base", "linear")):
+        shutil.copytree(chain.model_dir(source), models_dir / name)
+    argv = ["--models-dir", str(models_dir), "--wide_mlp", str(chain.root / "data/processed"),
+            "--base", str(chain.root / "data/processed"), *evaluate_argv(L, ())[2:]]
+    evaluate.main(argv)
+    metrics = json.loads(Path(L.metrics).read_text())
+    assert sorted(metrics) == ["base", "wide_mlp"]
+    original = json.loads(Path(chain.metrics).read_text())
+    assert metrics["wide_mlp"] == original["torch_mlp"]
+    assert sorted(p.name for p in Path(L.predictions).iterdir()) == ["base.csv", "wide_mlp.csv"]
