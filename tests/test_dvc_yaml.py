@@ -171,3 +171,10 @@ def test_readme_table_lists_every_stage_of_the_registry():
     rows = set(re.findall(r"^\| `([^`]+)` \|", readme, re.M))
     expected = {n for n in STAGES if not n.startswith("plot_model@")} | {"plot_model@<model>"}
     assert expected <= rows, expected - rows
+
+
+def test_dvc_lock_holds_exactly_the_stages_of_dvc_yaml():
+    """DVC keeps the lock entry of a stage removed from dvc.yaml: a stale one misleads
+    bench/floor.py and readers of dvc.lock."""
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    assert set(lock["stages"]) == set(STAGES)
