@@ -1,4 +1,4 @@
-"""The in-process floor: every stage of dvc.lock run by calling its main() in ONE Python process.
+"""The in-process floor: every stage of dvc.yaml run by calling its main() in ONE Python process.
 
 Run from a repository root with no outputs yet: `python bench/floor.py`. It pays each import
 once and does exactly the stages' work, with no orchestration (no DVC, no per-stage start-up).
@@ -13,12 +13,18 @@ import time
 import yaml
 
 
-def stage_commands(lock_path: str = "dvc.lock") -> list[tuple[str, list[str]]]:
-    """(module, argv) of every stage in dvc.lock order (a topological order)."""
-    with open(lock_path, encoding="utf-8") as handle:
-        lock = yaml.safe_load(handle)
+def stage_commands(path: str = "dvc.yaml") -> list[tuple[str, list[str]]]:
+    """(module, argv) of every stage in dvc.yaml's order (a topological order), as DVC's
+    own resolver expands it (vars, foreach)."""
+    from dvc.parsing import DataResolver
+    from dvc.repo import Repo
+
+    with open(path, encoding="utf-8") as handle:
+        document = yaml.safe_load(handle)
+    with Repo(".") as repo:
+        stages = DataResolver(repo, repo.root_dir, document).resolve()["stages"]
     commands = []
-    for stage in lock["stages"].values():
+    for stage in stages.values():
         words = shlex.split(stage["cmd"])
         assert words[:3] == ["python", "-m", "stages"], stage["cmd"]
         commands.append((f"stages.{words[3]}", words[4:]))

@@ -1,294 +1,272 @@
-"""Load params.yaml into typed, frozen dataclasses and validate every key.
+"""Load params.yaml and validate it with pydantic: one frozen model per section.
 
-Each section is a dataclass; each field carries its kind (the YAML types it
-accepts) and a range check. ``load(path, "split", ...)`` validates only the
-sections a stage reads, so a typo in one stage's section never stops another.
+Every section is a pydantic model (``extra="forbid"``, constrained fields, no defaults:
+params.yaml holds every value). A validation error becomes one line naming the key and its
+value, e.g. ``params.yaml: split.val_size=1.2 must be in (0, 1)``. ``load(path, "split",
+...)`` validates only the sections a stage reads, so a typo in one stage's section never
+stops another. Training sections are data: ``kinds`` names the trainer kind a section is
+validated as (``TRAINERS``), so ``train_wide_mlp`` can be a second torch MLP.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Annotated, Any, Literal, Mapping, Optional, Union
+
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr,
+                      ValidationError, field_validator, model_validator)
 
 from nnpipe.errors import PipelineError, short
-
-Check = Callable[[Any], "str | None"]
-
-
-def _param(default: Any, kind: str, check: Check | None = None) -> Any:
-    """A dataclass field with its accepted YAML kind and an optional range check."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: tuple(default), metadata={"kind": kind, "check": check})
-    return field(default=default, metadata={"kind": kind, "check": check})
-
-
-def positive(value: Any) -> str | None:
-    return None if value > 0 else "must be > 0"
-
-
-def non_negative(value: Any) -> str | None:
-    return None if value >= 0 else "must be >= 0"
-
-
-def open_unit(value: Any) -> str | None:
-    return None if 0 < value < 1 else "must be in (0, 1)"
-
-
-def half_open_unit(value: Any) -> str | None:
-    return None if 0 <= value < 1 else "must be in [0, 1)"
-
-
-def positive_or_auto(value: Any) -> str | None:
-    return None if value == "auto" or value > 0 else "must be 'auto' or > 0"
-
-
-def positive_or_none(value: Any) -> str | None:
-    return None if value is None or value > 0 else "must be null or > 0"
-
-
-def one_of(*choices: str) -> Check:
-    def check(value: Any) -> str | None:
-        return None if value in choices else f"must be one of {', '.join(choices)}"
-    return check
-
-
-def non_empty(value: Any) -> str | None:
-    if len(value) == 0:
-        return "must not be empty"
-    if len(set(value)) != len(value):
-        return "must not repeat a name"
-    return None
-
+from nnpipe.yamlfile import read_yaml
 
 # Upper bounds: refused with one line before anything is allocated.
 MAX_WIDTH = 100_000          # hidden units per layer
+MAX_LAYERS = 20              # hidden layers
+MAX_WEIGHTS = 50_000_000     # hidden-to-hidden weights, sum of h[i] * h[i+1]
 MAX_EPOCHS = 1_000_000
 MAX_ROWS = 30_000_000        # synthetic spiral rows (samples_per_class * classes)
 MAX_CELLS = 50_000_000       # overfit_random's random data (N * C * D values)
 MAX_NAMES = 10_000           # features, classes
 
-
-def up_to(limit: int) -> Check:
-    """> 0 and at most ``limit``."""
-    def check(value: Any) -> str | None:
-        if value <= 0:
-            return "must be > 0"
-        return None if value <= limit else f"must be at most {limit}"
-    return check
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # no bools, strings, nan
+Text = Annotated[StrictStr, Field(min_length=1)]
+Width = Annotated[StrictInt, Field(gt=0, le=MAX_WIDTH)]
+WIDTHS = (f"a list of 1 to {MAX_LAYERS} widths, each > 0 and at most {MAX_WIDTH}")
 
 
-def widths(value: Any) -> str | None:
-    if value == "auto":
-        return None
-    if not value:
+def param(what: str, **constraints: Any) -> Any:
+    """A required field: ``what`` it must be (for type errors), pydantic ``constraints``, and
+    per-error-type message overrides (``message_greater_than=...``)."""
+    messages = {k[len("message_"):]: constraints.pop(k) for k in list(constraints)
+                if k.startswith("message_")}
+    return Field(..., json_schema_extra={"what": what, **messages}, **constraints)
+
+
+def _unique(names: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(names)) != len(names):
+        raise ValueError("must not repeat a name")
+    return names
+
+
+def _weights_check(widths: tuple[int, ...]) -> None:
+    weights = sum(a * b for a, b in zip(widths, widths[1:]))
+    if weights > MAX_WEIGHTS:
+        raise ValueError(f"hidden_dims={list(widths)} has {weights} hidden-to-hidden weights, "
+                         f"at most {MAX_WEIGHTS}")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+
+class MathParams(Section):
+    portable: StrictBool = param("true or false")  # pinned kernels: same bytes on any x86-64
+
+
+class FetchParams(Section):
+    source: Text = param("a string")
+    sha256: Optional[Annotated[StrictStr, Field(pattern=r"^[0-9a-fA-F]{64}$")]] = param(
+        "null or a 64-digit hex sha256", message_string_pattern_mismatch="must be null or a "
+        "64-digit hex sha256")
+    timeout: Number = param("a finite number", gt=0)
+    samples_per_class: StrictInt = param("an integer", gt=0, le=MAX_ROWS)
+    classes: tuple[Text, ...] = param("a list of strings", min_length=1, max_length=MAX_NAMES,
+                                      message_too_long=f"must name at most {MAX_NAMES}")
+    noise: Number = param("a finite number", ge=0)
+    max_mb: Number = param("a finite number", gt=0, le=1 << 20)  # largest CSV read
+
+    _classes = field_validator("classes")(_unique)
+
+    @model_validator(mode="after")
+    def _rows(self) -> "FetchParams":
+        rows = self.samples_per_class * len(self.classes)
+        if rows > MAX_ROWS:
+            raise ValueError(f"samples_per_class * len(classes)={rows} must be at most {MAX_ROWS}")
+        return self
+
+
+class DataParams(Section):
+    features: tuple[Text, ...] = param("a list of strings", min_length=1, max_length=MAX_NAMES,
+                                       message_too_long=f"must name at most {MAX_NAMES}")
+    target: Text = param("a string")
+
+    _features = field_validator("features")(_unique)
+
+
+class SplitParams(Section):
+    train_size: Number = param("a finite number", gt=0, lt=1, message_greater_than="must be in "
+                               "(0, 1)", message_less_than="must be in (0, 1)")
+    val_size: Number = param("a finite number", gt=0, lt=1, message_greater_than="must be in "
+                             "(0, 1)", message_less_than="must be in (0, 1)")
+    test_size: Number = param("a finite number", gt=0, lt=1, message_greater_than="must be in "
+                              "(0, 1)", message_less_than="must be in (0, 1)")
+
+    @model_validator(mode="after")
+    def _sum(self) -> "SplitParams":
+        total = self.train_size + self.val_size + self.test_size
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"train_size + val_size + test_size={total:g} must sum to 1")
+        return self
+
+
+BATCH = {"message_greater_than": "must be null or > 0"}
+UNIT = {"message_greater_than_equal": "must be in [0, 1)", "message_less_than": "must be in [0, 1)"}
+
+
+class LinearParams(Section):
+    """Kind ``linear``; the base of every trainer kind."""
+    hidden_dims: tuple[Width, ...] = param("a list of integers", min_length=1,
+                                           max_length=MAX_LAYERS, message_constraint=WIDTHS)
+    lr: Number = param("a finite number", gt=0)
+    epochs: StrictInt = param("an integer", gt=0, le=MAX_EPOCHS)
+    batch_size: Optional[StrictInt] = param("null or an integer", gt=0, **BATCH)
+    log_every: StrictInt = param("an integer", gt=0)
+
+    @model_validator(mode="after")
+    def _weights(self) -> "LinearParams":
+        _weights_check(self.hidden_dims)
+        return self
+
+
+class NumpyMLPParams(LinearParams):
+    init_scale: Number = param("a finite number", gt=0)  # weights = init_scale * randn
+
+
+class TorchMLPParams(LinearParams):
+    dropout_p: Number = param("a finite number", ge=0, lt=1, **UNIT)
+    init: Literal["default", "xavier_normal"] = param("one of default, xavier_normal")
+
+
+class OverfitParams(Section):
+    samples_per_class: StrictInt = param("an integer", gt=0, le=MAX_CELLS)
+    num_classes: StrictInt = param("an integer", gt=0, le=MAX_NAMES)
+    num_features: StrictInt = param("an integer", gt=0, le=MAX_NAMES)
+    hidden_dims: Union[Literal["auto"], tuple[Width, ...]] = param(
+        "'auto' or a list of integers", min_length=1, max_length=MAX_LAYERS,
+        message_constraint=f"'auto' or {WIDTHS}")
+    lr: Number = param("a finite number", gt=0)
+    epochs: StrictInt = param("an integer", gt=0, le=MAX_EPOCHS)
+    batch_size: Optional[StrictInt] = param("null or an integer", gt=0, **BATCH)
+    dropout_p: Number = param("a finite number", ge=0, lt=1, **UNIT)
+    init: Literal["default", "xavier_normal"] = param("one of default, xavier_normal")
+    log_every: StrictInt = param("an integer", gt=0)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "OverfitParams":
+        cells = self.samples_per_class * self.num_classes * self.num_features
+        if cells > MAX_CELLS:
+            raise ValueError(f"samples_per_class * num_classes * num_features={cells} "
+                             f"must be at most {MAX_CELLS}")
+        if self.hidden_dims == "auto":
+            width = 2 * self.samples_per_class * self.num_classes + self.num_features
+            if width > MAX_WIDTH:
+                raise ValueError(f"hidden_dims=auto gives {width} hidden units, "
+                                 f"at most {MAX_WIDTH}")
+        else:
+            _weights_check(self.hidden_dims)
+        return self
+
+
+class PlotParams(Section):
+    max_points: StrictInt = param("an integer", gt=0, le=10_000_000)
+    grid_size: StrictInt = param("an integer", gt=0, le=2001)
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "math": MathParams, "fetch": FetchParams, "data": DataParams, "split": SplitParams,
+    "overfit_random": OverfitParams, "plot": PlotParams,
+}
+# The trainer kinds: a training section (train_<model>) is validated as one of these.
+TRAINERS: dict[str, type[Section]] = {
+    "linear": LinearParams, "numpy_mlp": NumpyMLPParams, "torch_mlp": TorchMLPParams,
+}
+
+# pydantic error types that say "not of the accepted type": reported as "must be <what>".
+_TYPE_ERRORS = {"int_type", "float_type", "string_type", "bool_type", "tuple_type",
+                "finite_number", "literal_error", "string_too_short", "int_from_float",
+                "dict_type", "model_type"}
+_BOUNDS = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}",
+           "less_than_equal": "at most {le}"}
+
+
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _problem(cls: type[Section], error: dict) -> str:
+    """The words after ``key=value`` for one pydantic error of field ``error["loc"][0]``."""
+    extra = cls.model_fields[error["loc"][0]].json_schema_extra or {}
+    kind, nested = error["type"], len(error["loc"]) > 1
+    if kind in _TYPE_ERRORS:
+        return f"must be {extra['what']}"
+    if kind in extra:
+        return extra[kind]
+    if nested and "constraint" in extra:
+        return f"must be {extra['constraint']}"
+    if kind in _BOUNDS:
+        ctx = {k: _number(v) for k, v in error["ctx"].items()}
+        return "must be " + _BOUNDS[kind].format(**ctx)
+    if kind == "too_short":
         return "must not be empty"
-    if not all(0 < v <= MAX_WIDTH for v in value):
-        return f"must hold widths > 0 and at most {MAX_WIDTH}"
-    return None
+    if kind == "too_long":
+        return f"must hold at most {error['ctx']['max_length']}"
+    return str(error.get("ctx", {}).get("error", error["msg"]))
 
 
-def names(value: Any) -> str | None:
-    return f"must name at most {MAX_NAMES}" if len(value) > MAX_NAMES else non_empty(value)
+def _pick(cls: type[Section], errors: list[dict]) -> dict:
+    """One error to report: an unknown key, else a missing one, else the first field's, its
+    type error before its range error (a union's other branches and a list's length follow
+    from its items, so they go last)."""
+    order = list(cls.model_fields)
+
+    def rank(error: dict) -> tuple:
+        loc, kind = error["loc"], error["type"]
+        field = order.index(loc[0]) if loc and loc[0] in order else len(order)
+        derived = kind == "literal_error" and len(loc) > 1 or kind == "too_short" and \
+            any(e["loc"][:1] == loc[:1] and len(e["loc"]) > 1 for e in errors)
+        return ({"extra_forbidden": 0, "missing": 1}.get(kind, 2), field, derived,
+                kind not in _TYPE_ERRORS)
+    return min(errors, key=rank)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
-
-
-_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "int": ("an integer", _is_int),
-    "number": ("a finite number", _is_number),
-    "str": ("a string", lambda v: isinstance(v, str) and v != ""),
-    "sha256?": ("null or a 64-digit hex sha256",
-                lambda v: v is None or (isinstance(v, str) and len(v) == 64
-                                        and all(c in "0123456789abcdefABCDEF" for c in v))),
-    "bool": ("true or false", lambda v: isinstance(v, bool)),
-    "int?": ("null or an integer", lambda v: v is None or _is_int(v)),
-    "int|auto": ("an integer or 'auto'", lambda v: v == "auto" or _is_int(v)),
-    "widths": ("a list of integers", lambda v: isinstance(v, list) and all(_is_int(x) for x in v)),
-    "widths|auto": ("'auto' or a list of integers",
-                    lambda v: v == "auto" or (isinstance(v, list) and all(_is_int(x) for x in v))),
-    "str_list": ("a list of strings",
-                 lambda v: isinstance(v, list) and all(isinstance(s, str) and s for s in v)),
-}
-
-
-@dataclass(frozen=True)
-class MathParams:
-    portable: bool = _param(True, "bool")  # pinned kernels: same bytes on any x86-64 AVX2 CPU
-
-
-@dataclass(frozen=True)
-class FetchParams:
-    source: str = _param("synthetic", "str")
-    sha256: str | None = _param(None, "sha256?")
-    timeout: float = _param(30, "number", positive)
-    samples_per_class: int = _param(500, "int", up_to(MAX_ROWS))
-    classes: tuple[str, ...] = _param(["c1", "c3", "c2"], "str_list", names)
-    noise: float = _param(0.2, "number", non_negative)
-    max_mb: float = _param(1024, "number", up_to(1 << 20))  # largest CSV read, path or URL
-
-
-@dataclass(frozen=True)
-class DataParams:
-    features: tuple[str, ...] = _param(["X1", "X2"], "str_list", names)
-    target: str = _param("color", "str")
-
-
-@dataclass(frozen=True)
-class SplitParams:
-    train_size: float = _param(0.7, "number", open_unit)
-    val_size: float = _param(0.15, "number", open_unit)
-    test_size: float = _param(0.15, "number", open_unit)
-
-
-@dataclass(frozen=True)
-class LinearParams:
-    hidden_dims: tuple = _param([100], "widths", widths)
-    lr: float = _param(0.01, "number", positive)
-    epochs: int = _param(10, "int", up_to(MAX_EPOCHS))
-    batch_size: int | None = _param(None, "int?", positive_or_none)
-    log_every: int = _param(1, "int", positive)
-
-
-@dataclass(frozen=True)
-class TorchMLPParams:
-    hidden_dims: tuple = _param([100], "widths", widths)
-    lr: float = _param(0.01, "number", positive)
-    epochs: int = _param(100, "int", up_to(MAX_EPOCHS))
-    batch_size: int | None = _param(None, "int?", positive_or_none)
-    dropout_p: float = _param(0.0, "number", half_open_unit)
-    init: str = _param("default", "str", one_of("default", "xavier_normal"))
-    log_every: int = _param(10, "int", positive)
-
-
-@dataclass(frozen=True)
-class NumpyMLPParams:
-    hidden_dims: tuple = _param([100], "widths", widths)
-    lr: float = _param(1.0, "number", positive)
-    epochs: int = _param(1000, "int", up_to(MAX_EPOCHS))
-    batch_size: int | None = _param(None, "int?", positive_or_none)
-    init_scale: float = _param(0.01, "number", positive)
-    log_every: int = _param(100, "int", positive)
-
-
-@dataclass(frozen=True)
-class OverfitParams:
-    samples_per_class: int = _param(50, "int", up_to(MAX_CELLS))
-    num_classes: int = _param(3, "int", up_to(MAX_NAMES))
-    num_features: int = _param(2, "int", up_to(MAX_NAMES))
-    hidden_dims: Any = _param("auto", "widths|auto", widths)
-    lr: float = _param(0.1, "number", positive)
-    epochs: int = _param(500, "int", up_to(MAX_EPOCHS))
-    batch_size: int | None = _param(None, "int?", positive_or_none)
-    dropout_p: float = _param(0.0, "number", half_open_unit)
-    init: str = _param("default", "str", one_of("default", "xavier_normal"))
-    log_every: int = _param(20, "int", positive)
-
-
-@dataclass(frozen=True)
-class PlotParams:
-    max_points: int = _param(2000, "int", up_to(10_000_000))
-    grid_size: int = _param(101, "int", up_to(2001))
-
-
-SECTIONS: dict[str, type] = {
-    "math": MathParams,
-    "fetch": FetchParams,
-    "data": DataParams,
-    "split": SplitParams,
-    "overfit_random": OverfitParams,
-    "plot": PlotParams,
-}
-
-
-def _check_split(section: SplitParams) -> tuple[str, str] | None:
-    total = section.train_size + section.val_size + section.test_size
-    if abs(total - 1.0) > 1e-9:
-        return ("train_size + val_size + test_size",
-                f"={total:g} must sum to 1")
-    return None
-
-
-def _check_fetch(section: FetchParams) -> tuple[str, str] | None:
-    rows = section.samples_per_class * len(section.classes)
-    if rows > MAX_ROWS:
-        return ("samples_per_class * len(classes)", f"={rows} must be at most {MAX_ROWS}")
-    return None
-
-
-def _check_overfit(section: OverfitParams) -> tuple[str, str] | None:
-    s = section
-    cells = s.samples_per_class * s.num_classes * s.num_features
-    if cells > MAX_CELLS:
-        return ("samples_per_class * num_classes * num_features",
-                f"={cells} must be at most {MAX_CELLS}")
-    width = 2 * s.samples_per_class * s.num_classes + s.num_features
-    if s.hidden_dims == "auto" and width > MAX_WIDTH:
-        return ("hidden_dims", f"=auto gives {width} hidden units, at most {MAX_WIDTH}")
-    return None
-
-
-TRAINERS: dict[str, type] = {"linear": LinearParams, "numpy_mlp": NumpyMLPParams,
-                             "torch_mlp": TorchMLPParams}
-
-_CROSS_CHECKS: dict[str, Callable[[Any], "tuple[str, str] | None"]] = {
-    "split": _check_split, "fetch": _check_fetch, "overfit_random": _check_overfit}
+def build_section(name: str, raw: Any, origin: str = "params.yaml", kind: str | None = None
+                  ) -> Section:
+    """Validate one section's mapping (as trainer ``kind`` if given) into its frozen model."""
+    cls = TRAINERS[kind] if kind is not None else SECTIONS[name]
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{origin}: section '{name}' must be a mapping, got {short(repr(raw))}")
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        error = _pick(cls, exc.errors())
+    loc, kind_ = error["loc"], error["type"]
+    if kind_ == "extra_forbidden":
+        raise PipelineError(f"{origin}: unknown key {name}.{short(str(loc[0]))} "
+                            f"(known: {', '.join(cls.model_fields)})") from None
+    if kind_ == "missing":
+        raise PipelineError(f"{origin}: missing key {name}.{loc[0]}") from None
+    if not loc:  # a model validator: a rule across keys
+        raise PipelineError(f"{origin}: {name}.{error['ctx']['error']}") from None
+    value = short(repr(raw[loc[0]]))
+    raise PipelineError(f"{origin}: {name}.{loc[0]}={value} {_problem(cls, error)}") from None
 
 
 def check_seed(value: Any, origin: str = "params.yaml") -> int:
     """Validate the shared top-level ``seed`` (what np.random.RandomState accepts)."""
-    if not _is_int(value) or not 0 <= value < 2**32:
+    if type(value) is not int or not 0 <= value < 2**32:
         raise PipelineError(f"{origin}: seed={short(repr(value))} must be an integer in [0, 2**32)")
     return value
 
 
-def build_section(name: str, raw: Any, origin: str = "params.yaml", kind: str | None = None) -> Any:
-    """Validate one section's mapping and return its frozen dataclass."""
-    cls = TRAINERS[kind] if kind else SECTIONS[name]
-    if not isinstance(raw, dict):
-        raise PipelineError(f"{origin}: section '{name}' must be a mapping, got {short(repr(raw))}")
-    known = {f.name: f for f in fields(cls)}
-    for key in raw:
-        if key not in known:
-            raise PipelineError(f"{origin}: unknown key {name}.{short(key)} "
-                                f"(known: {', '.join(known)})")
-    values = {}
-    for key, spec in known.items():
-        if key not in raw:
-            raise PipelineError(f"{origin}: missing key {name}.{key}")
-        value = raw[key]
-        what, accepts = _KINDS[spec.metadata["kind"]]
-        if not accepts(value):
-            raise PipelineError(f"{origin}: {name}.{key}={short(repr(value))} must be {what}")
-        check = spec.metadata["check"]
-        problem = check(value) if check else None
-        if problem:
-            raise PipelineError(f"{origin}: {name}.{key}={short(repr(value))} {problem}")
-        values[key] = tuple(value) if isinstance(value, list) else value
-    section = cls(**values)
-    cross = _CROSS_CHECKS.get(name)
-    problem = cross(section) if cross else None
-    if problem:
-        raise PipelineError(f"{origin}: {name}.{problem[0]}{problem[1]}")
-    return section
-
-
 class Params:
-    """The validated sections a stage asked for."""
+    """The validated sections a stage asked for: ``p.seed``, ``p.split``, ``p[name]``."""
 
-    def __init__(self, values: dict):
+    def __init__(self, values: Mapping[str, Any]):
         object.__setattr__(self, "_values", dict(values))
 
     def __getattr__(self, name: str) -> Any:
         try:
             return self._values[name]
         except KeyError:
-            raise AttributeError(name) from None
+            raise AttributeError(f"section {name!r} was not loaded") from None
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
@@ -297,84 +275,16 @@ class Params:
         raise AttributeError("Params is frozen")
 
 
-MAX_DEPTH = 20    # nesting levels in params.yaml
-MAX_DIGITS = 30   # digits of an integer in params.yaml
+def load(path: str, *names: str, kinds: Mapping[str, str] | None = None) -> Params:
+    """Load and validate ``seed`` and/or the named sections of params.yaml.
 
-
-class _Refused(Exception):
-    """params.yaml holds something refused before it expands or allocates."""
-
-    def __init__(self, what: str, mark: Any):
-        super().__init__(what)
-        self.mark = mark
-
-
-def _yaml() -> Any:
-    """ruamel.yaml as DVC reads params (YAML 1.2, so ``1e-3`` is a float and ``yes`` a string),
-    refusing aliases, deep nesting and huge integers before they expand or allocate."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.composer import Composer
-    from ruamel.yaml.constructor import SafeConstructor
-    from ruamel.yaml.events import AliasEvent
-
-    class GuardedComposer(Composer):
-        depth = 0
-
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            event = self.parser.peek_event()
-            if isinstance(event, AliasEvent):
-                raise _Refused("YAML aliases (*name) are not accepted", event.start_mark)
-            self.depth += 1
-            try:
-                if self.depth > MAX_DEPTH:
-                    raise _Refused(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
-                return super().compose_node(parent, index)
-            finally:
-                self.depth -= 1
-
-    class GuardedConstructor(SafeConstructor):
-        def construct_yaml_int(self, node: Any) -> Any:
-            if len(node.value) > MAX_DIGITS:
-                raise _Refused(f"an integer of {len(node.value)} digits (at most {MAX_DIGITS})",
-                               node.start_mark)
-            return super().construct_yaml_int(node)
-
-    GuardedConstructor.add_constructor("tag:yaml.org,2002:int",
-                                       GuardedConstructor.construct_yaml_int)
-    yaml = YAML(typ="safe", pure=True)
-    yaml.Composer = GuardedComposer
-    yaml.Constructor = GuardedConstructor
-    return yaml
-
-
-def read_yaml(path: str) -> dict:
-    """Read params.yaml as a mapping, with a one-line error for a missing or broken file."""
-    from ruamel.yaml.error import YAMLError
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = _yaml().load(handle)
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise PipelineError(f"{path}: not a UTF-8 YAML file") from None
-    except IsADirectoryError:
-        raise PipelineError(f"{path}: is a directory, not a YAML file") from None
-    except OSError as exc:
-        raise PipelineError(f"{path}: cannot read ({exc.strerror})") from None
-    except _Refused as exc:
-        raise PipelineError(f"{path}: {exc} (line {exc.mark.line + 1})") from None
-    except (YAMLError, RecursionError, ValueError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise PipelineError(f"{path}: not valid YAML{where}") from None
-    if not isinstance(raw, dict):
-        raise PipelineError(f"{path}: must be a mapping of sections")
-    return raw
-
-
-def load(path: str, *names: str, kinds: dict | None = None) -> Params:
-    """Load and validate ``seed`` and/or the named sections of params.yaml."""
+    A training section is validated as its trainer kind: ``kinds={"train_wide_mlp":
+    "torch_mlp"}``. A name that is neither a fixed section nor in ``kinds`` is a bug.
+    """
+    kinds = dict(kinds or {})
+    for name in names:
+        if name != "seed" and name not in SECTIONS and kinds.get(name) not in TRAINERS:
+            raise KeyError(f"no schema for params section {name!r} (kinds: {kinds})")
     raw = read_yaml(path)
     values: dict[str, Any] = {}
     for name in names:
@@ -383,6 +293,5 @@ def load(path: str, *names: str, kinds: dict | None = None) -> Params:
         if name == "seed":
             values["seed"] = check_seed(raw["seed"], origin=path)
         else:
-            values[name] = build_section(name, raw[name], origin=path,
-                                         kind=(kinds or {}).get(name))
+            values[name] = build_section(name, raw[name], origin=path, kind=kinds.get(name))
     return Params(values)

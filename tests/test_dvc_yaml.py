@@ -178,3 +178,23 @@ def test_dvc_lock_holds_exactly_the_stages_of_dvc_yaml():
     bench/floor.py and readers of dvc.lock."""
     lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(STAGES)
+
+
+def test_bench_floor_runs_every_stage_after_the_stages_it_depends_on(monkeypatch):
+    from bench import floor
+
+    def overlaps(a: str, b: str) -> bool:
+        return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+    monkeypatch.chdir(ROOT)
+    commands = floor.stage_commands()
+    assert [m for m, _ in commands] == ["stages." + b["cmd"].split()[3] for b in STAGES.values()]
+    outs = {name: _declared({k: b.get(k, []) for k in ("outs", "metrics", "plots")})
+            for name, b in STAGES.items()}
+    done: set[str] = set()
+    for name, body in STAGES.items():  # the floor's order
+        for dep in (d for d in body["deps"] if not d.endswith(".py")):
+            producers = {o for o, paths in outs.items()
+                         if o != name and any(overlaps(dep, p) for p in paths)}
+            assert producers <= done, (name, dep, producers - done)
+        done.add(name)

@@ -69,6 +69,22 @@ def test_warm_preload_holds_what_a_torch_fit_imports():
                                     for m in new), new[:20]
 
 
+def test_warm_preload_holds_what_validating_params_imports():
+    """pydantic imports its parts lazily: the server's PRELOAD holds the ones params.load uses,
+    so a forked stage builds only its own sections' schemas (defer_build)."""
+    code = ("import importlib, sys\n"
+            "from warmstart.launcher import PRELOAD\n"
+            "for name in PRELOAD: importlib.import_module(name)\n"
+            "before = set(sys.modules)\n"
+            "from nnpipe import params\n"
+            "params.load('params.yaml', 'seed', 'math', 'split', 'train_torch_mlp',\n"
+            "            kinds={'train_torch_mlp': 'torch_mlp'})\n"
+            "print(sorted(m for m in set(sys.modules) - before if not m.startswith('nnpipe')))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    assert ast.literal_eval(result.stdout.strip()) == []
+
+
 def test_two_hidden_layers_learn_the_spiral():
     X, labels = make_spiral(60, ("c1", "c2", "c3"), 0.2, 1234)
     y = np.searchsorted(np.array(["c1", "c2", "c3"]), labels)

@@ -33,11 +33,13 @@ import sys
 
 DISABLE_ENV, DIR_ENV, IDLE_ENV = "NNPIPE_WARM", "NNPIPE_WARM_DIR", "NNPIPE_WARM_IDLE"
 # torch.optim and torch.use_deterministic_algorithms import the compiler stack (torch._dynamo,
-# ~1.4 s, ~800 modules) on first use: the server pays it once, not each torch stage.
+# ~1.4 s, ~800 modules) on first use, and pydantic loads its parts lazily on first use: the
+# server pays both once, not each stage (tests/test_training.py checks what a fork still loads).
 PRELOAD = ("numpy", "pandas", "yaml", "ruamel.yaml", "threadpoolctl", "sklearn.model_selection",
            "sklearn.preprocessing", "sklearn.metrics", "torch", "torch.nn", "torch.optim",
            "torch._dynamo", "torch.profiler", "matplotlib.figure",
-           "matplotlib.backends.backend_agg")
+           "matplotlib.backends.backend_agg", "pydantic", "pydantic.main", "pydantic.fields",
+           "pydantic.types", "pydantic._internal._validators", "pydantic.plugin._loader")
 # Left out of the server key: set per command by DVC, the shell or us, and read by no library
 # at import. Everything else is in the key, since a library may read it at import; a list of
 # the variables that matter missed ATEN_* and NPY_* (issues 11 and 14).
