@@ -140,8 +140,9 @@ def test_cmd_paths_and_declared_paths_are_the_same(name):
     """Every file or directory a cmd names is a dep or an out, and every one declared is named."""
     body = _body(name)
     declared = _declared(body)
-    named = {t for t in body["cmd"].split() if "/" in t or t in declared}
-    # A named output directory (plot_model's files in reports/figures) stands for its files.
+    named = {t for t in body["cmd"].split()
+             if "/" in t or any(p == t or p.startswith(t + "/") for p in declared)}
+    # A named directory (evaluate's --models-dir, --confusion-dir) stands for its files.
     assert {p for p in declared if p not in named and str(Path(p).parent) not in named} == set()
     assert {t for t in named
             if t not in declared and not any(str(Path(p).parent) == t for p in declared)} == set()
@@ -156,6 +157,10 @@ def test_the_model_registry_is_followed_everywhere():
     pairs = re.findall(r"--(\w+) (\S+)", _body("evaluate")["cmd"].split("--models-dir models")[1])
     assert [(m, d) for m, d in pairs if m in REGISTRY] == list(REGISTRY.items())
     assert {n for n in STAGES if n.startswith("plot_model@")} == {f"plot_model@{m}" for m in REGISTRY}
+    evaluated = set(_body("evaluate")["deps"])
+    for model, splits in REGISTRY.items():  # named one by one, so `exp run --pull` fetches them
+        assert {f"models/{model}", *(f"{splits}/{s}.npz" for s in ("train", "val", "test"))} \
+            <= evaluated, model
     assert set(TRAINED) <= set(REGISTRY) and all(REGISTRY[m] == DVC["vars"][0]["spiral"]
                                                    for m in TRAINED)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

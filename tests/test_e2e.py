@@ -309,7 +309,9 @@ def _merge(into: dict, extra: dict) -> None:
             _merge(into[key], value)
         elif isinstance(value, list) and isinstance(into.get(key), list):
             for target, item in zip(into[key], value):
-                _merge(target, item)
+                if isinstance(item, dict):
+                    _merge(target, item)
+            into[key] += [item for item in value if not isinstance(item, dict)]
         else:
             into[key] = value
 
