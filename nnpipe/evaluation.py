@@ -14,6 +14,12 @@ class Report(NamedTuple):
     predictions: dict[str, Any]  # model -> DataFrame(actual, predicted) on test
     summary: str
 
+    @property
+    def headline(self) -> dict[str, dict[str, float]]:
+        """model -> {"test_acc": accuracy on test}: the first columns of `dvc exp show`."""
+        return {name: {"test_acc": splits["test"]["accuracy"]}
+                for name, splits in self.overall.items() if "test" in splits}
+
 
 def evaluate_models(plan: Mapping[str, tuple[str, Mapping[str, str]]]) -> Report:
     """``plan``: model name -> (model directory, split name -> processed .npz path)."""

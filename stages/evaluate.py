@@ -14,8 +14,10 @@ def main(argv: list[str] | None = None) -> None:
                                             "(dvc.yaml passes its ${models} registry)")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--models-dir", required=True, help="holds one directory per model")
+    parser.add_argument("--headline", required=True,
+                        help="each model's test accuracy (dvc metric, shown first)")
     parser.add_argument("--metrics", required=True, help="overall figures (dvc metric)")
-    parser.add_argument("--per-class", required=True, help="per-class figures (dvc metric)")
+    parser.add_argument("--per-class", required=True, help="per-class figures (JSON in git)")
     parser.add_argument("--confusion-dir", required=True,
                         help="one <model>.json of confusion matrices per split, per model")
     parser.add_argument("--predictions-dir", required=True,
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         files.write_json(args.per_class, report.per_class)
         files.write_text(args.summary, report.summary)
         files.write_json(args.metrics, report.overall)
+        files.write_json(args.headline, report.headline)
         for name, splits in report.overall.items():
             log.info("%-15s test accuracy %.4f  f1 %.4f", name, splits["test"]["accuracy"],
                      splits["test"]["f1"])

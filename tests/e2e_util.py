@@ -49,3 +49,32 @@ def copy_repo(target) -> None:
     run(target, "git", "config", "user.email", "tests@nnpipe.invalid")
     run(target, "git", "add", "-A")
     run(target, "git", "commit", "-qm", "copy")
+
+
+def terminal(cwd, argv: list[str], columns: int, **env: str) -> list[str]:
+    """Run ``argv`` on a pseudo-terminal ``columns`` wide; its lines as that terminal shows
+    them (escape codes removed, each cut at ``columns``, as `less -S` shows a wide page)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    proc = subprocess.Popen(argv, cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
+                            env={**os.environ, "COLUMNS": str(columns), **env})
+    os.close(slave)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 1 << 16)
+        except OSError:  # EIO: the other end closed
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    assert proc.wait(timeout=120) == 0, output.decode(errors="replace")
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", output.decode(errors="replace"))
+    return [line[:columns] for line in text.replace("\r", "").splitlines()]

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from deps import ROOT, closure
-from e2e_util import copy_repo, run, stages_run
+from e2e_util import copy_repo, run, stages_run, terminal
 
 pytestmark = pytest.mark.e2e
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -119,16 +119,18 @@ def test_predict_answers_from_the_pipeline_artifacts(repo):
 
 
 def test_plots_show_renders_curves_confusion_and_every_png(repo):
+    """What is on the page (tests/test_browser.py checks that it draws, offline)."""
     path, _ = repo
     run(path, "dvc", "plots", "show")
     html = (path / "dvc_plots/index.html").read_text()
-    for model in ("linear", "numpy_mlp", "torch_mlp", "overfit_random"):
+    for model in REGISTRY:
         for kind in ("boundary", "curves", "confusion"):
-            assert f"reports/figures/{model}_{kind}.png" in html
+            assert f"reports_figures_{model}_{kind}.png" in html
         assert f"reports/curves/{model}.csv" in html
         assert f"reports/predictions/{model}.csv" in html
     for name in ("data.png", "activations.png"):
-        assert f"reports/figures/{name}" in html
+        assert f"reports_figures_{name}" in html
+    assert "cdn.jsdelivr.net" not in html
     assert run(path, "git", "status", "--porcelain").stdout == ""
 
 
@@ -203,11 +205,10 @@ def test_exp_run_changes_only_torch_mlp_metrics_and_diffs_report_it(repo):
         params_diff = json.loads(run(path, "dvc", "params", "diff", "--json").stdout)
         lr = params_diff["params.yaml"]["train_torch_mlp.lr"]
         assert (lr["old"], lr["new"]) == (0.01, 0.001)
-        loss = json.loads(run(path, "dvc", "plots", "diff", "HEAD", "--json").stdout)
-        loss = loss["data"]["loss"][0]
+        plots = json.loads(run(path, "dvc", "plots", "diff", "HEAD", "--json").stdout)
+        loss = plots["data"]["reports/curves/torch_mlp.csv"][0]
         assert set(loss["revisions"]) == {"workspace", "HEAD"}
-        rows = [r for r in loss["content"]["data"]["values"]
-                if r["filename::field"] == "torch_mlp.csv::val_loss"]
+        rows = [r for r in loss["content"]["data"]["values"] if r["field"] == "val_loss"]
         curves = {rev: [r["val_loss"] for r in rows if r["rev"] == rev]
                   for rev in ("workspace", "HEAD")}
         assert curves["workspace"] and curves["HEAD"] and curves["workspace"] != curves["HEAD"]
@@ -343,4 +344,35 @@ def test_readme_recipe_adds_a_fifth_model_without_python(repo):
         for leftover in (path / "models" / name, *path.glob(f"reports/*/{name}[._]*")):
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         run(path, "dvc", "checkout", "--quiet")
+    assert status(path) == set()
+
+
+def test_exp_show_at_160_columns_shows_each_models_test_accuracy_first(repo):
+    """In a terminal, plain `dvc exp show` pages its full-width table through `less -S`: the
+    first 160 columns hold each model's test accuracy per experiment. With --only-changed the
+    changed headline comes first, and README's line that drops the per-split figures shows
+    the changed params beside it, fitted to the terminal."""
+    path, _ = repo
+    try:
+        run(path, "dvc", "exp", "run", "-n", "lr-005", "-S", "train_torch_mlp.lr=0.05")
+        plain = terminal(path, ["dvc", "exp", "show"], 160, DVC_PAGER="cat")
+        header = next(line for line in plain if "Experiment" in line)
+        for model in REGISTRY:
+            assert f"{model}.test_acc" in header, header
+        row = next(line for line in plain if "[lr-005]" in line)
+        shown = json.loads((path / "reports/headline.json").read_text())
+        for model in REGISTRY:  # each value right-aligned under its header
+            start = header.index(f"{model}.test_acc")
+            cell = row[start:start + len(f"{model}.test_acc")].strip()
+            assert cell == f"{shown[model]['test_acc']:.5g}", (model, row)
+        changed = terminal(path, ["dvc", "exp", "show", "--only-changed"], 160, DVC_PAGER="cat")
+        header = next(line for line in changed if "Experiment" in line).split()
+        assert header[2] == "torch_mlp.test_acc", header  # the first metric column
+        beside = terminal(path, ["dvc", "exp", "show", "--only-changed", "--no-pager", "--drop",
+                                 r".*\.(train|val|test)\."], 160)
+        header = next(line for line in beside if "Experiment" in line).split()
+        assert header[2:4] == ["torch_mlp.test_acc", "train_torch_mlp.lr"], header
+    finally:
+        run(path, "dvc", "exp", "remove", "lr-005", check=False)
+        restore(path)
     assert status(path) == set()
