@@ -86,6 +86,7 @@ class Layout:
         self.overfit_data = {s: str(root / f"data/overfit_random/{s}.npz") for s in SPLITS}
         self.preprocess = str(root / "models/preprocess.json")
         self.metrics = str(root / "reports/metrics.json")
+        self.headline = str(root / "reports/headline.json")
         self.per_class = str(root / "reports/per_class.json")
         self.confusion = str(root / "reports/confusion")
         self.summary = str(root / "reports/summary.md")
@@ -131,7 +132,7 @@ def evaluate_argv(L: Layout, names=MODELS) -> list[str]:
     argv = ["--models-dir", str(L.root / "models")]
     for name in names:
         argv += [f"--{name}", str(L.root / REGISTRY[name])]
-    return argv + ["--metrics", L.metrics, "--per-class", L.per_class,
+    return argv + ["--headline", L.headline, "--metrics", L.metrics, "--per-class", L.per_class,
                    "--confusion-dir", L.confusion, "--predictions-dir", L.predictions,
                    "--summary", L.summary]
 
@@ -303,6 +304,13 @@ def test_metrics_json_is_model_split_figure(chain):
             figures = metrics[name][s]
             assert set(figures) == {"accuracy", "precision", "recall", "f1"}
             assert all(isinstance(v, float) and 0 <= v <= 1 for v in figures.values())
+
+
+def test_headline_is_each_models_test_accuracy(chain):
+    """The first columns of `dvc exp show`: model -> {"test_acc"}, the same number as metrics."""
+    headline = json.loads(Path(chain.headline).read_text())
+    metrics = json.loads(Path(chain.metrics).read_text())
+    assert headline == {m: {"test_acc": metrics[m]["test"]["accuracy"]} for m in MODELS}
 
 
 def test_predictions_match_metrics_and_test_labels(chain):
@@ -720,7 +728,7 @@ def test_stage_input_file_errors(chain, tmp_path, capsys):
     expect_error(capsys, "train_torch_mlp", argv, str(bad), "not valid JSON")
     argv = evaluate_argv(chain)
     argv[argv.index("--models-dir") + 1] = str(tmp_path / "no_models")
-    argv[argv.index("--metrics"):] = evaluate_argv(L, ())[-10:]
+    argv[argv.index("--headline"):] = evaluate_argv(L, ())[-12:]
     expect_error(capsys, "evaluate", argv, str(tmp_path / "no_models" / "linear"),
                  "model directory not found")
     assert not L.root.exists()
