@@ -88,10 +88,12 @@ def _stage_body(stage: str) -> dict:
 
 
 def _resolve(text: str, root: Path, declared: set[str] = frozenset()) -> str:
-    """A resolved dvc.yaml cmd or path with every path (a token with "/" or a declared
-    dep/out such as ``models``) under ``root``."""
-    return " ".join(str(root / token) if "/" in token or token in declared else token
-                    for token in text.split())
+    """A resolved dvc.yaml cmd or path with every path (a token with "/", a declared dep/out,
+    or a directory of them such as evaluate's ``--models-dir models``) under ``root``."""
+    def is_path(token: str) -> bool:
+        return "/" in token or any(d == token or d.startswith(token + "/") for d in declared)
+
+    return " ".join(str(root / token) if is_path(token) else token for token in text.split())
 
 
 def _entries(items) -> list[str]:
@@ -101,7 +103,8 @@ def _entries(items) -> list[str]:
 def stage_argv(stage: str, root: Path, params: Path) -> list[str]:
     """dvc.yaml's cmd for ``stage`` with every path under ``root`` and ``--params params``."""
     body = _stage_body(stage)
-    declared = {p for kind in ("deps", "outs") for p in _entries(body.get(kind))}
+    declared = {p for kind in ("deps", "outs") for p in _entries(body.get(kind))
+                if not p.endswith(".py")}  # data, not code: `-m stages` is no path
     args = shlex.split(_resolve(body["cmd"], root, declared))
     assert args[:2] == ["python", "-m"], args
     args[0] = sys.executable
