@@ -125,9 +125,10 @@ def available(root: str) -> list[str]:
 
 def find(root: str, name: str) -> str:
     """The directory of model ``name`` under ``root``, or a one-line error naming the choices."""
-    if name in available(root):
+    names = available(root)
+    if name in names:
         return os.path.join(root, name)
-    known = ", ".join(available(root)) or "none: run `dvc repro` first"
+    known = ", ".join(names) or "none: run `dvc repro` first"
     raise PipelineError(f"unknown model '{short(name)}' in {short(root, 200)} (models: {known})")
 
 

@@ -48,23 +48,31 @@ def test_nnpipe_has_no_optimizer_of_its_own_and_no_private_torch_api():
         assert "torch._C" not in text and "class Adam" not in text, path.name
 
 
-def test_warm_preload_holds_what_a_torch_fit_imports():
-    """torch.optim and use_deterministic_algorithms pull in torch._dynamo (~800 modules):
-    the warm server's PRELOAD imports them once, so a forked stage imports ~none."""
-    code = ("import importlib, sys, numpy as np\n"
+def _imported_after_preload(work: str) -> list[str]:
+    """The non-nnpipe modules a fresh process imports to run ``work`` after the warm
+    server's PRELOAD (what a forked stage still has to import)."""
+    code = ("import importlib, sys\n"
             "from warmstart.launcher import PRELOAD\n"
             "for name in PRELOAD: importlib.import_module(name)\n"
             "before = set(sys.modules)\n"
-            "from nnpipe import training, models\n"
-            "from nnpipe.history import TrainData\n"
-            "spec = models.ModelSpec('m', 'mlp', 2, (5,), 3)\n"
-            "X = np.random.RandomState(0).randn(30, 2); y = np.arange(30) % 3\n"
-            "training.fit(spec, TrainData(X, y, X, y, np.ones(3)),\n"
-            "             training.TrainConfig(0.1, 3, None, 0, 10, 'm'))\n"
+            f"{work}\n"
             "print(sorted(m for m in set(sys.modules) - before if not m.startswith('nnpipe')))\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, check=True)
-    new = ast.literal_eval(result.stdout.strip())
+    return ast.literal_eval(result.stdout.strip())
+
+
+def test_warm_preload_holds_what_a_torch_fit_imports():
+    """torch.optim and use_deterministic_algorithms pull in torch._dynamo (~800 modules):
+    the warm server's PRELOAD imports them once, so a forked stage imports ~none."""
+    new = _imported_after_preload(
+        "import numpy as np\n"
+        "from nnpipe import training, models\n"
+        "from nnpipe.history import TrainData\n"
+        "spec = models.ModelSpec('m', 'mlp', 2, (5,), 3)\n"
+        "X = np.random.RandomState(0).randn(30, 2); y = np.arange(30) % 3\n"
+        "training.fit(spec, TrainData(X, y, X, y, np.ones(3)),\n"
+        "             training.TrainConfig(0.1, 3, None, 0, 10, 'm'))")
     assert len(new) < 5 and not any(m.startswith(("torch._dynamo", "torch._inductor", "sympy"))
                                     for m in new), new[:20]
 
@@ -72,17 +80,10 @@ def test_warm_preload_holds_what_a_torch_fit_imports():
 def test_warm_preload_holds_what_validating_params_imports():
     """pydantic imports its parts lazily: the server's PRELOAD holds the ones params.load uses,
     so a forked stage builds only its own sections' schemas (defer_build)."""
-    code = ("import importlib, sys\n"
-            "from warmstart.launcher import PRELOAD\n"
-            "for name in PRELOAD: importlib.import_module(name)\n"
-            "before = set(sys.modules)\n"
-            "from nnpipe import params\n"
-            "params.load('params.yaml', 'seed', 'math', 'split', 'train_torch_mlp',\n"
-            "            kinds={'train_torch_mlp': 'torch_mlp'})\n"
-            "print(sorted(m for m in set(sys.modules) - before if not m.startswith('nnpipe')))\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, check=True)
-    assert ast.literal_eval(result.stdout.strip()) == []
+    assert _imported_after_preload(
+        "from nnpipe import params\n"
+        "params.load('params.yaml', 'seed', 'math', 'split', 'train_torch_mlp',\n"
+        "            kinds={'train_torch_mlp': 'torch_mlp'})") == []
 
 
 def test_two_hidden_layers_learn_the_spiral():
