@@ -3,6 +3,7 @@
     python bench/run.py            # default pipeline: cold, floor, no-op, incremental
     python bench/run.py --scale    # also 10k / 100k / 1M rows and the NumPy-vs-torch epoch ratio
     python bench/run.py --math native   # the same with math.portable: false (native kernels)
+    python bench/run.py --math-cost     # only: portable vs native kernels, s/epoch at 1M rows
 
 It clones the committed repository (HEAD) into temporary directories, so uncommitted changes
 are not measured, and gives the stages a warm-server directory of its own (warmstart.launcher), so the
@@ -23,7 +24,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from nnpipe.cli import STATS_ENV  # noqa: E402  (the stages append their wall time and RSS there)
+from nnpipe.core.cli import STATS_ENV  # noqa: E402  (the stages append their wall time and RSS there)
 TARGETS = {"cold / floor": 1.9, "warm re-run / floor": 1.5, "incremental / floor": 0.75,
            "no-op (s), median of 5": 1.0, "max stage peak RSS (MB)": 450.0}
 NOOP_RUNS = 5
@@ -106,33 +107,60 @@ def default_pipeline(tmp: Path) -> tuple[dict, list[dict]]:
     return summary, stages
 
 
-def epoch_ratio(repo: Path) -> dict:
-    """Seconds per epoch of the NumPy and torch MLPs on the same 1M-row data and batch size."""
-    code = f"""
-import json, time, sys
+EPOCH_CODE = """
+import json, sys, time
 sys.path.insert(0, ".")
-from nnpipe import portable
-portable.pin({MATH["math"]["portable"]})  # as the stages do, before numpy and torch load
+from nnpipe.core import params, portable
+portable.pin({portable})  # as the stages do, before numpy and torch load
 import numpy as np
-from nnpipe import history, models, numpy_mlp, preprocess, training
-state = preprocess.load("models/preprocess.json")
-data = history.load_train_data("data/processed/train.npz", "data/processed/val.npz",
-                               state.class_weights, len(state.features))
-spec = models.ModelSpec("torch_mlp", "mlp", len(state.features), (100,), len(state.classes))
-bs = {SCALE_PARAMS['train_torch_mlp']['batch_size']}
-rng = np.random.RandomState(0)
-model = numpy_mlp.NumpyMLP.init(spec.layer_dims, 0.01, rng)
-t = time.perf_counter(); numpy_mlp.train(model, data, 1.0, 2, bs, rng, 10**9)
-np_epoch = (time.perf_counter() - t) / 2
-t = time.perf_counter()
-training.fit(spec, data, training.TrainConfig(0.01, 2, bs, 0, 10**9, "torch_mlp"))
-torch_epoch = (time.perf_counter() - t) / 2
-print(json.dumps({{"numpy s/epoch": np_epoch, "torch s/epoch": torch_epoch,
-                  "numpy / torch": np_epoch / torch_epoch, "train rows": len(data.y_train)}}))
+from nnpipe import numpy_mlp, preprocess, torch_models, training
+state = preprocess.load("data/processed/preprocess.json")
+data = preprocess.load_train_data("data/processed/train.npz", "data/processed/val.npz", state)
+p = params.load("params.yaml", "train_torch_mlp", "train_numpy_mlp")
+seconds = {{}}
+for name in ("train_numpy_mlp", "train_torch_mlp"):
+    hp = p[name].model_copy(update={{"epochs": {epochs}, "batch_size": {batch}, "log_every": 10**9}})
+    start = time.perf_counter()
+    training.fit(name, hp, state, data, 0)
+    seconds[name] = (time.perf_counter() - start) / {epochs}
+print(json.dumps({{"numpy s/epoch": seconds["train_numpy_mlp"],
+                  "torch s/epoch": seconds["train_torch_mlp"], "train rows": len(data.y_train)}}))
 """
+
+
+def epoch_seconds(repo: Path, portable: bool, epochs: int = 2) -> dict:
+    """Seconds per epoch of the NumPy and torch MLPs (as params.yaml defines them, mini-batch)
+    on ``repo``'s processed splits, with portable or native kernels."""
+    code = EPOCH_CODE.format(portable=portable, epochs=epochs,
+                             batch=SCALE_PARAMS["train_torch_mlp"]["batch_size"])
     result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True,
                             text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def epoch_ratio(repo: Path) -> dict:
+    """The NumPy and torch MLPs' seconds per epoch on the same 1M-row data and batch size."""
+    found = epoch_seconds(repo, MATH["math"]["portable"])
+    return {**found, "numpy / torch": found["numpy s/epoch"] / found["torch s/epoch"]}
+
+
+def math_cost(tmp: Path, rounds: int = 3) -> dict:
+    """Portable vs native kernels at 1M rows: seconds per epoch of each MLP, the modes
+    alternated ``rounds`` times in one run (the median of each is kept)."""
+    repo = clone(tmp / "math-cost", {"fetch": {"samples_per_class": SCALE_ROWS["1M"]}})
+    sh(repo, "dvc", "repro", "scale_encode")
+    runs: dict[bool, list[dict]] = {True: [], False: []}
+    for _ in range(rounds):
+        for portable in (True, False):
+            runs[portable].append(epoch_seconds(repo, portable))
+    median = lambda values: sorted(values)[len(values) // 2]  # noqa: E731
+    cost = {}
+    for model in ("torch", "numpy"):
+        portable_s = median([r[f"{model} s/epoch"] for r in runs[True]])
+        native_s = median([r[f"{model} s/epoch"] for r in runs[False]])
+        cost[model] = {"portable s/epoch": portable_s, "native s/epoch": native_s,
+                       "portable / native": portable_s / native_s}
+    return cost
 
 
 def start_warm_server(repo: Path) -> None:
@@ -198,25 +226,43 @@ def render(summary: dict, stages: list[dict], scaled: tuple | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_math_cost(cost: dict) -> str:
+    lines = ["## Portable math: cost", "", f"`python bench/run.py --math-cost` on "
+             f"{os.cpu_count()} cores: seconds per epoch at {EPOCH_ROWS:,} rows (70% train), "
+             f"batch {SCALE_PARAMS['train_torch_mlp']['batch_size']}, median of 3 rounds with "
+             "the two modes alternated, all from one run.", "",
+             "| model | portable s/epoch | native s/epoch | portable / native |",
+             "|---|---:|---:|---:|"]
+    lines += [f"| {model} MLP | {c['portable s/epoch']:.2f} | {c['native s/epoch']:.2f} | "
+              f"{c['portable / native']:.2f} |" for model, c in cost.items()]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", action="store_true", help="also run 10k/100k/1M rows")
     parser.add_argument("--math", choices=("portable", "native"), default="portable",
                         help="math.portable in every clone (default: portable, as params.yaml)")
-    parser.add_argument("--out", help="default: reports/benchmark.md (portable) or "
-                        "reports/benchmark-native.md")
+    parser.add_argument("--math-cost", action="store_true",
+                        help="only compare portable and native kernels' s/epoch at 1M rows")
+    parser.add_argument("--out", help="default: reports/benchmark.md (portable), "
+                        "reports/benchmark-native.md or reports/benchmark-math.md")
     args = parser.parse_args()
     MATH["math"] = {"portable": args.math == "portable"}
-    out = args.out or str(ROOT / "reports" / ("benchmark.md" if args.math == "portable"
-                                              else "benchmark-native.md"))
+    name = "benchmark-math.md" if args.math_cost else \
+        "benchmark.md" if args.math == "portable" else "benchmark-native.md"
+    out = args.out or str(ROOT / "reports" / name)
     with tempfile.TemporaryDirectory(prefix="nnpipe-bench-") as tmp:
         WARM_ENV["NNPIPE_WARM_DIR"] = str(Path(tmp) / "warm")  # no server from elsewhere
         try:
-            summary, stages = default_pipeline(Path(tmp))
-            scaled = scale(Path(tmp)) if args.scale else None
+            if args.math_cost:
+                table = render_math_cost(math_cost(Path(tmp)))
+            else:
+                summary, stages = default_pipeline(Path(tmp))
+                scaled = scale(Path(tmp)) if args.scale else None
+                table = render(summary, stages, scaled)
         finally:
             stop_warm_servers()
-    table = render(summary, stages, scaled)
     print(table)
     Path(out).write_text(table)
 

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from nnpipe.errors import PipelineError, short
+from nnpipe.core.errors import PipelineError, short
 from nnpipe.split import MIN_ROWS_PER_CLASS
 
 SPIRAL_FEATURES = ("X1", "X2")

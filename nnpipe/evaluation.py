@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, NamedTuple
 
-from nnpipe import files, metrics, models
-from nnpipe.errors import PipelineError
+from nnpipe import metrics, models
+
+from nnpipe.core import files
+from nnpipe.core.errors import PipelineError
 
 
 class Report(NamedTuple):

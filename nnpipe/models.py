@@ -2,15 +2,16 @@
 
 A model directory is self-describing and pickle-free:
 
-- ``config.json``: architecture (kind, D, hidden_dims, C, dropout, init) and the
+- ``config.json``: the architecture (backend, activation, D, hidden_dims, C) and the
   scaler/encoder state of the data it was trained on;
 - ``weights.npz``: W1 (D, H1), b1 (H1,), ..., Wn (Hn-1, C), bn (C,), one pair per affine
-  layer, loaded with allow_pickle=False;
-- ``model.pt`` (torch models only): the state_dict, loaded with ``weights_only=True``.
+  layer, loaded with allow_pickle=False.
 
-Every model in the lesson is affine -> activation -> ... -> affine, so one NumPy forward
-pass serves them all in evaluate, plot and predict (dropout is off at inference). A
-model's depth is data: ``layer_dims = [D] + hidden_dims + [C]`` (cs231n's FullyConnectedNet).
+Every model is affine -> activation -> ... -> affine, so one NumPy forward pass (``forward``,
+which the NumPy MLP also trains with) serves them all in evaluate, plot and predict, whichever
+backend trained them (dropout is off at inference); ``torch_models.load`` rebuilds a torch
+module from the same two files. A model's depth is data: ``layer_dims = [D] + hidden_dims +
+[C]`` (cs231n's FullyConnectedNet).
 """
 from __future__ import annotations
 
@@ -20,14 +21,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from nnpipe import files
-from nnpipe.errors import PipelineError, short
+from nnpipe.core import files
+from nnpipe.core.errors import PipelineError, short
+from nnpipe.core.params import ACTIVATIONS, BACKENDS
 from nnpipe.preprocess import Preprocessor
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
-STATE_DICT_FILE = "model.pt"
-ACTIVATIONS = {"linear": "identity", "mlp": "relu"}
 
 
 def weight_names(layers: int) -> tuple[str, ...]:
@@ -37,27 +37,26 @@ def weight_names(layers: int) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Architecture of one model: ``kind`` is "linear" (no activation) or "mlp" (ReLU)."""
+    """Architecture of one model: the backend that trains it, the activation between its
+    affine layers (identity | relu) and ``layer_dims``."""
     name: str
-    kind: str
+    backend: str
+    activation: str
     input_dim: int
     hidden_dims: tuple[int, ...]
     num_classes: int
-    dropout_p: float = 0.0
-    init: str = "default"
 
     def __post_init__(self) -> None:
-        if self.kind not in ACTIVATIONS:
-            raise PipelineError(f"model {self.name}: unknown kind {self.kind!r}")
+        for field, value, known in (("backend", self.backend, BACKENDS),
+                                    ("activation", self.activation, ACTIVATIONS)):
+            if value not in known:
+                raise PipelineError(f"model {self.name}: unknown {field} {short(repr(value))} "
+                                    f"(known: {', '.join(known)})")
         dims = (self.input_dim, *self.hidden_dims, self.num_classes)
         if not self.hidden_dims or not all(type(d) is int and d > 0 for d in dims):
             raise PipelineError(f"model {self.name}: input_dim, hidden_dims and num_classes "
                                 f"must be integers > 0 (got {short(repr(dims))})")
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
-
-    @property
-    def activation(self) -> str:
-        return ACTIVATIONS[self.kind]
 
     @property
     def layer_dims(self) -> tuple[int, ...]:
@@ -80,38 +79,44 @@ class LoadedModel:
         return predict_proba(self.spec, self.weights, X)
 
 
+def forward(weights: Mapping[str, np.ndarray], activation: str, X: np.ndarray) -> np.ndarray:
+    """Logits ``(N, C)``: (affine -> activation) per hidden layer, then affine."""
+    layers, out = len(weights) // 2, X
+    for i in range(1, layers + 1):
+        out = out @ weights[f"W{i}"] + weights[f"b{i}"]  # (N, H_i), then (N, C)
+        if i < layers and activation == "relu":
+            out = np.maximum(out, 0.0)
+    return out
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``scores: (N, C)``, shifted by the row max for stability."""
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
 def predict_proba(spec: ModelSpec, weights: Mapping[str, np.ndarray], X: np.ndarray,
                   chunk: int = 65536) -> np.ndarray:
-    """Forward pass in NumPy: (affine -> ReLU | identity) per hidden layer -> affine -> softmax.
-
-    Rows go through in chunks so memory stays bounded (N x H floats at once otherwise).
-    """
+    """Class probabilities ``(N, C)``, rows in chunks so memory stays bounded (N x H floats
+    at once otherwise)."""
     X = np.asarray(X, dtype=np.float64)
-    layers = len(spec.layer_dims) - 1
     out = np.empty((len(X), spec.num_classes))  # (N, C)
     for start in range(0, len(X), chunk):
-        scores = X[start:start + chunk]
-        for i in range(1, layers + 1):
-            scores = scores @ weights[f"W{i}"] + weights[f"b{i}"]  # (n, H_i), then (n, C)
-            if i < layers and spec.activation == "relu":
-                np.maximum(scores, 0.0, out=scores)
-        scores -= scores.max(axis=1, keepdims=True)
-        np.exp(scores, out=scores)
-        out[start:start + chunk] = scores / scores.sum(axis=1, keepdims=True)
+        out[start:start + chunk] = softmax(forward(weights, spec.activation,
+                                                   X[start:start + chunk]))
     return out
 
 
 def save(directory: str, spec: ModelSpec, weights: Mapping[str, np.ndarray],
-         preprocessor: Preprocessor, extra_files: Mapping[str, bytes] | None = None) -> None:
-    """Write config.json, weights.npz (and e.g. model.pt) atomically into ``directory``."""
+         preprocessor: Preprocessor) -> None:
+    """Write weights.npz and config.json atomically into ``directory``."""
     arrays = {name: np.asarray(weights[name], dtype=np.float64) for name in spec.weight_names}
     _check_shapes(spec, arrays, directory)
     os.makedirs(directory, exist_ok=True)
-    for name, data in (extra_files or {}).items():
-        files.write_bytes(os.path.join(directory, name), data)
     files.write_npz(os.path.join(directory, WEIGHTS_FILE), arrays)
     files.write_json(os.path.join(directory, CONFIG_FILE),
-                  {"model": asdict(spec), "preprocess": preprocessor.to_dict()})
+                     {"model": asdict(spec), "preprocess": preprocessor.to_dict()})
 
 
 def available(root: str) -> list[str]:

@@ -2,7 +2,9 @@
 
 Layers follow the cs231n contract: ``*_forward`` returns ``(out, cache)`` and
 ``*_backward(dout, cache)`` returns the gradients, side by side. Shapes use the
-lesson's letters: N samples, D features, H hidden units (per layer), C classes.
+lesson's letters: N samples, D features, H hidden units (per layer), C classes. The
+activation between affine layers is ``relu`` (the MLP) or ``identity`` (the linear model).
+Its inference forward pass is every model's (nnpipe.models.forward).
 """
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from nnpipe.history import History, TrainData, check_finite
+from nnpipe.history import History
+from nnpipe.models import forward
+from nnpipe.preprocess import TrainData
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +38,6 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, Any]:
 
 def relu_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
     return dout * cache
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of ``scores: (N, C)``, shifted by the row max for stability."""
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def softmax_cross_entropy(scores: np.ndarray, y: np.ndarray,
@@ -71,33 +68,32 @@ class Loss(NamedTuple):
 
 
 class NumpyMLP:
-    """(affine -> ReLU) per hidden layer -> affine; ``params`` holds W1..Wn and b1..bn.
+    """(affine -> activation) per hidden layer -> affine; ``params`` holds W1..Wn, b1..bn.
 
     ``layer_dims = [D] + hidden_dims + [C]``: Wi is (layer_dims[i-1], layer_dims[i]).
+    ``activation`` is "relu" or "identity" (no activation: the lesson's linear model).
     """
 
-    def __init__(self, params: dict[str, np.ndarray]):
+    def __init__(self, params: dict[str, np.ndarray], activation: str = "relu"):
+        if activation not in ("relu", "identity"):
+            raise ValueError(f"unknown activation {activation!r}")
         self.params = params
         self.layers = len(params) // 2
+        self.activation = activation
 
     @classmethod
-    def init(cls, layer_dims: Sequence[int], scale: float,
-             rng: np.random.RandomState) -> "NumpyMLP":
+    def init(cls, layer_dims: Sequence[int], scale: float, rng: np.random.RandomState,
+             activation: str = "relu") -> "NumpyMLP":
         """The lesson's init: weights ``scale * randn``, biases zero, layer by layer."""
         params = {}
         for i in range(1, len(layer_dims)):
             params[f"W{i}"] = scale * rng.randn(layer_dims[i - 1], layer_dims[i])
             params[f"b{i}"] = np.zeros(layer_dims[i])
-        return cls(params)
+        return cls(params, activation)
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """Logits ``(N, C)``."""
-        p, out = self.params, X
-        for i in range(1, self.layers + 1):
-            out = out @ p[f"W{i}"] + p[f"b{i}"]  # (N, H_i), then (N, C)
-            if i < self.layers:
-                out, _ = relu_forward(out)
-        return out
+        return forward(self.params, self.activation, X)
 
     def loss(self, X: np.ndarray, y: np.ndarray,
              class_weights: np.ndarray | None = None) -> Loss:
@@ -106,7 +102,7 @@ class NumpyMLP:
         for i in range(1, self.layers + 1):
             out, affine_cache = affine_forward(out, p[f"W{i}"], p[f"b{i}"])
             relu_cache = None
-            if i < self.layers:
+            if i < self.layers and self.activation == "relu":
                 out, relu_cache = relu_forward(out)
             caches.append((affine_cache, relu_cache))
         loss, dout = softmax_cross_entropy(out, y, class_weights)
@@ -133,30 +129,29 @@ def train(model: NumpyMLP, data: TrainData, lr: float, epochs: int, batch_size: 
     Train loss/accuracy are those of the forward passes of the epoch (as the
     lesson prints them); validation figures are taken after the epoch's updates.
     """
-    history = History()
-    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by check_finite
+    history = History(name)
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by History
         for epoch in range(epochs):
-            _epoch(model, data, lr, batch_size, rng, history, epoch, name)
+            _epoch(model, data, lr, batch_size, rng, history, epoch)
             if epoch % log_every == 0 or epoch == epochs - 1:
                 log.info(history.line(-1))
     return history
 
 
 def _epoch(model: NumpyMLP, data: TrainData, lr: float, batch_size: int | None,
-           rng: np.random.RandomState, history: History, epoch: int, name: str) -> None:
+           rng: np.random.RandomState, history: History, epoch: int) -> None:
     """One pass over the train split, then the validation figures, appended to ``history``."""
     n = len(data.y_train)
     loss_sum, correct = 0.0, 0
     for rows in _batches(n, batch_size, rng):
         Xb, yb = data.X_train[rows], data.y_train[rows]
         loss, grads, scores = model.loss(Xb, yb, data.class_weights)
-        check_finite(loss, name, epoch)
+        history.check(loss, epoch)  # before the update: stop at the first bad step
         correct += int((scores.argmax(axis=1) == yb).sum())
         loss_sum += loss * len(rows)
         for key, grad in grads.items():
             model.params[key] -= lr * grad
     val_scores = model.scores(data.X_val)
     val_loss, _ = softmax_cross_entropy(val_scores, data.y_val, data.class_weights)
-    check_finite(val_loss, name, epoch)
     history.add(epoch, loss_sum / n, correct / n, val_loss,
                 float((val_scores.argmax(axis=1) == data.y_val).mean()))

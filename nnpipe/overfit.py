@@ -1,7 +1,7 @@
-"""The lesson's overfitting demonstration data: uniform random features, its own split and scaler."""
+"""overfit_random's data: the lesson's uniform random features, its own split and scaler."""
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -14,15 +14,6 @@ class OverfitData(NamedTuple):
     preprocessor: preprocess.Preprocessor
 
 
-def hidden_dims(setting: Sequence[int] | str, samples_per_class: int, num_classes: int,
-                num_features: int) -> tuple[int, ...]:
-    """``auto`` is the lesson's one hidden layer of 2*N*C + D units (302 for 50 samples,
-    3 classes, 2 features); a list gives the widths layer by layer."""
-    if setting == "auto":
-        return (2 * samples_per_class * num_classes + num_features,)
-    return tuple(setting)
-
-
 def make(samples_per_class: int, num_classes: int, num_features: int,
          sizes: tuple[float, float, float], seed: int) -> OverfitData:
     """Random data, a stratified split and a scaler fit on its train split only."""
@@ -31,7 +22,7 @@ def make(samples_per_class: int, num_classes: int, num_features: int,
     labels = y.astype(str)
     parts = split.stratified_split(labels, *sizes, seed=seed, source="overfit_random data")
     features = [f"X{i + 1}" for i in range(num_features)]
-    state = preprocess.fit(X[parts.train], labels[parts.train], features)
+    state = preprocess.fit(X[parts.train], labels[parts.train], features, rows=len(X))
     splits = {name: (state.transform(X[rows]), state.encode(labels[rows]))
               for name, rows in zip(("train", "val", "test"), parts)}
     return OverfitData(splits, state)

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from nnpipe.errors import PipelineError
+from nnpipe.core.errors import PipelineError
 
 ProbaFn = Callable[[np.ndarray], np.ndarray]
 

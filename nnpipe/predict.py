@@ -19,8 +19,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nnpipe import cli, files, models
-from nnpipe.errors import PipelineError, short
+from nnpipe import models
+
+from nnpipe.core import cli, files
+from nnpipe.core.errors import PipelineError, short
 
 def parse_assignments(pairs: Sequence[str], features: Sequence[str]) -> np.ndarray:
     """``["X1=0.1", "X2=0.1"]`` -> one row ``(1, D)`` in the model's feature order."""

@@ -1,4 +1,5 @@
-"""Scaler and label encoder, fit on train only, with their learned state as JSON.
+"""Scaler and label encoder, fit on train only, with their learned state as JSON; the
+processed splits a model trains on.
 
 scikit-learn's StandardScaler and LabelEncoder do the work; their learned
 attributes (``mean_``, ``scale_``, ``var_``, ``classes_``) are kept as plain
@@ -7,16 +8,26 @@ JSON and the objects are rebuilt from it, never pickled.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from nnpipe.errors import PipelineError
+from nnpipe.core.errors import PipelineError
+
+
+class TrainData(NamedTuple):
+    """Standardized ``X: (N, D)`` and encoded ``y: (N,)`` of train and val, and class weights (C,)."""
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    class_weights: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class Preprocessor:
-    """Learned state: D features' mean/scale/var, C class names, class weights 1/count."""
+    """Learned state: D features' mean/scale/var, C class names, class weights 1/count, and
+    the rows of the whole data set (all splits; ``hidden_dims: auto`` is 2 * rows + D)."""
     features: tuple[str, ...]
     mean: tuple[float, ...]
     scale: tuple[float, ...]
@@ -24,6 +35,7 @@ class Preprocessor:
     n_samples_seen: int
     classes: tuple[str, ...]
     class_counts: tuple[int, ...]
+    rows: int
 
     @property
     def class_weights(self) -> np.ndarray:
@@ -38,6 +50,7 @@ class Preprocessor:
             "classes": list(self.classes),
             "class_counts": list(self.class_counts),
             "class_weights": self.class_weights.tolist(),
+            "rows": self.rows,
         }
 
     @classmethod
@@ -52,6 +65,7 @@ class Preprocessor:
                 n_samples_seen=int(scaler["n_samples_seen"]),
                 classes=tuple(str(c) for c in state["classes"]),
                 class_counts=tuple(int(c) for c in state["class_counts"]),
+                rows=int(state["rows"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PipelineError(f"{source}: malformed scaler/encoder state ({exc!r})") from None
@@ -93,8 +107,10 @@ class Preprocessor:
         return self.encoder().inverse_transform(np.asarray(indices, dtype=np.int64))
 
 
-def fit(X_train: np.ndarray, labels_train: Sequence[str], features: Sequence[str]) -> Preprocessor:
-    """Fit StandardScaler and LabelEncoder on the train split only."""
+def fit(X_train: np.ndarray, labels_train: Sequence[str], features: Sequence[str],
+        rows: int) -> Preprocessor:
+    """Fit StandardScaler and LabelEncoder on the train split only (of a data set of ``rows``
+    rows in all)."""
     from sklearn.preprocessing import LabelEncoder, StandardScaler
 
     scaler = StandardScaler().fit(np.asarray(X_train, dtype=np.float64))
@@ -109,17 +125,31 @@ def fit(X_train: np.ndarray, labels_train: Sequence[str], features: Sequence[str
         n_samples_seen=int(scaler.n_samples_seen_),
         classes=tuple(str(c) for c in encoder.classes_),
         class_counts=tuple(int(c) for c in counts),
+        rows=int(rows),
     )
 
 
 def load(path: str) -> Preprocessor:
     """Read the scaler/encoder state JSON written by scale_encode."""
-    from nnpipe import files
+    from nnpipe.core import files
 
     return Preprocessor.from_dict(files.read_json(path), source=path)
 
 
 def save(path: str, state: Preprocessor) -> None:
-    from nnpipe import files
+    from nnpipe.core import files
 
     files.write_json(path, state.to_dict())
+
+
+def load_train_data(train_path: str, val_path: str, state: Preprocessor) -> TrainData:
+    """The processed train and val splits, checked against the state's D features."""
+    from nnpipe.core import files
+
+    X_train, y_train = files.read_xy(train_path)
+    X_val, y_val = files.read_xy(val_path)
+    for path, X in ((train_path, X_train), (val_path, X_val)):
+        if X.shape[1] != len(state.features):
+            raise PipelineError(f"{path}: has {X.shape[1]} features, the scaler state "
+                                f"has {len(state.features)}; re-run the data stages")
+    return TrainData(X_train, y_train, X_val, y_val, state.class_weights)

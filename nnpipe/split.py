@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nnpipe.errors import PipelineError
+from nnpipe.core.errors import PipelineError
 
 # A class needs a row in each of train, val and test, and train_test_split
 # needs two rows of a class in every set it stratifies.

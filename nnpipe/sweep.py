@@ -23,8 +23,10 @@ import sys
 import time
 from typing import Any, NamedTuple
 
-from nnpipe import cli, sweep_trial
-from nnpipe.errors import PipelineError, short
+from nnpipe import sweep_trial
+
+from nnpipe.core import cli
+from nnpipe.core.errors import PipelineError, short
 
 
 class Setup(NamedTuple):

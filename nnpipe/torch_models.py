@@ -1,53 +1,127 @@
-"""torch modules built from a :class:`ModelSpec`, and their pickle-free checkpoints."""
+"""The torch backend: one module for every model, one training loop, weights in and out.
+
+``FeedForward`` is ``layer_dims = [D] + hidden_dims + [C]``: (affine -> activation ->
+dropout) per hidden layer, then affine (logits); activation ``identity`` is the lesson's
+linear model, ``relu`` its MLP. ``train`` is the loop every torch model trains with:
+torch.optim.Adam (``fused=True``: its steps are correctly rounded, so the same on every
+CPU) on class-weighted cross-entropy, deterministic algorithms, one thread.
+"""
 from __future__ import annotations
 
-import io as _io
+import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from nnpipe import files
-from nnpipe.errors import PipelineError
-from nnpipe.models import ModelSpec
+from nnpipe import models
+from nnpipe.core.errors import PipelineError
+from nnpipe.history import History
+from nnpipe.preprocess import TrainData
+
+log = logging.getLogger(__name__)
+ACTIVATIONS = {"identity": nn.Identity, "relu": nn.ReLU}
+INITS = ("default", "xavier_normal")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float
+    epochs: int
+    batch_size: int | None  # None: full batch, as in the lesson
+    seed: int
+    log_every: int = 10
+    name: str = "model"
 
 
 class FeedForward(nn.Module):
-    """``layer_dims = [D] + hidden_dims + [C]``: (affine -> ReLU -> dropout) per hidden layer,
-    then affine (logits). Kind "linear" is the lesson's linear model: no activation, no dropout.
-    """
+    """(affine -> activation -> dropout) per hidden layer, then affine: logits ``(N, C)``."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: models.ModelSpec, dropout_p: float = 0.0):
         super().__init__()
         dims = spec.layer_dims
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self.relu = spec.activation == "relu"
-        self.dropout = nn.Dropout(spec.dropout_p)
-
-    def init_weights(self) -> None:
-        """The lesson's variant: Xavier-normal weights with ReLU gain, for every hidden layer."""
-        for layer in self.layers[:-1]:
-            nn.init.xavier_normal_(layer.weight, gain=nn.init.calculate_gain("relu"))
+        self.activation = ACTIVATIONS[spec.activation]()
+        self.dropout = nn.Dropout(dropout_p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         *hidden, last = self.layers
         for layer in hidden:
-            x = layer(x)
-            if self.relu:
-                x = self.dropout(torch.relu(x))
+            x = self.dropout(self.activation(layer(x)))
         return last(x)
 
 
-def build(spec: ModelSpec) -> nn.Module:
-    """A freshly initialized module (seed torch before calling); applies ``spec.init``."""
-    model = FeedForward(spec)
-    if spec.init == "xavier_normal":
-        if spec.kind != "mlp":
-            raise PipelineError(f"model {spec.name}: init xavier_normal needs kind mlp")
-        model.init_weights()
-    elif spec.init != "default":
-        raise PipelineError(f"model {spec.name}: unknown init {spec.init!r}")
+def build(spec: models.ModelSpec, dropout_p: float = 0.0, init: str = "default") -> FeedForward:
+    """A freshly initialized module (seed torch first). ``init``: nn.Linear's own
+    (``default``) or the lesson's Xavier-normal, with the activation's gain, for every
+    hidden layer."""
+    if init not in INITS:
+        raise PipelineError(f"model {spec.name}: unknown init {init!r}")
+    model = FeedForward(spec, dropout_p)
+    if init == "xavier_normal":
+        gain = nn.init.calculate_gain("relu" if spec.activation == "relu" else "linear")
+        for layer in model.layers[:-1]:
+            nn.init.xavier_normal_(layer.weight, gain=gain)
     return model
+
+
+def make_deterministic(seed: int) -> None:
+    """Seed torch, fix the thread count and switch on deterministic algorithms."""
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+
+
+def _tensors(X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
+
+
+def _batches(n: int, batch_size: int | None, generator: torch.Generator) -> list[torch.Tensor]:
+    if batch_size is None or batch_size >= n:
+        return [torch.arange(n)]
+    return list(torch.randperm(n, generator=generator).split(batch_size))
+
+
+def train(model: nn.Module, data: TrainData, config: TrainConfig) -> History:
+    """Adam on class-weighted cross-entropy; one History row per epoch.
+
+    Train loss/accuracy come from the epoch's forward passes (as the lesson prints them);
+    validation runs after the epoch in eval mode without grad. Mini-batches are drawn by a
+    generator seeded from ``config.seed``.
+    """
+    X_train, y_train = _tensors(data.X_train, data.y_train)
+    X_val, y_val = _tensors(data.X_val, data.y_val)
+    weight = None if data.class_weights is None else torch.as_tensor(
+        data.class_weights, dtype=torch.float32)
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
+    generator = torch.Generator().manual_seed(config.seed)
+    history = History(config.name)
+    n = len(y_train)
+    for epoch in range(config.epochs):
+        model.train()
+        loss_sum, correct = 0.0, 0
+        for rows in _batches(n, config.batch_size, generator):
+            Xb, yb = X_train[rows], y_train[rows]
+            scores = model(Xb)  # (B, C)
+            loss = loss_fn(scores, yb)
+            history.check(loss.item(), epoch)  # before the step: stop at the first bad one
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(rows)
+            correct += int((scores.argmax(dim=1) == yb).sum())
+        model.eval()
+        with torch.no_grad():
+            val_scores = model(X_val)
+            val_loss = loss_fn(val_scores, y_val).item()
+            val_acc = float((val_scores.argmax(dim=1) == y_val).float().mean())
+        history.add(epoch, loss_sum / n, correct / n, val_loss, val_acc)
+        if epoch % config.log_every == 0 or epoch == config.epochs - 1:
+            log.info(history.line(-1))
+    model.eval()
+    return history
 
 
 def export_weights(model: nn.Module) -> dict[str, np.ndarray]:
@@ -59,8 +133,13 @@ def export_weights(model: nn.Module) -> dict[str, np.ndarray]:
     return weights
 
 
-def state_dict_bytes(model: nn.Module) -> bytes:
-    """The state_dict as a torch archive whose bytes depend only on the tensors."""
-    buffer = _io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return files.deterministic_torch_archive(buffer.getvalue())
+def load(directory: str) -> FeedForward:
+    """A model directory (config.json + weights.npz, either backend's) as a torch module in
+    eval mode, its float32 weights those torch trained (or the NumPy weights rounded)."""
+    saved = models.load(directory)
+    module = FeedForward(saved.spec)
+    with torch.no_grad():
+        for i, layer in enumerate(module.layers, start=1):
+            layer.weight.copy_(torch.as_tensor(saved.weights[f"W{i}"].T, dtype=torch.float32))
+            layer.bias.copy_(torch.as_tensor(saved.weights[f"b{i}"], dtype=torch.float32))
+    return module.eval()

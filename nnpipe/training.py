@@ -1,105 +1,61 @@
-"""One training loop for every torch model (linear, MLP at any depth, overfit MLP)."""
+"""One training path for every model: its params section in, its weights and curves out.
+
+A model is data: a section ``train_<model>`` of params.yaml (validated by nnpipe.core.params)
+names its ``backend``, ``activation`` and ``hidden_dims``. This is the one place a backend
+maps to code: ``numpy`` is the lesson's MLP written by hand (nnpipe.numpy_mlp: its init and
+plain gradient descent), ``torch`` the same architecture in torch (nnpipe.torch_models:
+torch.optim.Adam). torch is imported only for a torch model.
+"""
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
-import torch
-from torch import nn
 
-from nnpipe import models, torch_models
-from nnpipe.errors import PipelineError
-from nnpipe.history import History, TrainData, check_finite, check_finite_arrays
-from nnpipe.preprocess import Preprocessor
-
-log = logging.getLogger(__name__)
+from nnpipe import models, numpy_mlp
+from nnpipe.core.errors import PipelineError
+from nnpipe.core.params import ModelParams
+from nnpipe.history import History
+from nnpipe.preprocess import Preprocessor, TrainData
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    lr: float
-    epochs: int
-    batch_size: int | None  # None: full batch, as in the lesson
-    seed: int
-    log_every: int = 10
-    name: str = "model"
+class Fitted(NamedTuple):
+    """A trained model: its architecture, weights (W1, b1, ..., as float64) and curves."""
+    spec: models.ModelSpec
+    weights: dict[str, np.ndarray]
+    history: History
 
 
-def make_deterministic(seed: int) -> None:
-    """Seed torch, fix the thread count and switch on deterministic algorithms."""
-    torch.manual_seed(seed)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+def spec_for(name: str, hp: ModelParams, state: Preprocessor) -> models.ModelSpec:
+    """The architecture section ``hp`` describes for data of ``state``'s D features and C
+    classes (``hidden_dims: auto`` resolved against the data set's rows)."""
+    return models.ModelSpec(name=name, backend=hp.backend, activation=hp.activation,
+                            input_dim=len(state.features),
+                            hidden_dims=hp.widths(state.rows, len(state.features)),
+                            num_classes=len(state.classes))
 
 
-def _tensors(X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
+def fit(name: str, hp: ModelParams, state: Preprocessor, data: TrainData, seed: int) -> Fitted:
+    """Train model ``name`` as its section says; refuse weights that are not finite."""
+    spec = spec_for(name, hp, state)
+    log_name = f"train_{name}"
+    if spec.backend == "numpy":
+        rng = np.random.RandomState(seed)
+        model = numpy_mlp.NumpyMLP.init(spec.layer_dims, hp.init_scale, rng, spec.activation)
+        history = numpy_mlp.train(model, data, hp.lr, hp.epochs, hp.batch_size, rng,
+                                  hp.log_every, log_name)
+        weights = model.params
+    else:
+        from nnpipe import torch_models  # torch loads only for a torch model
 
-
-def _batches(n: int, batch_size: int | None, generator: torch.Generator) -> list[torch.Tensor]:
-    if batch_size is None or batch_size >= n:
-        return [torch.arange(n)]
-    return list(torch.randperm(n, generator=generator).split(batch_size))
-
-
-def train(model: nn.Module, data: TrainData, config: TrainConfig) -> History:
-    """Adam on class-weighted cross-entropy; one History row per epoch.
-
-    Train loss/accuracy come from the epoch's forward passes (as the lesson
-    prints them); validation runs after the epoch in eval mode without grad.
-    Mini-batches are drawn by a generator seeded from ``config.seed``.
-    """
-    X_train, y_train = _tensors(data.X_train, data.y_train)
-    X_val, y_val = _tensors(data.X_val, data.y_val)
-    weight = None if data.class_weights is None else torch.as_tensor(
-        data.class_weights, dtype=torch.float32)
-    loss_fn = nn.CrossEntropyLoss(weight=weight)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    generator = torch.Generator().manual_seed(config.seed)
-    history = History()
-    n = len(y_train)
-    for epoch in range(config.epochs):
-        model.train()
-        loss_sum, correct = 0.0, 0
-        for rows in _batches(n, config.batch_size, generator):
-            Xb, yb = X_train[rows], y_train[rows]
-            scores = model(Xb)  # (B, C)
-            loss = loss_fn(scores, yb)
-            check_finite(loss.item(), config.name, epoch)
-            optimizer.zero_grad()
-            loss.backward()
-            try:
-                optimizer.step()
-            except RuntimeError as exc:  # an update too large for float32
-                raise PipelineError(f"{config.name}: training diverged at epoch {epoch} "
-                                    f"({exc}); lower the learning rate") from None
-            loss_sum += loss.item() * len(rows)
-            correct += int((scores.argmax(dim=1) == yb).sum())
-        model.eval()
-        with torch.no_grad():
-            val_scores = model(X_val)
-            val_loss = loss_fn(val_scores, y_val).item()
-            check_finite(val_loss, config.name, epoch)
-            val_acc = float((val_scores.argmax(dim=1) == y_val).float().mean())
-        history.add(epoch, loss_sum / n, correct / n, val_loss, val_acc)
-        if epoch % config.log_every == 0 or epoch == config.epochs - 1:
-            log.info(history.line(-1))
-    model.eval()
-    return history
-
-
-def fit(spec: models.ModelSpec, data: TrainData, config: TrainConfig) -> tuple[nn.Module, History]:
-    """Seed, build ``spec``'s module, train it; refuse weights that are not finite."""
-    make_deterministic(config.seed)
-    model = torch_models.build(spec)
-    history = train(model, data, config)
-    check_finite_arrays(torch_models.export_weights(model), config.name)
-    return model, history
-
-
-def save(directory: str, spec: models.ModelSpec, model: nn.Module,
-         preprocessor: Preprocessor) -> None:
-    """The model directory: state_dict (model.pt), NumPy weights and config JSON."""
-    models.save(directory, spec, torch_models.export_weights(model), preprocessor,
-                extra_files={models.STATE_DICT_FILE: torch_models.state_dict_bytes(model)})
+        torch_models.make_deterministic(seed)
+        module = torch_models.build(spec, hp.dropout_p, hp.init)
+        config = torch_models.TrainConfig(hp.lr, hp.epochs, hp.batch_size, seed, hp.log_every,
+                                          log_name)
+        history = torch_models.train(module, data, config)
+        weights = torch_models.export_weights(module)
+    for key, array in weights.items():
+        if not np.all(np.isfinite(array)):
+            raise PipelineError(f"{log_name}: weights {key} are not finite after training; "
+                                "lower the learning rate")
+    return Fitted(spec, weights, history)

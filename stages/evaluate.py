@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from nnpipe import cli, params, portable
+from nnpipe.core import cli, params, portable
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     with cli.stage("evaluate") as log:
         p = params.load(args.params, "math")
         portable.pin(p.math.portable)
-        from nnpipe import evaluation, files  # numpy/torch load here, after pinning
+        from nnpipe import evaluation
+        from nnpipe.core import files  # numpy/torch load here, after pinning
         report = evaluation.evaluate_models(
             {name: (os.path.join(args.models_dir, name),
                     {split: os.path.join(data, f"{split}.npz") for split in ("train", "val", "test")})

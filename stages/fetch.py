@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnpipe import cli, params, portable
+from nnpipe.core import cli, params, portable
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -14,7 +14,8 @@ def main(argv: list[str] | None = None) -> None:
     with cli.stage("fetch") as log:
         p = params.load(args.params, "seed", "math", "fetch", "data")
         portable.pin(p.math.portable)
-        from nnpipe import data, files  # numpy/torch load here, after pinning
+        from nnpipe import data
+        from nnpipe.core import files  # numpy/torch load here, after pinning
         source = p.fetch.source
         if source == "synthetic":
             frame = data.spiral_frame(p.fetch.samples_per_class, p.fetch.classes,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnpipe import cli, params, portable
+from nnpipe.core import cli, params, portable
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> None:
         p = params.load(args.params, "math", "data", "plot")
         portable.pin(p.math.portable)
         import numpy as np  # numpy/torch load here, after pinning
-        from nnpipe import files, plots
+        from nnpipe import plots
+        from nnpipe.core import files
         features = list(p.data.features)
         frame = files.read_csv(args.data, text_columns=(p.data.target,))
         X = frame[features].to_numpy(np.float64)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnpipe import cli, params, portable
+from nnpipe.core import cli, params, portable
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     with cli.stage(f"plot_model {args.name}") as log:
         p = params.load(args.params, "math", "plot")
         portable.pin(p.math.portable)
-        from nnpipe import files, history, models, plots  # numpy/torch load here, after pinning
+        from nnpipe import history, models, plots
+        from nnpipe.core import files  # numpy/torch load here, after pinning
         model = models.load(args.model_dir)
         train, test = files.read_xy(args.train), files.read_xy(args.test)
         curves = files.read_numeric_csv(args.curves, required=history.COLUMNS)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from nnpipe import cli, params, portable
-from nnpipe.errors import PipelineError
+from nnpipe.core import cli, params, portable
+from nnpipe.core.errors import PipelineError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> None:
         p = params.load(args.params, "math", "data")
         portable.pin(p.math.portable)
         import numpy as np  # numpy/torch load here, after pinning
-        from nnpipe import files, preprocess
+        from nnpipe import preprocess
+        from nnpipe.core import files
         features, target = list(p.data.features), p.data.target
         frames = [files.read_csv(path, text_columns=(target,)) for path in args.splits]
         for path, frame in zip(args.splits, frames):
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
                 raise PipelineError(f"{path}: column '{missing[0]}' not found; re-run fetch")
         train = frames[0]
         state = preprocess.fit(train[features].to_numpy(np.float64),
-                               train[target].astype(str).to_numpy(), features)
+                               train[target].astype(str).to_numpy(), features,
+                               rows=sum(len(frame) for frame in frames))
         for path, frame in zip(args.out, frames):
             X = state.transform(frame[features].to_numpy(np.float64))
             y = state.encode(frame[target].astype(str).to_numpy())

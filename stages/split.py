@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from nnpipe import cli, params, portable
-from nnpipe.errors import PipelineError
+from nnpipe.core import cli, params, portable
+from nnpipe.core.errors import PipelineError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     with cli.stage("split") as log:
         p = params.load(args.params, "seed", "math", "split", "data")
         portable.pin(p.math.portable)
-        from nnpipe import files, split  # numpy/torch load here, after pinning
+        from nnpipe import split
+        from nnpipe.core import files  # numpy/torch load here, after pinning
         frame = files.read_csv(args.data, text_columns=(p.data.target,))
         if p.data.target not in frame.columns:
             raise PipelineError(f"{args.data}: column '{p.data.target}' not found; "

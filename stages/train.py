@@ -1,27 +1,39 @@
-"""train: one model of the registry, of a trainer kind (linear, numpy_mlp, torch_mlp).
+"""train: one model of the registry, as its params section train_<model> says.
 
-dvc.yaml's ``train`` stage runs this once per model with ``--name NAME --kind KIND``; the
-hyperparameters come from params.yaml's section ``train_NAME``, validated as that kind.
+dvc.yaml's ``train`` stage runs this once per model (``--name NAME``) on the processed splits
+of the model's data set; ``backend`` picks the code that trains it (nnpipe.training).
 """
 from __future__ import annotations
 
-from nnpipe import cli, params, portable
+import argparse
+
+from nnpipe.core import cli, params, portable
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.training_parser(__doc__)
-    parser.add_argument("--name", required=True, help="the model's name (models/NAME)")
-    parser.add_argument("--kind", required=True, choices=sorted(params.TRAINERS))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--name", required=True, help="the model's name: models/NAME, "
+                        "params section train_NAME")
+    parser.add_argument("--train", required=True, help="processed train split (.npz)")
+    parser.add_argument("--val", required=True, help="processed val split (.npz)")
+    parser.add_argument("--state", required=True, help="the splits' scaler/encoder state (JSON)")
+    parser.add_argument("--model-dir", required=True, help="output model directory")
+    parser.add_argument("--curves", required=True, help="output per-epoch CSV")
     args = parser.parse_args(argv)
     section = f"train_{args.name}"
     with cli.stage(section) as log:
-        p = params.load(args.params, "seed", "math", section, kinds={section: args.kind})
+        p = params.load(args.params, "seed", "math", section)
         portable.pin(p.math.portable)
-        from nnpipe import trainers  # numpy/torch load here, after pinning
-        paths = trainers.StagePaths(args.train, args.val, args.preprocess, args.model_dir,
-                                    args.curves)
-        hist = trainers.run_stage(args.kind, args.name, section, p[section], p.seed, paths)
-        log.info("final val_acc %.4f -> %s", hist.last()["val_acc"], args.model_dir)
+        from nnpipe import models, preprocess, training  # numpy/torch load here, after pinning
+        from nnpipe.core import files
+        state = preprocess.load(args.state)
+        data = preprocess.load_train_data(args.train, args.val, state)
+        fitted = training.fit(args.name, p[section], state, data, p.seed)
+        models.save(args.model_dir, fitted.spec, fitted.weights, state)
+        files.write_text(args.curves, fitted.history.to_csv())
+        log.info("hidden_dims %s, final val_acc %.4f -> %s", list(fitted.spec.hidden_dims),
+                 fitted.history.last()["val_acc"], args.model_dir)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import env_util  # noqa: E402,F401  (records the caller's environment before pin
 
 # Portable math, as params.yaml's default: before any test module loads numpy or torch, so
 # stages called in-process compute with the same kernels as the stage commands.
-from nnpipe import portable  # noqa: E402
+from nnpipe.core import portable  # noqa: E402
 
 portable.pin(True)
 

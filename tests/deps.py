@@ -12,9 +12,11 @@ def direct_imports(path: Path) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "nnpipe":
-                found.update(f"nnpipe.{alias.name}" for alias in node.names)
-            elif node.module.startswith("nnpipe."):
+            if node.module != "nnpipe" and not node.module.startswith("nnpipe."):
+                continue
+            if (ROOT / node.module.replace(".", "/")).is_dir():  # from a package: its modules
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            else:
                 found.add(node.module)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("nnpipe."))
@@ -23,6 +25,14 @@ def direct_imports(path: Path) -> set[str]:
 
 def module_path(module: str) -> Path:
     return ROOT / (module.replace(".", "/") + ".py")
+
+
+def code_deps(path: Path) -> set[str]:
+    """The code deps a stage script needs in dvc.yaml: itself, the core package as one
+    directory, and every other nnpipe module it reaches by imports."""
+    modules = closure(path)
+    core = {m for m in modules if m.startswith("nnpipe/core/")}
+    return {str(path.relative_to(ROOT))} | (modules - core) | ({"nnpipe/core"} if core else set())
 
 
 def closure(path: Path) -> set[str]:

@@ -11,7 +11,7 @@ import pytest
 
 import local_http
 from nnpipe import data, split
-from nnpipe.errors import PipelineError
+from nnpipe.core.errors import PipelineError
 
 SRC = "in.csv"
 FEATURES = ["X1", "X2"]

@@ -11,8 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from nnpipe import files
-from nnpipe.errors import PipelineError
+from nnpipe.core import files
+from nnpipe.core.errors import PipelineError
 
 
 def _listing(directory) -> list[str]:

@@ -6,8 +6,10 @@ import re
 import numpy as np
 import pytest
 
-from nnpipe import history, files
-from nnpipe.errors import PipelineError
+from nnpipe import history
+
+from nnpipe.core import files
+from nnpipe.core.errors import PipelineError
 from nnpipe.history import COLUMNS, History, TrainData
 
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from nnpipe import files, models, preprocess, torch_models
-from nnpipe.errors import PipelineError
+from nnpipe import models, preprocess, torch_models
+
+from nnpipe.core import files
+from nnpipe.core.errors import PipelineError
 from nnpipe.models import ModelSpec
 
 D, H, C = 2, 5, 3

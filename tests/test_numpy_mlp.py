@@ -8,7 +8,7 @@ import pytest
 
 from nnpipe import numpy_mlp
 from nnpipe.data import make_spiral
-from nnpipe.errors import PipelineError
+from nnpipe.core.errors import PipelineError
 from nnpipe.history import TrainData
 from nnpipe.numpy_mlp import NumpyMLP
 

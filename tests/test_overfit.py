@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from deps import ROOT
-from nnpipe import history, overfit, params, training
+from nnpipe import history, overfit, training
+from nnpipe.core import params
 from nnpipe.models import ModelSpec
 
 SIZES = (0.7, 0.15, 0.15)

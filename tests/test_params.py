@@ -1,4 +1,4 @@
-"""nnpipe.params: params.yaml into frozen pydantic models; every bad value names key and value."""
+"""nnpipe.core.params: params.yaml into frozen pydantic models; every bad value names key and value."""
 from __future__ import annotations
 
 import copy
@@ -9,8 +9,8 @@ import pydantic
 import pytest
 import yaml
 
-from nnpipe import params, yamlfile
-from nnpipe.errors import PipelineError
+from nnpipe.core import params, yamlfile
+from nnpipe.core.errors import PipelineError
 
 REPO_PARAMS = Path(__file__).parents[1] / "params.yaml"
 # The repo's training sections and their trainer kinds (dvc.yaml's train stage).

@@ -7,7 +7,9 @@ import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
-from nnpipe import files, plots
+from nnpipe import plots
+
+from nnpipe.core import files
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -23,8 +23,8 @@ import yaml
 
 from deps import ROOT, resolve_stages
 from env_util import CALLER_ENV
-from nnpipe import portable
-from nnpipe.errors import PipelineError
+from nnpipe.core import portable
+from nnpipe.core.errors import PipelineError
 
 STAGES = ("fetch", "split", "scale_encode", "train@linear", "train@numpy_mlp",
           "train@torch_mlp", "overfit_random")
@@ -157,7 +157,7 @@ def test_each_way_of_starting_a_stage_pins_the_same_kernels(outputs, emulated, t
 
 @pytest.mark.parametrize("name", sorted(EMULATIONS))
 def test_pinned_kernels_are_in_effect_under_each_emulation(name):
-    result = subprocess.run([sys.executable, "-m", "nnpipe.portable", "--pin"],
+    result = subprocess.run([sys.executable, "-m", "nnpipe.core.portable", "--pin"],
                             capture_output=True, text=True, env=caller_env(EMULATIONS[name]))
     assert result.returncode == 0, result.stderr
     found = dict(line.split(": ", 1) for line in result.stdout.splitlines())

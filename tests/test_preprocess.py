@@ -10,7 +10,7 @@ import pytest
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 
 from nnpipe import preprocess
-from nnpipe.errors import PipelineError
+from nnpipe.core.errors import PipelineError
 from nnpipe.preprocess import Preprocessor
 
 FEATURES = ("X1", "X2")

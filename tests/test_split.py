@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from nnpipe.errors import PipelineError
+from nnpipe.core.errors import PipelineError
 from nnpipe.split import SplitIndices, check_class_sizes, stratified_split
 
 SIZES = (0.7, 0.15, 0.15)

@@ -26,7 +26,7 @@ import yaml
 import local_http
 from local_http import good_csv_text
 from e2e_util import with_changes
-from nnpipe.errors import PipelineError
+from nnpipe.core.errors import PipelineError
 from stages import (evaluate, fetch, overfit_random, plot_data, plot_model, scale_encode, split,
                     train)
 
@@ -769,7 +769,7 @@ def test_plot_model_with_a_confusion_file_lacking_the_test_matrix(chain, tmp_pat
                                   (np.zeros((6, 2)), np.full(6, 9))],
                          ids=["three_features_for_a_two_feature_model", "label_out_of_range"])
 def test_evaluate_refuses_a_split_that_does_not_fit_the_model(chain, tmp_path, capsys, X, y):
-    from nnpipe import files
+    from nnpipe.core import files
 
     bad = tmp_path / "bad"
     for split_name in SPLITS:

@@ -11,7 +11,7 @@ import torch
 
 from deps import ROOT
 from nnpipe import models, torch_models, training
-from nnpipe.errors import PipelineError
+from nnpipe.core.errors import PipelineError
 from nnpipe.data import make_spiral
 from nnpipe.history import TrainData
 

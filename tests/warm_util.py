@@ -73,7 +73,9 @@ def forks(warm_dir: Path) -> list[int]:
 PROBE = '''"""A stage that reports where and how it ran."""
 import json, os, signal, sys, time
 
-from nnpipe import cli, probe_value
+from nnpipe import probe_value
+
+from nnpipe.core import cli
 
 
 def main():

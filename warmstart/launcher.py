@@ -86,8 +86,8 @@ def pin_math(args: list[str]) -> None:
     A params file this cannot read leaves the environment alone: the stage then reports the
     problem itself, in one line, before it loads numpy.
     """
-    from nnpipe import portable
-    from nnpipe.errors import PipelineError
+    from nnpipe.core import portable
+    from nnpipe.core.errors import PipelineError
 
     path = "params.yaml"
     for i, arg in enumerate(args):
@@ -108,7 +108,7 @@ def _portable_setting(path: str) -> bool | None:
 
     Every stage launch reads it, so a file without aliases (nothing can expand) is read with
     PyYAML's C loader, ~30 ms faster than the stages' guarded ruamel.yaml reader
-    (nnpipe.params), which reads anything else. The two agree on ``true``/``false``;
+    (nnpipe.core.params), which reads anything else. The two agree on ``true``/``false``;
     where they could differ (``yes``), the stage's validation refuses the value anyway.
     """
     try:
@@ -128,8 +128,8 @@ def _portable_setting(path: str) -> bool | None:
             return value if isinstance(value, bool) else None
     except (yaml.YAMLError, RecursionError, ValueError):
         return None
-    from nnpipe import params
-    from nnpipe.errors import PipelineError
+    from nnpipe.core import params
+    from nnpipe.core.errors import PipelineError
 
     try:
         return params.load(path, "math").math.portable
@@ -229,7 +229,7 @@ def _connect_or_spawn(path: str) -> socket.socket | None:
     soon as the stage has parsed its arguments (so --help or a usage error starts none)."""
     conn = _connect(path)
     if conn is None:
-        from nnpipe import cli
+        from nnpipe.core import cli
 
         cli.ON_START.append(lambda: _spawn_unless_running(path))
     return conn

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Callable, Iterator, NoReturn
 
-from nnpipe.errors import PipelineError, short
+from nnpipe.core.errors import PipelineError, short
 
 if TYPE_CHECKING:
     import argparse

@@ -4,8 +4,8 @@ Every section is a pydantic model (``extra="forbid"``, constrained fields, no de
 params.yaml holds every value). A validation error becomes one line naming the key and its
 value, e.g. ``params.yaml: split.val_size=1.2 must be in (0, 1)``. ``load(path, "split",
 ...)`` validates only the sections a stage reads, so a typo in one stage's section never
-stops another. Training sections are data: ``kinds`` names the trainer kind a section is
-validated as (``TRAINERS``), so ``train_wide_mlp`` can be a second torch MLP.
+stops another. A model's section (``train_<model>``) is data: its ``backend`` names the
+schema it is validated as, so ``train_wide_mlp`` can be a second torch MLP.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal, Mapping, Optional, Union
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr,
                       ValidationError, field_validator, model_validator)
 
-from nnpipe.errors import PipelineError, short
-from nnpipe.yamlfile import read_yaml
+from nnpipe.core.errors import PipelineError, short
+from nnpipe.core.yamlfile import read_yaml
 
 # Upper bounds: refused with one line before anything is allocated.
 MAX_WIDTH = 100_000          # hidden units per layer
@@ -109,59 +109,77 @@ class SplitParams(Section):
 
 BATCH = {"message_greater_than": "must be null or > 0"}
 UNIT = {"message_greater_than_equal": "must be in [0, 1)", "message_less_than": "must be in [0, 1)"}
+BACKENDS = ("numpy", "torch")
+ACTIVATIONS = ("identity", "relu")
+MODEL_PREFIX = "train_"  # a model's section: train_<model>
 
 
-class LinearParams(Section):
-    """Kind ``linear``; the base of every trainer kind."""
-    hidden_dims: tuple[Width, ...] = param("a list of integers", min_length=1,
-                                           max_length=MAX_LAYERS, message_constraint=WIDTHS)
-    lr: Number = param("a finite number", gt=0)
-    epochs: StrictInt = param("an integer", gt=0, le=MAX_EPOCHS)
-    batch_size: Optional[StrictInt] = param("null or an integer", gt=0, **BATCH)
-    log_every: StrictInt = param("an integer", gt=0)
+class ModelParams(Section):
+    """A model of the registry (section ``train_<model>``): its family and shape are data.
 
-    @model_validator(mode="after")
-    def _weights(self) -> "LinearParams":
-        _weights_check(self.hidden_dims)
-        return self
-
-
-class NumpyMLPParams(LinearParams):
-    init_scale: Number = param("a finite number", gt=0)  # weights = init_scale * randn
-
-
-class TorchMLPParams(LinearParams):
-    dropout_p: Number = param("a finite number", ge=0, lt=1, **UNIT)
-    init: Literal["default", "xavier_normal"] = param("one of default, xavier_normal")
-
-
-class OverfitParams(Section):
-    samples_per_class: StrictInt = param("an integer", gt=0, le=MAX_CELLS)
-    num_classes: StrictInt = param("an integer", gt=0, le=MAX_NAMES)
-    num_features: StrictInt = param("an integer", gt=0, le=MAX_NAMES)
+    ``backend`` picks the code that trains it (the NumPy MLP written by hand, or torch),
+    ``activation`` the function between affine layers (``identity``: the lesson's linear
+    model; ``relu``: its MLP), ``hidden_dims`` the width of each hidden layer, or ``auto``
+    for one layer of 2*N*C + D units (N*C: the data set's rows, D: its features; the
+    lesson's rule for a model that memorizes its data).
+    """
+    backend: Literal["numpy", "torch"] = param("one of numpy, torch")
+    activation: Literal["identity", "relu"] = param("one of identity, relu")
     hidden_dims: Union[Literal["auto"], tuple[Width, ...]] = param(
         "'auto' or a list of integers", min_length=1, max_length=MAX_LAYERS,
         message_constraint=f"'auto' or {WIDTHS}")
     lr: Number = param("a finite number", gt=0)
     epochs: StrictInt = param("an integer", gt=0, le=MAX_EPOCHS)
     batch_size: Optional[StrictInt] = param("null or an integer", gt=0, **BATCH)
-    dropout_p: Number = param("a finite number", ge=0, lt=1, **UNIT)
-    init: Literal["default", "xavier_normal"] = param("one of default, xavier_normal")
     log_every: StrictInt = param("an integer", gt=0)
 
     @model_validator(mode="after")
-    def _sizes(self) -> "OverfitParams":
+    def _weights(self) -> "ModelParams":
+        if self.hidden_dims != "auto":
+            _weights_check(self.hidden_dims)
+        return self
+
+    def widths(self, rows: int, features: int) -> tuple[int, ...]:
+        """The hidden widths for a data set of ``rows`` rows and ``features`` input features:
+        ``auto`` resolved to 2*rows + features (one layer), at most MAX_WIDTH."""
+        if self.hidden_dims != "auto":
+            return self.hidden_dims
+        width = 2 * rows + features
+        if width > MAX_WIDTH:
+            raise PipelineError(f"hidden_dims=auto gives 2*{rows}+{features}={width} hidden "
+                                f"units, at most {MAX_WIDTH}: give a list of widths")
+        return (width,)
+
+
+class NumpyModelParams(ModelParams):
+    """``backend: numpy``: the lesson's init (``init_scale * randn``) and gradient descent."""
+    backend: Literal["numpy"] = param("one of numpy, torch")
+    init_scale: Number = param("a finite number", gt=0)  # weights = init_scale * randn
+
+
+class TorchModelParams(ModelParams):
+    """``backend: torch``: dropout after each hidden activation, an init, torch.optim.Adam."""
+    backend: Literal["torch"] = param("one of numpy, torch")
+    dropout_p: Number = param("a finite number", ge=0, lt=1, **UNIT)
+    init: Literal["default", "xavier_normal"] = param("one of default, xavier_normal")
+
+
+MODEL_SECTIONS: dict[str, type[Section]] = {"numpy": NumpyModelParams,
+                                            "torch": TorchModelParams}
+
+
+class RandomDataParams(Section):
+    """random_data: the lesson's uniform random data for overfit_random (N, C, D)."""
+    samples_per_class: StrictInt = param("an integer", gt=0, le=MAX_CELLS)
+    num_classes: StrictInt = param("an integer", gt=0, le=MAX_NAMES)
+    num_features: StrictInt = param("an integer", gt=0, le=MAX_NAMES)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "RandomDataParams":
         cells = self.samples_per_class * self.num_classes * self.num_features
         if cells > MAX_CELLS:
             raise ValueError(f"samples_per_class * num_classes * num_features={cells} "
                              f"must be at most {MAX_CELLS}")
-        if self.hidden_dims == "auto":
-            width = 2 * self.samples_per_class * self.num_classes + self.num_features
-            if width > MAX_WIDTH:
-                raise ValueError(f"hidden_dims=auto gives {width} hidden units, "
-                                 f"at most {MAX_WIDTH}")
-        else:
-            _weights_check(self.hidden_dims)
         return self
 
 
@@ -172,11 +190,7 @@ class PlotParams(Section):
 
 SECTIONS: dict[str, type[Section]] = {
     "math": MathParams, "fetch": FetchParams, "data": DataParams, "split": SplitParams,
-    "overfit_random": OverfitParams, "plot": PlotParams,
-}
-# The trainer kinds: a training section (train_<model>) is validated as one of these.
-TRAINERS: dict[str, type[Section]] = {
-    "linear": LinearParams, "numpy_mlp": NumpyMLPParams, "torch_mlp": TorchMLPParams,
+    "random_data": RandomDataParams, "plot": PlotParams,
 }
 
 # pydantic error types that say "not of the accepted type": reported as "must be <what>".
@@ -227,21 +241,34 @@ def _pick(cls: type[Section], errors: list[dict]) -> dict:
     return min(errors, key=rank)
 
 
-def build_section(name: str, raw: Any, origin: str = "params.yaml", kind: str | None = None
-                  ) -> Section:
-    """Validate one section's mapping (as trainer ``kind`` if given) into its frozen model."""
-    cls = TRAINERS[kind] if kind is not None else SECTIONS[name]
+def section_class(name: str, raw: Any, origin: str = "params.yaml") -> type[Section]:
+    """The model a section is validated as: a fixed section's own, or for a model's section
+    (``train_<model>``) the one of its ``backend``."""
+    if not name.startswith(MODEL_PREFIX):
+        return SECTIONS[name]
+    backend = raw.get("backend") if isinstance(raw, dict) else None
+    if isinstance(raw, dict) and "backend" not in raw:
+        raise PipelineError(f"{origin}: missing key {name}.backend (one of {', '.join(BACKENDS)})")
+    if isinstance(raw, dict) and (not isinstance(backend, str) or backend not in MODEL_SECTIONS):
+        raise PipelineError(f"{origin}: {name}.backend={short(repr(backend))} must be one of "
+                            f"{', '.join(BACKENDS)}")
+    return MODEL_SECTIONS.get(backend, ModelParams)
+
+
+def build_section(name: str, raw: Any, origin: str = "params.yaml") -> Section:
+    """Validate one section's mapping into its frozen model."""
+    cls = section_class(name, raw, origin)
     if not isinstance(raw, dict):
         raise PipelineError(f"{origin}: section '{name}' must be a mapping, got {short(repr(raw))}")
     try:
         return cls.model_validate(raw)
     except ValidationError as exc:
         error = _pick(cls, exc.errors())
-    loc, kind_ = error["loc"], error["type"]
-    if kind_ == "extra_forbidden":
+    loc, kind = error["loc"], error["type"]
+    if kind == "extra_forbidden":
         raise PipelineError(f"{origin}: unknown key {name}.{short(str(loc[0]))} "
                             f"(known: {', '.join(cls.model_fields)})") from None
-    if kind_ == "missing":
+    if kind == "missing":
         raise PipelineError(f"{origin}: missing key {name}.{loc[0]}") from None
     if not loc:  # a model validator: a rule across keys
         raise PipelineError(f"{origin}: {name}.{error['ctx']['error']}") from None
@@ -275,16 +302,15 @@ class Params:
         raise AttributeError("Params is frozen")
 
 
-def load(path: str, *names: str, kinds: Mapping[str, str] | None = None) -> Params:
+def load(path: str, *names: str) -> Params:
     """Load and validate ``seed`` and/or the named sections of params.yaml.
 
-    A training section is validated as its trainer kind: ``kinds={"train_wide_mlp":
-    "torch_mlp"}``. A name that is neither a fixed section nor in ``kinds`` is a bug.
+    A model's section (``train_<model>``) is validated as its ``backend`` says. A name that
+    is neither ``seed``, a fixed section nor a model's section is a bug.
     """
-    kinds = dict(kinds or {})
     for name in names:
-        if name != "seed" and name not in SECTIONS and kinds.get(name) not in TRAINERS:
-            raise KeyError(f"no schema for params section {name!r} (kinds: {kinds})")
+        if name != "seed" and name not in SECTIONS and not name.startswith(MODEL_PREFIX):
+            raise KeyError(f"no schema for params section {name!r}")
     raw = read_yaml(path)
     values: dict[str, Any] = {}
     for name in names:
@@ -293,5 +319,5 @@ def load(path: str, *names: str, kinds: Mapping[str, str] | None = None) -> Para
         if name == "seed":
             values["seed"] = check_seed(raw["seed"], origin=path)
         else:
-            values[name] = build_section(name, raw[name], origin=path, kind=kinds.get(name))
+            values[name] = build_section(name, raw[name], origin=path)
     return Params(values)

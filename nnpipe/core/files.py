@@ -17,7 +17,7 @@ from typing import IO, Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from nnpipe.errors import PipelineError
+from nnpipe.core.errors import PipelineError
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -196,31 +196,3 @@ def save_figure(path: str, figure: Any, dpi: int = 100) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     write_bytes(path, buffer.getvalue())
-
-
-def deterministic_torch_archive(raw: bytes, alignment: int = 64) -> bytes:
-    """Re-pack a ``torch.save`` zip so identical tensors give identical bytes.
-
-    torch 2.x writes a random ``.data/serialization_id`` record into every
-    archive; it is replaced by a digest of the other records. Record order and
-    the 64-byte data alignment torch's reader expects are kept.
-    """
-    import hashlib
-    import struct
-
-    with zipfile.ZipFile(io.BytesIO(raw)) as source:
-        records = [(name, source.read(name)) for name in source.namelist()]
-    digest = hashlib.sha256(b"".join(data for name, data in records
-                                     if not name.endswith("serialization_id"))).digest()
-    stable_id = str(int.from_bytes(digest[:16], "big")).zfill(40)[:40].encode()
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
-        for name, data in records:
-            if name.endswith("serialization_id"):
-                data = stable_id
-            info = _zip_entry(name)
-            start = out.tell() + 30 + len(name.encode("utf-8")) + 4
-            pad = -start % alignment
-            info.extra = struct.pack("<HH", 0x4246, pad) + b"Z" * pad
-            target.writestr(info, data)
-    return out.getvalue()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nnpipe.errors import PipelineError
+from nnpipe.core.errors import PipelineError
 
 MAX_DEPTH = 20    # nesting levels in params.yaml
 MAX_DIGITS = 30   # digits of an integer in params.yaml
