@@ -17,7 +17,6 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from nnpipe.core.errors import PipelineError, short
-from nnpipe.split import MIN_ROWS_PER_CLASS
 
 SPIRAL_FEATURES = ("X1", "X2")
 SPIRAL_TARGET = "color"
@@ -53,14 +52,6 @@ def spiral_frame(samples_per_class: int, classes: Sequence[str], noise: float,
     frame = pd.DataFrame(X, columns=list(SPIRAL_FEATURES))
     frame[SPIRAL_TARGET] = labels
     return frame
-
-
-def make_random_data(samples_per_class: int, num_classes: int, num_features: int,
-                     rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
-    """The lesson's overfitting data: uniform ``X: (N*C, D)`` and ``y: (N*C,)`` = class index."""
-    X = rng.rand(samples_per_class * num_classes, num_features)
-    y = np.repeat(np.arange(num_classes), samples_per_class)
-    return X, y
 
 
 def is_url(source: str) -> bool:
@@ -121,9 +112,14 @@ def _read_capped(stream: Any, max_bytes: int, source: str, limit: str) -> bytes:
 
 
 def check_sha256(data: bytes, expected: str | None, source: str) -> None:
-    if expected is None:
-        return
+    """The bytes must have the sha256 ``expected``; a URL source must name one (DVC tracks a
+    URL by what its server reports, which may not change with the content)."""
     actual = hashlib.sha256(data).hexdigest()
+    if expected is None:
+        if is_url(source):
+            raise PipelineError(f"{source}: a URL source must be pinned: set fetch.sha256 to "
+                                f"{actual} (the sha256 of what it serves now)")
+        return
     if actual != expected.lower():
         raise PipelineError(f"{source}: sha256 {actual} does not match fetch.sha256 {expected}")
 
@@ -210,9 +206,4 @@ def validate_frame(frame: Any, features: Sequence[str], target: str, source: str
     if len(counts) < 2:
         raise PipelineError(f"{source}: column '{target}' has {len(counts)} class "
                             f"({short(', '.join(map(str, counts.index)))}); at least 2 are needed")
-    small = counts[counts < MIN_ROWS_PER_CLASS]
-    if len(small):
-        raise PipelineError(f"{source}: class '{short(small.index[0])}' has {int(small.iloc[0])} row(s); "
-                            f"a stratified train/val/test split needs at least "
-                            f"{MIN_ROWS_PER_CLASS} per class")
     return CheckedData(out, {str(k): int(v) for k, v in counts.items()})

@@ -1,12 +1,55 @@
-"""Evaluate saved models on their processed splits (NumPy inference, no torch)."""
+"""Evaluate saved models on their processed splits: classification metrics (scikit-learn),
+shaped for `dvc metrics diff` and a summary table; NumPy inference, no torch."""
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
-from nnpipe import metrics, models
+import numpy as np
 
+from nnpipe import models
 from nnpipe.core import files
 from nnpipe.core.errors import PipelineError
+
+
+class SplitMetrics(NamedTuple):
+    """Overall figures, per-class figures and the confusion matrix of one model on one split."""
+    overall: dict[str, float]
+    per_class: dict[str, dict[str, float]]
+    confusion: list[list[int]]
+
+
+def evaluate(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> SplitMetrics:
+    """Accuracy and weighted precision/recall/F1; per class P/R/F1/support; confusion (C, C).
+
+    Rows of the confusion matrix are actual classes, columns predicted ones.
+    Undefined precision (a class never predicted) counts as 0, as in the lesson.
+    """
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    labels = np.arange(len(classes))
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average="weighted", zero_division=0)
+    overall = {"accuracy": float(accuracy_score(y_true, y_pred)), "precision": float(precision),
+               "recall": float(recall), "f1": float(f1)}
+    p, r, f, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average=None, zero_division=0)
+    per_class = {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                        "support": int(support[i])} for i, name in enumerate(classes)}
+    confusion = confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    return SplitMetrics(overall, per_class, confusion)
+
+
+def summary_markdown(metrics: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                     split: str = "test") -> str:
+    """A models x (accuracy, F1) table on ``split``, fit for a pull-request comment."""
+    lines = [f"## Model comparison ({split} split)", "",
+             "| model | accuracy | precision | recall | f1 |",
+             "|---|---:|---:|---:|---:|"]
+    for model, splits in metrics.items():
+        m = splits[split]
+        lines.append(f"| {model} | {m['accuracy']:.4f} | {m['precision']:.4f} | "
+                     f"{m['recall']:.4f} | {m['f1']:.4f} |")
+    return "\n".join(lines) + "\n"
 
 
 class Report(NamedTuple):
@@ -39,14 +82,14 @@ def evaluate_models(plan: Mapping[str, tuple[str, Mapping[str, str]]]) -> Report
             X, y = files.read_xy(path)
             check_split(X, y, model.spec, path)
             y_pred = model.predict_proba(X).argmax(axis=1)
-            result = metrics.evaluate(y, y_pred, classes)
+            result = evaluate(y, y_pred, classes)
             overall[name][split_name] = result.overall
             per_class[name][split_name] = result.per_class
             confusion[name][split_name] = {"classes": classes, "matrix": result.confusion}
             if split_name == "test":
                 predictions[name] = pd.DataFrame({"actual": model.preprocessor.decode(y),
                                                   "predicted": model.preprocessor.decode(y_pred)})
-    return Report(overall, per_class, confusion, predictions, metrics.summary_markdown(overall))
+    return Report(overall, per_class, confusion, predictions, summary_markdown(overall))
 
 
 def check_split(X: Any, y: Any, spec: models.ModelSpec, path: str) -> None:

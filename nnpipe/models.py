@@ -5,7 +5,10 @@ A model directory is self-describing and pickle-free:
 - ``config.json``: the architecture (backend, activation, D, hidden_dims, C) and the
   scaler/encoder state of the data it was trained on;
 - ``weights.npz``: W1 (D, H1), b1 (H1,), ..., Wn (Hn-1, C), bn (C,), one pair per affine
-  layer, loaded with allow_pickle=False.
+  layer, loaded with allow_pickle=False;
+
+and its training record, a :class:`History` that both backends' loops fill and the training
+stage writes as the curves CSV (``COLUMNS``) that plot_model draws.
 
 Every model is affine -> activation -> ... -> affine, so one NumPy forward pass (``forward``,
 which the NumPy MLP also trains with) serves them all in evaluate, plot and predict, whichever
@@ -15,8 +18,9 @@ module from the same two files. A model's depth is data: ``layer_dims = [D] + hi
 """
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -47,10 +51,10 @@ class ModelSpec:
     num_classes: int
 
     def __post_init__(self) -> None:
-        for field, value, known in (("backend", self.backend, BACKENDS),
-                                    ("activation", self.activation, ACTIVATIONS)):
+        for key, value, known in (("backend", self.backend, BACKENDS),
+                                  ("activation", self.activation, ACTIVATIONS)):
             if value not in known:
-                raise PipelineError(f"model {self.name}: unknown {field} {short(repr(value))} "
+                raise PipelineError(f"model {self.name}: unknown {key} {short(repr(value))} "
                                     f"(known: {', '.join(known)})")
         dims = (self.input_dim, *self.hidden_dims, self.num_classes)
         if not self.hidden_dims or not all(type(d) is int and d > 0 for d in dims):
@@ -170,3 +174,45 @@ def _check_shapes(spec: ModelSpec, weights: Mapping[str, Any], where: str) -> No
             raise PipelineError(f"{where}: {name} has shape {actual}, expected {shape}")
         if not np.all(np.isfinite(weights[name])):
             raise PipelineError(f"{where}: {name} holds NaN or inf")
+
+
+# --- the training record --------------------------------------------------------------------
+
+COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+
+
+@dataclass
+class History:
+    """One row per epoch of model ``name``: train loss/accuracy and validation loss/accuracy
+    (accuracy in [0, 1]). A loss that is not finite means training diverged: it is refused
+    with one line, so no curve or weights are written from it."""
+    name: str = "model"
+    rows: list[tuple[int, float, float, float, float]] = field(default_factory=list)
+
+    def check(self, loss: float, epoch: int) -> None:
+        """Stop a diverging run at its first non-finite loss."""
+        if not math.isfinite(loss):
+            raise PipelineError(f"{self.name}: training diverged at epoch {epoch} "
+                                f"(loss={loss}); lower the learning rate or check the input scale")
+
+    def add(self, epoch: int, train_loss: float, train_acc: float,
+            val_loss: float, val_acc: float) -> None:
+        for loss in (train_loss, val_loss):
+            self.check(float(loss), epoch)
+        self.rows.append((int(epoch), float(train_loss), float(train_acc),
+                          float(val_loss), float(val_acc)))
+
+    def line(self, index: int) -> str:
+        """A progress line in the lesson's style: ``Epoch: 10 | loss: 0.66, accuracy: 59.8``."""
+        epoch, loss, acc, val_loss, val_acc = self.rows[index]
+        return (f"Epoch: {epoch} | loss: {loss:.2f}, accuracy: {acc * 100:.1f} | "
+                f"val_loss: {val_loss:.2f}, val_accuracy: {val_acc * 100:.1f}")
+
+    def last(self) -> dict[str, float]:
+        return dict(zip(COLUMNS, self.rows[-1]))
+
+    def to_csv(self) -> str:
+        """CSV text with a header, floats in repr form (exact, deterministic)."""
+        lines = [",".join(COLUMNS)]
+        lines += [",".join([str(row[0])] + [repr(v) for v in row[1:]]) for row in self.rows]
+        return "\n".join(lines) + "\n"

@@ -13,8 +13,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from nnpipe.history import History
-from nnpipe.models import forward
+from nnpipe.models import History, forward
 from nnpipe.preprocess import TrainData
 
 log = logging.getLogger(__name__)

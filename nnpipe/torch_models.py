@@ -17,7 +17,6 @@ from torch import nn
 
 from nnpipe import models
 from nnpipe.core.errors import PipelineError
-from nnpipe.history import History
 from nnpipe.preprocess import TrainData
 
 log = logging.getLogger(__name__)
@@ -83,7 +82,7 @@ def _batches(n: int, batch_size: int | None, generator: torch.Generator) -> list
     return list(torch.randperm(n, generator=generator).split(batch_size))
 
 
-def train(model: nn.Module, data: TrainData, config: TrainConfig) -> History:
+def train(model: nn.Module, data: TrainData, config: TrainConfig) -> models.History:
     """Adam on class-weighted cross-entropy; one History row per epoch.
 
     Train loss/accuracy come from the epoch's forward passes (as the lesson prints them);
@@ -97,7 +96,7 @@ def train(model: nn.Module, data: TrainData, config: TrainConfig) -> History:
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
     generator = torch.Generator().manual_seed(config.seed)
-    history = History(config.name)
+    history = models.History(config.name)
     n = len(y_train)
     for epoch in range(config.epochs):
         model.train()

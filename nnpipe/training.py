@@ -15,7 +15,6 @@ import numpy as np
 from nnpipe import models, numpy_mlp
 from nnpipe.core.errors import PipelineError
 from nnpipe.core.params import ModelParams
-from nnpipe.history import History
 from nnpipe.preprocess import Preprocessor, TrainData
 
 
@@ -23,7 +22,7 @@ class Fitted(NamedTuple):
     """A trained model: its architecture, weights (W1, b1, ..., as float64) and curves."""
     spec: models.ModelSpec
     weights: dict[str, np.ndarray]
-    history: History
+    history: models.History
 
 
 def spec_for(name: str, hp: ModelParams, state: Preprocessor) -> models.ModelSpec:

@@ -1,4 +1,4 @@
-"""fetch: the lesson's spiral (offline) or a user's CSV (path or URL), validated, to one CSV."""
+"""fetch: the data set's CSV (a path, the spiral's by default, or a URL), validated, to one CSV."""
 from __future__ import annotations
 
 import argparse
@@ -12,18 +12,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="validated CSV: feature columns + target")
     args = parser.parse_args(argv)
     with cli.stage("fetch") as log:
-        p = params.load(args.params, "seed", "math", "fetch", "data")
+        p = params.load(args.params, "math", "fetch", "data")
         portable.pin(p.math.portable)
         from nnpipe import data
         from nnpipe.core import files  # numpy/torch load here, after pinning
         source = p.fetch.source
-        if source == "synthetic":
-            frame = data.spiral_frame(p.fetch.samples_per_class, p.fetch.classes,
-                                      p.fetch.noise, p.seed)
-        else:
-            raw = data.read_source(source, p.fetch.timeout, int(p.fetch.max_mb * 2**20))
-            data.check_sha256(raw, p.fetch.sha256, source)
-            frame = data.parse_csv(raw, source)
+        raw = data.read_source(source, p.fetch.timeout, int(p.fetch.max_mb * 2**20))
+        data.check_sha256(raw, p.fetch.sha256, source)
+        frame = data.parse_csv(raw, source)
         checked = data.validate_frame(frame, p.data.features, p.data.target, source)
         files.write_csv(args.out, checked.frame)
         log.info("%d rows from %s, classes %s -> %s", len(checked.frame), source,

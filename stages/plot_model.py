@@ -22,11 +22,11 @@ def main(argv: list[str] | None = None) -> None:
     with cli.stage(f"plot_model {args.name}") as log:
         p = params.load(args.params, "math", "plot")
         portable.pin(p.math.portable)
-        from nnpipe import history, models, plots
+        from nnpipe import models, plots
         from nnpipe.core import files  # numpy/torch load here, after pinning
         model = models.load(args.model_dir)
         train, test = files.read_xy(args.train), files.read_xy(args.test)
-        curves = files.read_numeric_csv(args.curves, required=history.COLUMNS)
+        curves = files.read_numeric_csv(args.curves, required=models.COLUMNS)
         confusion = plots.confusion_for(files.read_json(args.confusion), args.name, args.confusion)
         if model.spec.input_dim == 2:
             boundary = plots.decision_boundary(model.predict_proba, train, test, args.name,

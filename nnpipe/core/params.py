@@ -62,21 +62,24 @@ class MathParams(Section):
 
 
 class FetchParams(Section):
-    source: Text = param("a string")
+    source: Text = param("a string")  # a CSV path or an http(s) URL: fetch's dependency
     sha256: Optional[Annotated[StrictStr, Field(pattern=r"^[0-9a-fA-F]{64}$")]] = param(
         "null or a 64-digit hex sha256", message_string_pattern_mismatch="must be null or a "
         "64-digit hex sha256")
     timeout: Number = param("a finite number", gt=0)
+    max_mb: Number = param("a finite number", gt=0, le=1 << 20)  # largest CSV read
+
+
+class SpiralParams(Section):
     samples_per_class: StrictInt = param("an integer", gt=0, le=MAX_ROWS)
     classes: tuple[Text, ...] = param("a list of strings", min_length=1, max_length=MAX_NAMES,
                                       message_too_long=f"must name at most {MAX_NAMES}")
     noise: Number = param("a finite number", ge=0)
-    max_mb: Number = param("a finite number", gt=0, le=1 << 20)  # largest CSV read
 
     _classes = field_validator("classes")(_unique)
 
     @model_validator(mode="after")
-    def _rows(self) -> "FetchParams":
+    def _rows(self) -> "SpiralParams":
         rows = self.samples_per_class * len(self.classes)
         if rows > MAX_ROWS:
             raise ValueError(f"samples_per_class * len(classes)={rows} must be at most {MAX_ROWS}")
@@ -189,7 +192,8 @@ class PlotParams(Section):
 
 
 SECTIONS: dict[str, type[Section]] = {
-    "math": MathParams, "fetch": FetchParams, "data": DataParams, "split": SplitParams,
+    "math": MathParams, "spiral": SpiralParams, "fetch": FetchParams, "data": DataParams,
+    "split": SplitParams,
     "random_data": RandomDataParams, "plot": PlotParams,
 }
 
@@ -298,6 +302,10 @@ class Params:
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._values)
+
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Params is frozen")
 
@@ -321,3 +329,14 @@ def load(path: str, *names: str) -> Params:
         else:
             values[name] = build_section(name, raw[name], origin=path)
     return Params(values)
+
+
+def load_all(path: str) -> Params:
+    """Validate every section of params.yaml: ``seed``, each fixed section and each model's
+    section; a top-level key that is none of them is refused."""
+    raw = read_yaml(path)
+    for name in raw:
+        if name != "seed" and name not in SECTIONS and not str(name).startswith(MODEL_PREFIX):
+            known = ", ".join(["seed", *SECTIONS, f"{MODEL_PREFIX}<model>"])
+            raise PipelineError(f"{path}: unknown section {short(str(name))} (known: {known})")
+    return load(path, *raw)

@@ -1,0 +1,24 @@
+"""check_params: validate every section of params.yaml, on every run.
+
+DVC compares params values with Python's ==, so a value that equals the old one (1 for true,
+1234.0 for 1234) re-runs no stage and would be recorded unchecked; this stage runs always
+(dvc.yaml: always_changed) and refuses such a value in one line.
+"""
+from __future__ import annotations
+
+import argparse
+
+from nnpipe.core import cli, params
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    with cli.stage("check_params") as log:
+        checked = params.load_all(args.params)
+        log.info("%s: every section valid (%d)", args.params, len(checked.names))
+
+
+if __name__ == "__main__":
+    cli.run_command(main)
