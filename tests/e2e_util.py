@@ -1,25 +1,12 @@
 """Helpers for tests that drive the real `dvc` CLI in a temporary copy of the repository."""
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shutil
 import subprocess
 
 from deps import ROOT
-
-
-def with_changes(p: dict, changes: dict) -> dict:
-    """A deep copy of params ``p`` with ``{"section.key": value}`` set (or added)."""
-    p = copy.deepcopy(p)
-    for dotted, value in changes.items():
-        *sections, key = dotted.split(".")
-        node = p
-        for name in sections:
-            node = node[name]
-        node[key] = value
-    return p
 
 
 def run(cwd, *args, check=True):

@@ -15,8 +15,10 @@ import pytest
 
 import browser
 from e2e_util import copy_repo, run
+from pipeline import MODELS
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(browser.chromium() is None, reason="no Chromium here (Debian: apt-get "
                        "install chromium; .ci/run does it in CI)"),
     pytest.mark.skipif(not browser.can_isolate(), reason="cannot cut the network (unshare -n)"),
@@ -59,7 +61,7 @@ def _check(page: Path, tmp_path: Path, name: str) -> browser.Rendered:
     assert "cdn.jsdelivr.net" not in html and "{scripts}" not in html
     shown = browser.render(page, tmp_path / f"{name}.png", tmp_path / f"{name}-profile")
     print(f"screenshot: {shown.screenshot}")
-    assert shown.charts >= 8, shown  # 4 models x (curves, confusion)
+    assert shown.charts >= 2 * len(MODELS), shown  # per model: curves, confusion
     assert (shown.embedded, shown.drawn) == (shown.charts, shown.charts), shown
     assert shown.errors == [], shown.errors
     assert shown.screenshot.stat().st_size > 10_000
@@ -70,12 +72,12 @@ def test_plots_show_draws_every_chart_offline(repo, tmp_path):
     page = _page(repo, "show", out="show")
     shown = _check(page, tmp_path, "show")
     html = page.read_text(encoding="utf-8")
-    for model in ("linear", "numpy_mlp", "torch_mlp", "overfit_random"):
+    for model in MODELS:
         assert f"reports/curves/{model}.csv" in html  # one curves chart per model
         assert f"reports/predictions/{model}.csv" in html  # one confusion matrix per model
         for kind in ("boundary", "curves", "confusion"):
             assert f"reports_figures_{model}_{kind}.png" in html  # every PNG figure
-    assert shown.charts == 8
+    assert shown.charts == 2 * len(MODELS)
 
 
 def test_plots_diff_draws_every_chart_offline_with_both_revisions(repo, tmp_path):
@@ -93,8 +95,7 @@ def test_curves_are_one_chart_per_model_in_two_colours_named_by_model_and_split(
     shown = json.loads(run(repo, "dvc", "plots", "show", "--json").stdout)
     assert not shown.get("errors"), shown.get("errors")
     curves = [k for k in shown["data"] if k.startswith("reports/curves/")]
-    assert sorted(curves) == [f"reports/curves/{m}.csv" for m in
-                              ("linear", "numpy_mlp", "overfit_random", "torch_mlp")]
+    assert sorted(curves) == sorted(f"reports/curves/{m}.csv" for m in MODELS)
     content = shown["data"]["reports/curves/overfit_random.csv"][0]["content"]
     assert content["resolve"]["scale"]["y"] == "independent"  # loss and accuracy: own scales
     assert content["facet"]["column"]["field"] == "metric"
