@@ -14,8 +14,9 @@ scikit-learn fits (fetch, split, scale_encode); a rendered figure (the plot stag
 
 ``APPROXIMATE`` lists the kernels kept as a negative control: torch.sqrt on a float32 tensor
 (MKL's vector math, not correctly rounded) and the torch.optim.Adam steps built on it. They
-differ between CPUs, and no stage uses them (training uses ``fused=True``; the test suite
-checks the ops it runs). ``--compare`` reports them apart and fails only on the others.
+differ between CPUs, and no stage uses them (training uses ``fused=True``; ``TORCH_OPS`` maps
+each op a training run calls to the kernels covering it, and the test suite profiles a run
+against it). ``--compare`` reports them apart and fails only on the others.
 """
 from __future__ import annotations
 
@@ -35,6 +36,58 @@ SHAPES = (("spiral", 1050, 2, 100, 3), ("overfit", 105, 2, 302, 3))
 def is_approximate(key: str) -> bool:
     kernel = key.split(".", 1)[-1]
     return kernel in APPROXIMATE[:2] or kernel.startswith(APPROXIMATE[2])
+
+
+# Every compute ATen op a torch training run calls (torch.profiler's names) and the kernels
+# that cover it, each at every shape of SHAPES ({d}, {hid}, {nh} = N*H filled in by op_keys).
+# tests/test_fingerprint.py profiles training.fit and checks that each op it sees is here or in
+# DATA_OPS, and that none of APPROXIMATE_OPS runs.
+_LINEAR = ("linear1(addmm K={d})", "linear2(addmm K={hid})")
+_LOG_SOFTMAX = ("log_softmax", "cross_entropy(weighted)")
+_NLL = ("nll_loss(weighted)", "cross_entropy(weighted)")
+_TO_FLOAT32 = ("as_float32", "accuracy")
+_ADAM_STEP = ("adam5.fused",)  # the fused step, and its step counter (_foreach_add_, add_)
+TORCH_OPS: dict[str, tuple[str, ...]] = {
+    "aten::linear": _LINEAR, "aten::addmm": _LINEAR,
+    "aten::mm": ("mm(N,H)x(H,C)", "mm dz.T@a1 (C,N)x(N,H)", "mm dz@W2 (N,C)x(C,H)",
+                 "mm dh.T@x (H,N)x(N,D)", "grad.dW1", "grad.dW2"),
+    "aten::sum": ("sum(dim0)", "grad.db1", "grad.db2", "mean"),
+    "aten::mean": ("mean", "accuracy"), "aten::div_": ("mean", "accuracy", "dropout(p=0.1)"),
+    "aten::relu": ("relu",), "aten::clamp_min": ("relu",),
+    "aten::threshold_backward": ("relu.backward", "grad.dW1", "grad.db1"),
+    "aten::cross_entropy_loss": ("cross_entropy(weighted)", "cross_entropy.backward"),
+    "aten::log_softmax": _LOG_SOFTMAX, "aten::_log_softmax": _LOG_SOFTMAX,
+    "aten::_log_softmax_backward_data": ("cross_entropy.backward",),
+    "aten::nll_loss": _NLL, "aten::nll_loss_nd": _NLL, "aten::nll_loss_forward": _NLL,
+    "aten::nll_loss_backward": ("cross_entropy.backward",),
+    "aten::argmax": ("argmax", "accuracy"), "aten::eq": ("accuracy",),
+    "aten::to": _TO_FLOAT32, "aten::_to_copy": _TO_FLOAT32,
+    "aten::dropout": ("dropout(p=0.1)", "dropout.backward"),
+    "aten::bernoulli_": ("dropout(p=0.1)",), "aten::mul": ("dropout(p=0.1)", "dropout.backward"),
+    "aten::uniform_": ("init.kaiming_uniform",),
+    "aten::normal_": ("init.xavier_normal", "init.xavier_normal(H,H)"),
+    "aten::randperm": ("randperm",), "aten::index": ("index_rows",),
+    "aten::_fused_adam_": _ADAM_STEP, "aten::_foreach_add_": _ADAM_STEP, "aten::add_": _ADAM_STEP,
+}
+# The ops behind the APPROXIMATE kernels: no training run may call them.
+APPROXIMATE_OPS: dict[str, tuple[str, ...]] = {
+    "aten::sqrt": ("sqrt(float32, n={nh})", "adam5"), "aten::_foreach_sqrt": ("adam5.foreach",),
+}
+# Ops that compute nothing: views, allocation, constant fills, copies (a dtype conversion
+# copies inside aten::_to_copy, covered above), scalar reads, integer ranges.
+DATA_OPS = frozenset(f"aten::{name}" for name in (
+    "view", "reshape", "t", "transpose", "expand", "as_strided", "slice", "narrow", "split",
+    "detach", "lift_fresh", "resolve_conj", "resolve_neg", "empty", "empty_like",
+    "empty_strided", "zeros", "zeros_like", "ones_like", "scalar_tensor", "fill_", "zero_",
+    "copy_", "set_", "resize_", "item", "_local_scalar_dense", "arange"))
+
+
+def op_keys(op: str) -> list[str]:
+    """The fingerprint keys of every shape that cover torch op ``op`` (TORCH_OPS or
+    APPROXIMATE_OPS)."""
+    kernels = TORCH_OPS.get(op) or APPROXIMATE_OPS[op]
+    return [f"{tag}.{kernel.format(d=d, hid=hid, nh=n * hid)}"
+            for tag, n, d, hid, _ in SHAPES for kernel in kernels]
 
 
 def _exact(rng: Any, *shape: int, scale: float = 2 ** 18) -> Any:

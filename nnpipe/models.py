@@ -149,7 +149,7 @@ def load_spec(directory: str) -> tuple[ModelSpec, Preprocessor]:
     config = files.read_json(path)
     try:
         spec = ModelSpec(**config["model"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, PipelineError) as exc:
         raise PipelineError(f"{path}: malformed model config ({exc})") from None
     return spec, Preprocessor.from_dict(config.get("preprocess", {}), source=path)
 

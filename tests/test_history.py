@@ -6,16 +6,13 @@ import re
 import numpy as np
 import pytest
 
-from nnpipe import history
-
-from nnpipe.core import files
 from nnpipe.core.errors import PipelineError
-from nnpipe.history import COLUMNS, History, TrainData
+from nnpipe.history import COLUMNS, History
 
 
 @pytest.fixture
 def hist() -> History:
-    h = History()
+    h = History("torch_mlp")
     h.add(0, 1.0986, 0.3333333333333333, 1.1, 0.30)
     h.add(10, np.float64(0.6612), np.float32(0.598), 0.7049, 0.55)
     return h
@@ -67,53 +64,42 @@ def test_histories_do_not_share_rows():
     assert b.rows == []
 
 
-@pytest.mark.parametrize("loss", [0.0, 1e300, -3.5])
-def test_check_finite_accepts_finite(loss):
-    history.check_finite(loss, "m", 0)
+NON_FINITE = [float("nan"), float("inf"), -float("inf"), np.float64("nan"), np.float32("inf")]
 
 
-@pytest.mark.parametrize("loss", [float("nan"), float("inf"), -float("inf"), np.float64("nan")])
-def test_check_finite_names_model_epoch_and_loss(loss):
-    with pytest.raises(PipelineError, match=re.escape(
-            f"torch_mlp: training diverged at epoch 7 (loss={loss}); lower the learning rate "
-            "or check the input scale")):
-        history.check_finite(loss, "torch_mlp", 7)
+def _diverged(name: str, epoch: int, loss) -> str:
+    return re.escape(f"{name}: training diverged at epoch {epoch} (loss={float(loss)}); lower the "
+                     "learning rate or check the input scale")
 
 
-def test_check_finite_arrays_names_the_array():
-    good = {"W1": np.ones((2, 2)), "b1": np.zeros(2)}
-    history.check_finite_arrays(good, "numpy_mlp")
-    bad = {"W1": np.ones((2, 2)), "b2": np.array([0.0, np.inf])}
-    with pytest.raises(PipelineError, match=re.escape(
-            "numpy_mlp: weights b2 are not finite after training; lower the learning rate")):
-        history.check_finite_arrays(bad, "numpy_mlp")
-    with pytest.raises(PipelineError, match="weights W1 are not finite"):
-        history.check_finite_arrays({"W1": np.array([[np.nan]])}, "numpy_mlp")
+@pytest.mark.parametrize("loss", [0.0, 1e300, -3.5, np.float32(2.5)])
+def test_check_accepts_finite(loss):
+    History("m").check(loss, 0)
 
 
-def test_train_data_defaults_to_no_class_weights():
-    data = TrainData(np.zeros((2, 1)), np.zeros(2), np.zeros((1, 1)), np.zeros(1))
-    assert data.class_weights is None
+@pytest.mark.parametrize("loss", NON_FINITE)
+def test_check_names_model_epoch_and_loss(loss):
+    with pytest.raises(PipelineError, match=_diverged("torch_mlp", 7, loss)) as caught:
+        History("torch_mlp").check(loss, 7)
+    assert "\n" not in str(caught.value)
 
 
-def _write_split(path, X, y):
-    files.write_npz(str(path), {"X": X, "y": y})
-    return str(path)
+def test_the_default_name_is_model():
+    with pytest.raises(PipelineError, match=_diverged("model", 0, "nan")):
+        History().check(float("nan"), 0)
 
 
-def test_load_train_data(tmp_path):
-    train = _write_split(tmp_path / "train.npz", np.ones((4, 2)), np.array([0, 1, 0, 1]))
-    val = _write_split(tmp_path / "val.npz", np.zeros((2, 2)), np.array([1, 0]))
-    weights = np.array([0.5, 0.5])
-    data = history.load_train_data(train, val, weights, input_dim=2)
-    assert data.X_train.shape == (4, 2) and data.X_val.shape == (2, 2)
-    np.testing.assert_array_equal(data.y_val, [1, 0])
-    assert data.class_weights is weights
+@pytest.mark.parametrize("column", ["train_loss", "val_loss"])
+@pytest.mark.parametrize("loss", NON_FINITE)
+def test_add_refuses_a_non_finite_loss_and_keeps_the_rows(hist, column, loss):
+    values = {"train_loss": 0.5, "val_loss": 0.6, column: loss}
+    before = list(hist.rows)
+    with pytest.raises(PipelineError, match=_diverged("torch_mlp", 20, loss)):
+        hist.add(20, values["train_loss"], 0.9, values["val_loss"], 0.8)
+    assert hist.rows == before  # nothing half-recorded
+    assert "nan" not in hist.to_csv() and "inf" not in hist.to_csv()
 
 
-def test_load_train_data_feature_count_mismatch(tmp_path):
-    train = _write_split(tmp_path / "train.npz", np.ones((4, 2)), np.array([0, 1, 0, 1]))
-    val = _write_split(tmp_path / "val.npz", np.zeros((2, 3)), np.array([1, 0]))
-    with pytest.raises(PipelineError, match=re.escape(
-            f"{val}: has 3 features, the scaler state has 2; re-run scale_encode")):
-        history.load_train_data(train, val, np.ones(2), input_dim=2)
+def test_add_accepts_finite_losses_and_any_accuracy(hist):
+    hist.add(20, 1e300, 0.0, -0.0, 1.0)
+    assert hist.rows[-1] == (20, 1e300, 0.0, -0.0, 1.0)

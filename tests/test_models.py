@@ -1,4 +1,5 @@
-"""nnpipe.models (artifacts, NumPy inference) and nnpipe.torch_models (modules, checkpoints)."""
+"""nnpipe.models: model directories (weights.npz + config.json) and NumPy inference for every
+model, whichever backend trained it."""
 from __future__ import annotations
 
 import json
@@ -7,12 +8,11 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
-from nnpipe import models, preprocess, torch_models
-
+from nnpipe import models, preprocess
 from nnpipe.core import files
 from nnpipe.core.errors import PipelineError
+from nnpipe.core.params import ACTIVATIONS, BACKENDS
 from nnpipe.models import ModelSpec
 
 D, H, C = 2, 5, 3
@@ -25,14 +25,14 @@ def _raises(message: str):
 @pytest.fixture
 def state():
     X = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 7.0], [1.0, -1.0]])
-    return preprocess.fit(X, ["b", "a", "c", "a"], ["X1", "X2"])
+    return preprocess.fit(X, ["b", "a", "c", "a"], ["X1", "X2"], rows=6)
 
 
-def spec_of(kind="mlp", d=D, h=H, c=C, **extra) -> ModelSpec:
+def spec_of(activation="relu", d=D, h=H, c=C, backend="torch") -> ModelSpec:
     """``h``: one width or a tuple of widths (hidden_dims)."""
     hidden = h if isinstance(h, tuple) else (h,)
-    return ModelSpec(name="m", kind=kind, input_dim=d, hidden_dims=hidden, num_classes=c,
-                     **extra)
+    return ModelSpec(name="m", backend=backend, activation=activation, input_dim=d,
+                     hidden_dims=hidden, num_classes=c)
 
 
 def random_weights(d=D, h=H, c=C, seed=0) -> dict[str, np.ndarray]:
@@ -44,22 +44,12 @@ def random_weights(d=D, h=H, c=C, seed=0) -> dict[str, np.ndarray]:
     return weights
 
 
-def torch_model(kind="mlp", d=D, h=H, c=C, seed=0, **extra):
-    torch.manual_seed(seed)
-    spec = spec_of(kind, d, h, c, **extra)
-    return spec, torch_models.build(spec)
-
-
-def torch_proba(module, X: np.ndarray) -> np.ndarray:
-    module.eval()
-    with torch.no_grad():
-        return torch.softmax(module(torch.as_tensor(X, dtype=torch.float32)), dim=1).numpy()
-
-
 # --- save / load ------------------------------------------------------------------------------
 
-def test_save_load_round_trip(tmp_path, state):
-    spec, weights = spec_of(), random_weights()
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_save_load_round_trip(tmp_path, state, backend, activation):
+    spec, weights = spec_of(activation, backend=backend), random_weights()
     models.save(str(tmp_path / "m"), spec, weights, state)
     assert sorted(os.listdir(tmp_path / "m")) == ["config.json", "weights.npz"]
     loaded = models.load(str(tmp_path / "m"))
@@ -72,15 +62,16 @@ def test_save_load_round_trip(tmp_path, state):
     np.testing.assert_array_equal(loaded.predict_proba(X), models.predict_proba(spec, weights, X))
 
 
-def test_save_writes_extra_files_and_sorted_json(tmp_path, state):
-    models.save(str(tmp_path / "m"), spec_of(), random_weights(), state,
-                extra_files={"model.pt": b"bytes"})
-    assert (tmp_path / "m/model.pt").read_bytes() == b"bytes"
+def test_save_writes_two_files_and_sorted_json(tmp_path, state):
+    models.save(str(tmp_path / "m"), spec_of("identity", backend="numpy"), random_weights(),
+                state)
+    assert sorted(os.listdir(tmp_path / "m")) == ["config.json", "weights.npz"]
     text = (tmp_path / "m/config.json").read_text()
     config = json.loads(text)
-    assert config["model"] == {"name": "m", "kind": "mlp", "input_dim": D, "hidden_dims": [H],
-                               "num_classes": C, "dropout_p": 0.0, "init": "default"}
+    assert config["model"] == {"name": "m", "backend": "numpy", "activation": "identity",
+                               "input_dim": D, "hidden_dims": [H], "num_classes": C}
     assert config["preprocess"]["classes"] == ["a", "b", "c"]
+    assert config["preprocess"]["rows"] == 6
     assert text == files.dumps_json(config)  # sorted keys, stable formatting
 
 
@@ -101,39 +92,68 @@ def test_predict_proba_rows_sum_to_one_even_for_huge_scores():
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
 
 
-def test_linear_kind_has_no_relu():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_identity_activation_has_no_relu(backend):
     # one input, one hidden unit whose pre-activation is negative: ReLU would zero it
     weights = {"W1": np.array([[-1.0]]), "b1": np.array([0.0]),
                "W2": np.array([[1.0, -1.0]]), "b2": np.array([0.0, 0.0])}
     X = np.array([[2.0]])  # hidden = -2
-    linear = models.predict_proba(spec_of("linear", d=1, h=1, c=2), weights, X)
-    mlp = models.predict_proba(spec_of("mlp", d=1, h=1, c=2), weights, X)
-    # linear: scores (-2, 2); softmax = (1/(1+e^4), e^4/(1+e^4))
-    np.testing.assert_allclose(linear[0], [1 / (1 + np.e ** 4), np.e ** 4 / (1 + np.e ** 4)])
-    np.testing.assert_allclose(mlp[0], [0.5, 0.5])  # relu(-2) = 0 -> scores (0, 0)
-    assert spec_of("linear").activation == "identity" and spec_of("mlp").activation == "relu"
+    identity = models.predict_proba(spec_of("identity", 1, 1, 2, backend), weights, X)
+    relu = models.predict_proba(spec_of("relu", 1, 1, 2, backend), weights, X)
+    # identity: scores (-2, 2); softmax = (1/(1+e^4), e^4/(1+e^4))
+    np.testing.assert_allclose(identity[0], [1 / (1 + np.e ** 4), np.e ** 4 / (1 + np.e ** 4)])
+    np.testing.assert_allclose(relu[0], [0.5, 0.5])  # relu(-2) = 0 -> scores (0, 0)
+    np.testing.assert_array_equal(models.forward(weights, "identity", X), [[-2.0, 2.0]])
+    np.testing.assert_array_equal(models.forward(weights, "relu", X), [[0.0, 0.0]])
 
 
-def test_torch_linear_model_has_no_relu():
-    spec, module = torch_model("linear", d=1, h=1, c=2)
-    first, last = module.layers
-    with torch.no_grad():
-        first.weight.fill_(-1.0)
-        first.bias.zero_()
-        last.weight.copy_(torch.tensor([[1.0], [-1.0]]))
-        last.bias.zero_()
-        scores = module(torch.tensor([[2.0]]))
-    torch.testing.assert_close(scores, torch.tensor([[-2.0, 2.0]]))
+def test_forward_applies_no_activation_after_the_last_layer():
+    weights = {"W1": np.array([[1.0]]), "b1": np.array([0.0]),
+               "W2": np.array([[-1.0, 1.0]]), "b2": np.array([0.0, 0.0])}
+    np.testing.assert_array_equal(models.forward(weights, "relu", np.array([[3.0]])),
+                                  [[-3.0, 3.0]])  # negative logits survive
 
-def test_unknown_kind_is_refused():
-    with _raises("model m: unknown kind 'cnn'"):
-        spec_of("cnn")
+
+def test_softmax_rows_sum_to_one_for_huge_logits():
+    scores = np.array([[1e4, 1e4 - 1.0], [-1e4, 0.0]])
+    before = scores.copy()
+    probs = models.softmax(scores)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    np.testing.assert_allclose(probs[0], [1 / (1 + np.exp(-1)), np.exp(-1) / (1 + np.exp(-1))])
+    assert np.all(np.isfinite(probs))
+    np.testing.assert_array_equal(scores, before)
+
+
+def test_predict_proba_in_chunks_equals_one_pass():
+    spec, weights = spec_of(h=(6, 4)), random_weights(h=(6, 4))
+    X = np.random.RandomState(8).randn(25, D)
+    whole = models.predict_proba(spec, weights, X)
+    np.testing.assert_allclose(models.predict_proba(spec, weights, X, chunk=7), whole,
+                               rtol=1e-15, atol=0)
+    np.testing.assert_allclose(whole, models.softmax(models.forward(weights, "relu", X)))
+
+
+@pytest.mark.parametrize("field, value, known", [
+    ("backend", "jax", "numpy, torch"), ("backend", "mlp", "numpy, torch"),
+    ("activation", "tanh", "identity, relu"), ("activation", None, "identity, relu")])
+def test_unknown_backend_or_activation_is_refused(field, value, known):
+    fields = {"backend": "torch", "activation": "relu", field: value}
+    with _raises(f"model m: unknown {field} {value!r} (known: {known})"):
+        ModelSpec(name="m", input_dim=2, hidden_dims=(4,), num_classes=3, **fields)
 
 
 @pytest.mark.parametrize("hidden", [(), (0,), (5, -1), (2.5,), (True,)])
 def test_spec_refuses_bad_hidden_dims(hidden):
     with _raises("model m: input_dim, hidden_dims and num_classes must be integers > 0"):
-        ModelSpec(name="m", kind="mlp", input_dim=2, hidden_dims=hidden, num_classes=3)
+        ModelSpec(name="m", backend="numpy", activation="relu", input_dim=2, hidden_dims=hidden,
+                  num_classes=3)
+
+
+def test_spec_holds_hidden_dims_as_a_tuple():
+    spec = ModelSpec("m", "torch", "relu", 2, [6, 4], 3)
+    assert spec.hidden_dims == (6, 4)
+    assert spec.layer_dims == (2, 6, 4, 3)
+    assert spec.weight_names == ("W1", "b1", "W2", "b2", "W3", "b3")
 
 
 @pytest.mark.parametrize("hidden", [(4,), (6, 4), (6, 5, 4)], ids=["depth1", "depth2", "depth3"])
@@ -200,10 +220,27 @@ def test_load_refuses_config_that_is_not_json(tmp_path, state):
         models.load(str(tmp_path))
 
 
-def test_load_refuses_malformed_config(tmp_path, state):
+@pytest.mark.parametrize("model", [
+    {"name": "m"},
+    {"name": "m", "kind": "mlp", "input_dim": D, "hidden_dims": [H], "num_classes": C},
+    {"name": "m", "backend": "torch", "activation": "relu", "input_dim": D, "hidden_dims": [H],
+     "num_classes": C, "dropout_p": 0.1},
+], ids=["missing-fields", "old-kind", "extra-field"])
+def test_load_refuses_malformed_config(tmp_path, state, model):
     models.save(str(tmp_path), spec_of(), random_weights(), state)
-    (tmp_path / "config.json").write_text('{"model": {"name": "m"}}')
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model": model}))
     with _raises(f"{tmp_path / 'config.json'}: malformed model config"):
+        models.load(str(tmp_path))
+
+
+def test_load_refuses_an_unknown_backend_in_config(tmp_path, state):
+    models.save(str(tmp_path), spec_of(), random_weights(), state)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model"]["backend"] = "jax"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with _raises(f"{tmp_path / 'config.json'}: malformed model config (model m: unknown "
+                 "backend 'jax' (known: numpy, torch))"):
         models.load(str(tmp_path))
 
 
@@ -236,93 +273,3 @@ def test_save_refuses_wrong_shapes(tmp_path, state):
     with _raises("W1 has shape (2, 5), expected (3, 5)"):
         models.save(str(tmp_path / "m"), spec_of(d=3), random_weights(), state)
     assert not (tmp_path / "m").exists()
-
-
-# --- torch modules ----------------------------------------------------------------------------
-
-@pytest.mark.parametrize("kind", ["linear", "mlp"])
-def test_export_weights_matches_torch_forward(kind):
-    spec, module = torch_model(kind, d=3, h=7, c=4)
-    weights = torch_models.export_weights(module)
-    assert {k: v.shape for k, v in weights.items()} == \
-        {"W1": (3, 7), "b1": (7,), "W2": (7, 4), "b2": (4,)}
-    assert all(v.dtype == np.float64 for v in weights.values())
-    X = np.random.RandomState(3).randn(40, 3)
-    np.testing.assert_allclose(models.predict_proba(spec, weights, X), torch_proba(module, X),
-                               atol=1e-6)
-
-
-@pytest.mark.parametrize("kind", ["linear", "mlp"])
-def test_deep_export_weights_match_torch_forward(kind):
-    spec, module = torch_model(kind, d=3, h=(8, 6, 5), c=4, dropout_p=0.5)
-    weights = torch_models.export_weights(module)
-    assert [weights[f"W{i}"].shape for i in (1, 2, 3, 4)] == [(3, 8), (8, 6), (6, 5), (5, 4)]
-    assert module.relu == (kind == "mlp")
-    X = np.random.RandomState(3).randn(40, 3)
-    np.testing.assert_allclose(models.predict_proba(spec, weights, X), torch_proba(module, X),
-                               atol=1e-6)
-    assert all(v.dtype == np.float64 for v in weights.values())
-    X = np.random.RandomState(3).randn(40, 3)
-    np.testing.assert_allclose(models.predict_proba(spec, weights, X), torch_proba(module, X),
-                               atol=1e-6)
-
-
-def test_mlp_dropout_is_off_in_eval_mode():
-    spec, module = torch_model("mlp", d=2, h=50, c=3, dropout_p=0.5)
-    X = np.random.RandomState(4).randn(20, 2)
-    np.testing.assert_allclose(torch_proba(module, X),
-                               models.predict_proba(spec, torch_models.export_weights(module), X),
-                               atol=1e-6)
-    module.train()
-    with torch.no_grad():
-        noisy = torch.softmax(module(torch.as_tensor(X, dtype=torch.float32)), dim=1).numpy()
-    assert not np.allclose(noisy, torch_proba(module, X), atol=1e-6)
-
-
-def test_xavier_normal_init_changes_hidden_layer_distribution():
-    d, h = 64, 256
-    _, default = torch_model("mlp", d=d, h=h, c=3, seed=7)
-    _, xavier = torch_model("mlp", d=d, h=h, c=3, seed=7, init="xavier_normal")
-    w_default = default.layers[0].weight.detach().numpy()
-    w_xavier = xavier.layers[0].weight.detach().numpy()
-    expected_std = np.sqrt(2.0) * np.sqrt(2.0 / (d + h))  # gain(relu) * sqrt(2/(fan_in+fan_out))
-    assert w_xavier.std() == pytest.approx(expected_std, rel=0.05)
-    assert abs(w_xavier.mean()) < 0.1 * expected_std
-    # default: kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-    bound = 1 / np.sqrt(d)
-    assert np.abs(w_default).max() <= bound
-    assert w_default.std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
-    assert np.abs(w_xavier).max() > bound  # a normal's tails exceed the uniform's bound
-    # only hidden layers are re-initialized; the output layer is drawn the same way
-    torch.testing.assert_close(xavier.layers[-1].weight, default.layers[-1].weight)
-
-
-def test_xavier_needs_mlp_and_unknown_init_is_refused():
-    with _raises("init xavier_normal needs kind mlp"):
-        torch_models.build(spec_of("linear", init="xavier_normal"))
-    with _raises("unknown init 'he'"):
-        torch_models.build(spec_of("mlp", init="he"))
-
-
-# --- checkpoints ------------------------------------------------------------------------------
-
-def test_state_dict_bytes_are_deterministic_and_load_with_weights_only(tmp_path):
-    spec, module = torch_model()
-    first, second = torch_models.state_dict_bytes(module), torch_models.state_dict_bytes(module)
-    assert first == second
-    (tmp_path / "model.pt").write_bytes(first)
-    state = torch.load(tmp_path / "model.pt", weights_only=True)
-    for key, tensor in module.state_dict().items():
-        torch.testing.assert_close(state[key], tensor)
-    _, other = torch_model(seed=1)
-    assert torch_models.state_dict_bytes(other) != first
-
-
-def test_model_pt_loads_with_weights_only_into_a_module_of_its_config(tmp_path):
-    """What a torch user does with model.pt: torch.load(weights_only=True) + load_state_dict."""
-    spec, module = torch_model("mlp", h=(6, 4), dropout_p=0.3)
-    (tmp_path / "model.pt").write_bytes(torch_models.state_dict_bytes(module))
-    rebuilt = torch_models.build(spec)
-    rebuilt.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
-    X = np.random.RandomState(5).randn(10, D)
-    np.testing.assert_array_equal(torch_proba(rebuilt, X), torch_proba(module, X))

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from nnpipe import numpy_mlp
-from nnpipe.data import make_spiral
 from nnpipe.core.errors import PipelineError
-from nnpipe.history import TrainData
+from nnpipe.core.params import ACTIVATIONS
+from nnpipe.data import make_spiral
 from nnpipe.numpy_mlp import NumpyMLP
+from nnpipe.preprocess import TrainData
 
 D, C, N = 3, 4, 7
 CLASS_WEIGHTS = np.array([0.5, 2.0, 1.0, 3.0])
@@ -51,10 +52,11 @@ def _rel_error(a, b):
 
 # --- gradients --------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("weights", [None, CLASS_WEIGHTS], ids=["plain", "class_weights"])
-def test_gradient_check_every_parameter(net, weights):
+def test_gradient_check_every_parameter(net, weights, activation):
     params, X, y = net
-    model = NumpyMLP({k: v.copy() for k, v in params.items()})
+    model = NumpyMLP({k: v.copy() for k, v in params.items()}, activation)
     grads = model.loss(X, y, weights).grads
     assert set(grads) == set(params)
     for name in params:
@@ -82,6 +84,23 @@ def test_layer_gradients_by_finite_differences():
     np.testing.assert_array_equal(out, np.maximum(z, 0))
     dz = numpy_mlp.relu_backward(np.ones_like(z), cache)
     np.testing.assert_array_equal(dz, (z > 0).astype(float))
+
+
+def test_unknown_activation_is_refused():
+    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
+        NumpyMLP({"W1": np.ones((2, 3)), "b1": np.zeros(3)}, "tanh")
+
+
+def test_identity_activation_is_one_affine_map(net):
+    """No activation between layers: the network is X @ W + b for the product of its layers."""
+    params, X, _ = net
+    identity, relu = NumpyMLP(params, "identity"), NumpyMLP(params, "relu")
+    W, b = params["W1"], params["b1"]
+    for i in range(2, len(params) // 2 + 1):
+        W, b = W @ params[f"W{i}"], b @ params[f"W{i}"] + params[f"b{i}"]
+    np.testing.assert_allclose(identity.scores(X), X @ W + b, rtol=1e-10, atol=1e-12)
+    assert not np.allclose(relu.scores(X), X @ W + b)  # relu is not (some units are < 0)
+    assert NumpyMLP(params).activation == "relu"  # the lesson's MLP by default
 
 
 def test_loss_does_not_mutate_params_or_inputs(net):
@@ -133,39 +152,38 @@ def test_weighted_loss_is_weighted_mean():
     assert loss != pytest.approx(unweighted, rel=1e-6)
 
 
-def test_softmax_rows_sum_to_one_for_huge_logits():
-    scores = np.array([[1e4, 1e4 - 1.0], [-1e4, 0.0]])
-    probs = numpy_mlp.softmax(scores)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
-    np.testing.assert_allclose(probs[0], [1 / (1 + np.exp(-1)), np.exp(-1) / (1 + np.exp(-1))])
-    assert np.all(np.isfinite(probs))
-
-
 # --- torch autograd as the oracle -------------------------------------------------------------
 
-@pytest.mark.parametrize("weights", [None, CLASS_WEIGHTS], ids=["plain", "class_weights"])
-def test_parity_with_torch_autograd(net, weights):
-    torch = pytest.importorskip("torch")
+def _torch_oracle(params, activation, X, y, weights):
+    """Loss, gradients (float64 arrays keyed like ``params``) and logits by torch autograd."""
+    import torch
     import torch.nn.functional as F
 
-    params, X, y = net
-    loss, grads, _ = NumpyMLP({k: v.copy() for k, v in params.items()}).loss(X, y, weights)
     tp = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()}
     layers = len(params) // 2
     scores = torch.tensor(X)
     for i in range(1, layers + 1):
         scores = scores @ tp[f"W{i}"] + tp[f"b{i}"]
-        if i < layers:
+        if i < layers and activation == "relu":
             scores = torch.relu(scores)
     target = torch.tensor(y, dtype=torch.long)
     weight = None if weights is None else torch.tensor(weights, dtype=torch.float64)
-    torch_loss = F.cross_entropy(scores, target, weight=weight)
-    torch_loss.backward()
+    loss = F.cross_entropy(scores, target, weight=weight)
+    loss.backward()
+    return loss.item(), {k: v.grad.numpy() for k, v in tp.items()}, scores.detach().numpy()
 
-    assert abs(loss - torch_loss.item()) < 1e-10
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("weights", [None, CLASS_WEIGHTS], ids=["plain", "class_weights"])
+def test_parity_with_torch_autograd(net, weights, activation):
+    params, X, y = net
+    model = NumpyMLP({k: v.copy() for k, v in params.items()}, activation)
+    loss, grads, _ = model.loss(X, y, weights)
+    torch_loss, torch_grads, torch_scores = _torch_oracle(params, activation, X, y, weights)
+    assert abs(loss - torch_loss) < 1e-10
     for name in params:
-        np.testing.assert_allclose(grads[name], tp[name].grad.numpy(), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(NumpyMLP(params).scores(X), scores.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(grads[name], torch_grads[name], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(model.scores(X), torch_scores, rtol=1e-12)
 
 
 # --- init and training ------------------------------------------------------------------------
@@ -215,6 +233,39 @@ def test_two_hidden_layers_learn_the_spiral(spiral_data):
                               rng=np.random.RandomState(0))
     assert history.rows[-1][2] > 0.9, history.rows[-1]  # train accuracy
     assert history.rows[-1][1] < 0.5 * history.rows[0][1]
+
+
+@pytest.mark.parametrize("batch_size", [None, 32], ids=["full-batch", "minibatch"])
+def test_identity_training_follows_torch_autograd_gradients(spiral_data, batch_size):
+    """The linear model (activation identity) trained by the NumPy backend: every step is
+    gradient descent on torch autograd's gradients of the same batch."""
+    model = NumpyMLP.init((2, 8, 3), 0.1, np.random.RandomState(5), "identity")
+    manual = {k: v.copy() for k, v in model.params.items()}
+    weights = np.array([1.0, 2.0, 0.5])
+    data = spiral_data._replace(class_weights=weights)
+    history = numpy_mlp.train(model, data, lr=0.5, epochs=4, batch_size=batch_size,
+                              rng=np.random.RandomState(0))
+    rng = np.random.RandomState(0)
+    for epoch in range(4):
+        for rows in numpy_mlp._batches(len(data.y_train), batch_size, rng):
+            loss, grads, _ = _torch_oracle(manual, "identity", data.X_train[rows],
+                                           data.y_train[rows], weights)
+            manual = {k: v - 0.5 * grads[k] for k, v in manual.items()}
+        if batch_size is None:
+            assert history.rows[epoch][1] == pytest.approx(loss, rel=1e-12)
+    for name in manual:
+        np.testing.assert_allclose(model.params[name], manual[name], rtol=1e-10, atol=1e-12)
+    assert history.rows[-1][1] < history.rows[0][1]  # it learns
+
+
+def test_identity_model_learns_only_a_linear_boundary(spiral_data):
+    """On the spiral, the linear model stays far below the MLP (the lesson's point)."""
+    runs = {}
+    for activation in ACTIVATIONS:
+        model = NumpyMLP.init((2, 32, 3), 0.1, np.random.RandomState(1234), activation)
+        runs[activation] = numpy_mlp.train(model, spiral_data, lr=0.5, epochs=300,
+                                           batch_size=None, rng=np.random.RandomState(0))
+    assert runs["identity"].rows[-1][2] < 0.7 < 0.9 < runs["relu"].rows[-1][2]
 
 
 def test_full_batch_training_matches_manual_gradient_descent(spiral_data):

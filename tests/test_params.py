@@ -13,20 +13,26 @@ from nnpipe.core import params, yamlfile
 from nnpipe.core.errors import PipelineError
 
 REPO_PARAMS = Path(__file__).parents[1] / "params.yaml"
-# The repo's training sections and their trainer kinds (dvc.yaml's train stage).
-KINDS = {f"train_{m}": kind for m, kind in yaml.safe_load(
-    (REPO_PARAMS.parent / "dvc.yaml").read_text())["stages"]["train"]["foreach"].items()}
+REPO_RAW = yaml.safe_load(REPO_PARAMS.read_text(encoding="utf-8"))
+# The model registry (dvc.yaml's vars.models): each model's section is train_<model>.
+MODELS = next(v["models"] for v in yaml.safe_load(
+    (REPO_PARAMS.parent / "dvc.yaml").read_text(encoding="utf-8"))["vars"] if "models" in v)
+MODEL_SECTIONS = [f"{params.MODEL_PREFIX}{m}" for m in MODELS]
+# One registry section per backend, edited by the tests below (whichever model comes first).
+BY_BACKEND = {}
+for _name in MODEL_SECTIONS:
+    BY_BACKEND.setdefault(REPO_RAW[_name]["backend"], _name)
+TORCH, NUMPY = BY_BACKEND["torch"], BY_BACKEND["numpy"]
+COMMON = "backend, activation, hidden_dims, lr, epochs, batch_size, log_every"
 
 
 def load(path, *names: str) -> params.Params:
-    """params.load with the repo's training sections known by their kinds."""
-    return params.load(str(path), *names, kinds={n: KINDS[n] for n in names if n in KINDS})
+    return params.load(str(path), *names)
 
 
 @pytest.fixture(scope="module")
 def repo_raw() -> dict:
-    with open(REPO_PARAMS, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    return copy.deepcopy(REPO_RAW)
 
 
 @pytest.fixture
@@ -52,10 +58,24 @@ def _raises(message: str):
     return pytest.raises(PipelineError, match=re.escape(message))
 
 
+def build(section: str, edit=None) -> params.Section:
+    """Validate ``section`` of the repo's params.yaml, changed by ``edit(raw)``, as load() does
+    each section it reads (without writing and parsing a file: the quick way to test messages)."""
+    raw = copy.deepcopy(REPO_RAW)
+    if edit is not None:
+        edit(raw)
+    return params.build_section(section, raw[section])
+
+
 # --- the repo's own params.yaml ---------------------------------------------------------------
 
 def _schemas() -> dict[str, type]:
-    return {**params.SECTIONS, **{n: params.TRAINERS[k] for n, k in KINDS.items()}}
+    """Every section of the repo's params.yaml and the model it is validated as."""
+    return {**params.SECTIONS, **{n: params.section_class(n, REPO_RAW[n]) for n in MODEL_SECTIONS}}
+
+
+def test_the_registry_has_a_model_of_each_backend():
+    assert set(BY_BACKEND) == set(params.BACKENDS) == set(params.MODEL_SECTIONS)
 
 
 def test_repo_params_yaml_validates_every_section(repo_raw):
@@ -70,6 +90,13 @@ def test_repo_params_yaml_validates_every_section(repo_raw):
             assert getattr(section, field) == expected, f"{name}.{field}"
 
 
+def test_repo_model_sections_are_validated_as_their_backend_says(repo_raw):
+    for name in MODEL_SECTIONS:
+        backend = repo_raw[name]["backend"]
+        assert _schemas()[name] is params.MODEL_SECTIONS[backend], name
+        assert load(REPO_PARAMS, name)[name].backend == backend
+
+
 def test_repo_params_yaml_has_exactly_the_known_sections_and_keys(repo_raw):
     assert set(repo_raw) == {"seed", *_schemas()}
     for name, cls in _schemas().items():
@@ -77,38 +104,105 @@ def test_repo_params_yaml_has_exactly_the_known_sections_and_keys(repo_raw):
 
 
 def test_every_field_is_required_params_yaml_holds_the_values():
-    for cls in (*params.SECTIONS.values(), *params.TRAINERS.values()):
+    for cls in (*params.SECTIONS.values(), *params.MODEL_SECTIONS.values()):
         assert all(f.is_required() for f in cls.model_fields.values()), cls.__name__
+
+
+def test_backends_share_the_model_keys_and_add_their_own():
+    common = list(params.ModelParams.model_fields)
+    assert ", ".join(common) == COMMON
+    assert list(params.NumpyModelParams.model_fields) == common + ["init_scale"]
+    assert list(params.TorchModelParams.model_fields) == common + ["dropout_p", "init"]
 
 
 def test_load_only_builds_the_sections_asked_for(write_params):
     # a typo in another stage's section does not stop this one
-    path = write_params(_set("train_torch_mlp", "lrr", 0.1))
+    path = write_params(_set(TORCH, "lrr", 0.1))
     loaded = load(path, "split")
     assert loaded.split == params.SplitParams(train_size=0.7, val_size=0.15, test_size=0.15)
-    for name in ("seed", "train_torch_mlp", "fetch"):
+    for name in ("seed", TORCH, "fetch"):
         with pytest.raises(AttributeError, match=f"section '{name}' was not loaded"):
             getattr(loaded, name)
 
 
-def test_a_section_is_validated_as_the_kind_it_is_given(write_params):
-    """Sections are data: a new train_wide_mlp is a torch MLP because dvc.yaml says so."""
+# --- model sections: backend and activation are data ----------------------------------------
+
+def _add(name: str, section: dict):
     def edit(raw):
-        raw["train_wide_mlp"] = dict(raw["train_torch_mlp"], hidden_dims=[256])
-    path = write_params(edit)
-    wide = params.load(path, "train_wide_mlp", kinds={"train_wide_mlp": "torch_mlp"})
-    assert type(wide["train_wide_mlp"]) is params.TorchMLPParams
-    assert wide.train_wide_mlp.hidden_dims == (256,)
-    with _raises(f"{path}: unknown key train_wide_mlp.dropout_p (known: hidden_dims, lr,"):
-        params.load(path, "train_wide_mlp", kinds={"train_wide_mlp": "numpy_mlp"})
+        raw[name] = section
+    return edit
+
+
+@pytest.mark.parametrize("backend", params.BACKENDS)
+def test_a_new_model_section_is_validated_as_its_backend(write_params, repo_raw, backend):
+    """Sections are data: a new train_wide_mlp is whatever its backend says."""
+    path = write_params(_add("train_wide_mlp", dict(repo_raw[BY_BACKEND[backend]],
+                                                    hidden_dims=[256])))
+    wide = load(path, "train_wide_mlp")["train_wide_mlp"]
+    assert type(wide) is params.MODEL_SECTIONS[backend]
+    assert wide.hidden_dims == (256,) and wide.backend == backend
+
+
+@pytest.mark.parametrize("activation", params.ACTIVATIONS)
+@pytest.mark.parametrize("backend", params.BACKENDS)
+def test_every_backend_takes_every_activation(backend, activation):
+    section = BY_BACKEND[backend]
+    assert build(section, _set(section, "activation", activation)).activation == activation
+
+
+@pytest.mark.parametrize("key, value", [("dropout_p", 0.1), ("init", "xavier_normal")])
+def test_a_torch_key_in_a_numpy_section_is_refused_in_one_line(write_params, key, value):
+    path = write_params(_set(NUMPY, key, value))
+    with _raises(f"{path}: unknown key {NUMPY}.{key} (known: {COMMON}, init_scale)"):
+        load(path, NUMPY)
+
+
+def test_a_numpy_key_in_a_torch_section_is_refused_in_one_line():
+    with _raises(f"params.yaml: unknown key {TORCH}.init_scale (known: {COMMON}, dropout_p, "
+                 "init)"):
+        build(TORCH, _set(TORCH, "init_scale", 0.01))
+
+
+def test_switching_the_backend_refuses_the_other_backends_keys(repo_raw):
+    with pytest.raises(PipelineError) as caught:
+        build("train_x", _add("train_x", dict(repo_raw[TORCH], backend="numpy")))
+    message = str(caught.value)
+    assert message.startswith("params.yaml: unknown key train_x.") and "\n" not in message
+    assert message.split("unknown key train_x.")[1].split(" ")[0] in ("dropout_p", "init")
+    assert message.endswith(f"(known: {COMMON}, init_scale)")
+
+
+def test_a_missing_backend_is_named_with_its_choices(write_params):
+    path = write_params(lambda raw: raw[TORCH].pop("backend"))
+    with _raises(f"{path}: missing key {TORCH}.backend (one of numpy, torch)"):
+        load(path, TORCH)
+
+
+@pytest.mark.parametrize("value", ["jax", "Torch", None, 5, ["torch"]])
+def test_an_invalid_backend_is_named_with_its_choices(value):
+    with _raises(f"params.yaml: {NUMPY}.backend={value!r} must be one of numpy, torch"):
+        build(NUMPY, _set(NUMPY, "backend", value))
+
+
+@pytest.mark.parametrize("section", [TORCH, NUMPY])
+@pytest.mark.parametrize("value", ["tanh", "ReLU", None, 1])
+def test_an_invalid_activation_is_named_with_its_choices(section, value):
+    with _raises(f"params.yaml: {section}.activation={value!r} must be one of identity, relu"):
+        build(section, _set(section, "activation", value))
+
+
+def test_a_missing_activation_is_named():
+    with _raises(f"params.yaml: missing key {NUMPY}.activation"):
+        build(NUMPY, lambda raw: raw[NUMPY].pop("activation"))
 
 
 def test_a_section_without_a_schema_is_a_programming_error(write_params):
     path = write_params()
-    with pytest.raises(KeyError, match="no schema for params section 'train_torch_mlp'"):
-        params.load(path, "train_torch_mlp")
-    with pytest.raises(KeyError, match="no schema"):
-        params.load(path, "train_torch_mlp", kinds={"train_torch_mlp": "svm"})
+    # neither a fixed section nor a model's train_<model>: a model's name alone is no section
+    with pytest.raises(KeyError, match=f"no schema for params section '{next(iter(MODELS))}'"):
+        params.load(path, next(iter(MODELS)))
+    with pytest.raises(KeyError, match="no schema for params section 'trainer'"):
+        params.load(path, "seed", "trainer")
 
 
 def test_lists_become_tuples(write_params):
@@ -118,42 +212,62 @@ def test_lists_become_tuples(write_params):
     assert isinstance(loaded.data.features, tuple)
 
 
-def test_int_is_accepted_where_a_number_is_expected(write_params):
-    loaded = load(write_params(_set("train_torch_mlp", "lr", 1)), "train_torch_mlp")
-    assert loaded.train_torch_mlp.lr == 1
+def test_int_is_accepted_where_a_number_is_expected():
+    assert build(TORCH, _set(TORCH, "lr", 1)).lr == 1
 
 
-def test_batch_size_may_be_null_or_positive_int(write_params):
-    loaded = load(write_params(_set("train_numpy_mlp", "batch_size", 32)), "train_numpy_mlp")
-    assert loaded.train_numpy_mlp.batch_size == 32
-    loaded = load(write_params(_set("train_numpy_mlp", "batch_size", None)),
-                         "train_numpy_mlp")
-    assert loaded.train_numpy_mlp.batch_size is None
+@pytest.mark.parametrize("section", [TORCH, NUMPY])
+def test_batch_size_may_be_null_or_positive_int(section):
+    assert build(section, _set(section, "batch_size", 32)).batch_size == 32
+    assert build(section, _set(section, "batch_size", None)).batch_size is None
 
 
-def test_overfit_hidden_dims_accepts_auto_and_a_list(write_params):
-    assert load(write_params(), "overfit_random").overfit_random.hidden_dims == "auto"
-    loaded = load(write_params(_set("overfit_random", "hidden_dims", [7, 5])), "overfit_random")
-    assert loaded.overfit_random.hidden_dims == (7, 5)
+# --- hidden_dims: a list of widths, or auto ------------------------------------------------
+
+@pytest.mark.parametrize("section", [TORCH, NUMPY])
+def test_hidden_dims_accepts_auto_and_a_list(write_params, section):
+    path = write_params(_set(section, "hidden_dims", "auto"))
+    assert load(path, section)[section].hidden_dims == "auto"
+    assert build(section, _set(section, "hidden_dims", [7, 5])).hidden_dims == (7, 5)
 
 
 @pytest.mark.parametrize("widths", [[1], [100], [64, 32], [8] * params.MAX_LAYERS])
-def test_hidden_dims_takes_any_depth(write_params, widths):
-    loaded = load(write_params(_set("train_numpy_mlp", "hidden_dims", widths)), "train_numpy_mlp")
-    assert loaded.train_numpy_mlp.hidden_dims == tuple(widths)
+def test_hidden_dims_takes_any_depth(widths):
+    assert build(NUMPY, _set(NUMPY, "hidden_dims", widths)).hidden_dims == tuple(widths)
 
 
-def test_valid_sha256_is_accepted(write_params):
+def _section(backend: str, hidden_dims) -> params.ModelParams:
+    section = BY_BACKEND[backend]
+    return build(section, _set(section, "hidden_dims", hidden_dims))
+
+
+@pytest.mark.parametrize("backend", params.BACKENDS)
+def test_widths_resolves_auto_to_one_layer_of_two_rows_plus_features(backend):
+    auto = _section(backend, "auto")
+    assert auto.widths(150, 2) == (302,)  # the lesson: N*C = 150 rows, D = 2
+    assert auto.widths(40, 5) == (85,)
+    assert _section(backend, [64, 32]).widths(150, 2) == (64, 32)  # a list is kept as given
+
+
+def test_widths_auto_is_bounded_by_max_width():
+    auto = _section("torch", "auto")
+    rows = (params.MAX_WIDTH - 2) // 2
+    assert auto.widths(rows, 2) == (params.MAX_WIDTH,)  # the largest width allowed
+    with _raises(f"hidden_dims=auto gives 2*{rows + 1}+2={params.MAX_WIDTH + 2} hidden units, "
+                 f"at most {params.MAX_WIDTH}: give a list of widths"):
+        auto.widths(rows + 1, 2)
+
+
+def test_valid_sha256_is_accepted():
     digest = "ab" * 32
-    loaded = load(write_params(_set("fetch", "sha256", digest.upper())), "fetch")
-    assert loaded.fetch.sha256 == digest.upper()
+    assert build("fetch", _set("fetch", "sha256", digest.upper())).sha256 == digest.upper()
 
 
 # --- frozen -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(_schemas()))
 def test_sections_are_frozen(name):
-    section = load(REPO_PARAMS, name)[name]
+    section = build(name)
     first = next(iter(type(section).model_fields))
     with pytest.raises(pydantic.ValidationError, match="frozen"):
         setattr(section, first, 123)
@@ -167,22 +281,27 @@ def test_params_container_is_frozen():
 
 # --- key errors -------------------------------------------------------------------------------
 
-def test_unknown_key_is_named(write_params):
-    path = write_params(_set("train_torch_mlp", "lrr", 0.1))
-    with _raises(f"{path}: unknown key train_torch_mlp.lrr (known: hidden_dims, lr,"):
-        load(path, "train_torch_mlp")
+@pytest.mark.parametrize("section, known", [(TORCH, f"{COMMON}, dropout_p, init"),
+                                            (NUMPY, f"{COMMON}, init_scale")])
+def test_unknown_key_is_named(section, known):
+    with _raises(f"params.yaml: unknown key {section}.lrr (known: {known})"):
+        build(section, _set(section, "lrr", 0.1))
 
 
-def test_missing_key_is_named(write_params):
-    path = write_params(lambda raw: raw["train_torch_mlp"].pop("lr"))
-    with _raises(f"{path}: missing key train_torch_mlp.lr"):
-        load(path, "train_torch_mlp")
+@pytest.mark.parametrize("section, key", [(TORCH, "lr"), (TORCH, "dropout_p"), (TORCH, "init"),
+                                          (NUMPY, "init_scale"), (NUMPY, "hidden_dims")])
+def test_missing_key_is_named(section, key):
+    with _raises(f"params.yaml: missing key {section}.{key}"):
+        build(section, lambda raw: raw[section].pop(key))
 
 
 def test_missing_section_is_named(write_params):
     path = write_params(lambda raw: raw.pop("plot"))
     with _raises(f"{path}: missing key plot"):
         load(path, "plot")
+    path = write_params(lambda raw: raw.pop(TORCH))
+    with _raises(f"{path}: missing key {TORCH}"):
+        load(path, TORCH)
 
 
 def test_missing_seed_is_named(write_params):
@@ -194,26 +313,28 @@ def test_missing_seed_is_named(write_params):
 # --- type errors ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("section, key, value, message", [
-    ("train_torch_mlp", "lr", "0.01", "train_torch_mlp.lr='0.01' must be a finite number"),
-    ("train_torch_mlp", "lr", float("nan"), "train_torch_mlp.lr=nan must be a finite number"),
-    ("train_linear", "lr", float("inf"), "train_linear.lr=inf must be a finite number"),
-    ("train_torch_mlp", "lr", True, "train_torch_mlp.lr=True must be a finite number"),
-    ("train_torch_mlp", "hidden_dims", True,
-     "train_torch_mlp.hidden_dims=True must be a list of integers"),
-    ("train_torch_mlp", "hidden_dims", 100, "train_torch_mlp.hidden_dims=100 must be a list of "
-                                            "integers"),
-    ("train_torch_mlp", "hidden_dims", [32, 2.5],
-     "train_torch_mlp.hidden_dims=[32, 2.5] must be a list of integers"),
-    ("train_torch_mlp", "hidden_dims", [True], "train_torch_mlp.hidden_dims=[True] must be a "
-                                               "list of integers"),
-    ("train_torch_mlp", "epochs", 10.0, "train_torch_mlp.epochs=10.0 must be an integer"),
-    ("train_numpy_mlp", "epochs", "10", "train_numpy_mlp.epochs='10' must be an integer"),
-    ("train_numpy_mlp", "batch_size", 8.0,
-     "train_numpy_mlp.batch_size=8.0 must be null or an integer"),
-    ("overfit_random", "hidden_dims", "big",
-     "overfit_random.hidden_dims='big' must be 'auto' or a list of integers"),
-    ("overfit_random", "hidden_dims", 302,
-     "overfit_random.hidden_dims=302 must be 'auto' or a list of integers"),
+    (TORCH, "lr", "0.01", "lr='0.01' must be a finite number"),
+    (TORCH, "lr", float("nan"), "lr=nan must be a finite number"),
+    (NUMPY, "lr", float("inf"), "lr=inf must be a finite number"),
+    (TORCH, "lr", True, "lr=True must be a finite number"),
+    (TORCH, "hidden_dims", True, "hidden_dims=True must be 'auto' or a list of integers"),
+    (TORCH, "hidden_dims", 100, "hidden_dims=100 must be 'auto' or a list of integers"),
+    (NUMPY, "hidden_dims", "big", "hidden_dims='big' must be 'auto' or a list of integers"),
+    (TORCH, "hidden_dims", [32, 2.5], "hidden_dims=[32, 2.5] must be 'auto' or a list of "
+                                      "integers"),
+    (NUMPY, "hidden_dims", [True], "hidden_dims=[True] must be 'auto' or a list of integers"),
+    (TORCH, "epochs", 10.0, "epochs=10.0 must be an integer"),
+    (NUMPY, "epochs", "10", "epochs='10' must be an integer"),
+    (NUMPY, "batch_size", 8.0, "batch_size=8.0 must be null or an integer"),
+    (TORCH, "dropout_p", "0.1", "dropout_p='0.1' must be a finite number"),
+    (NUMPY, "init_scale", None, "init_scale=None must be a finite number"),
+])
+def test_wrong_type_of_a_model_key_names_key_and_value(section, key, value, message):
+    with _raises(f"params.yaml: {section}.{message}"):
+        build(section, _set(section, key, value))
+
+
+@pytest.mark.parametrize("section, key, value, message", [
     ("fetch", "source", "", "fetch.source='' must be a string"),
     ("fetch", "source", 5, "fetch.source=5 must be a string"),
     ("fetch", "classes", "c1", "fetch.classes='c1' must be a list of strings"),
@@ -221,39 +342,46 @@ def test_missing_seed_is_named(write_params):
     ("data", "features", ["X1", ""], "data.features=['X1', ''] must be a list of strings"),
     ("data", "target", None, "data.target=None must be a string"),
     ("fetch", "timeout", None, "fetch.timeout=None must be a finite number"),
+    ("random_data", "num_features", 2.0, "random_data.num_features=2.0 must be an integer"),
 ])
-def test_wrong_type_names_key_and_value(write_params, section, key, value, message):
-    path = write_params(_set(section, key, value))
-    with _raises(f"{path}: {message}"):
-        load(path, section)
+def test_wrong_type_names_key_and_value(section, key, value, message):
+    with _raises(f"params.yaml: {message}"):
+        build(section, _set(section, key, value))
 
 
 # --- range errors -----------------------------------------------------------------------------
+
+WIDTHS = "must be 'auto' or a list of 1 to 20 widths, each > 0 and at most 100000"
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    (TORCH, "lr", -0.1, "lr=-0.1 must be > 0"),
+    (NUMPY, "lr", 0.0, "lr=0.0 must be > 0"),
+    (TORCH, "epochs", 0, "epochs=0 must be > 0"),
+    (TORCH, "hidden_dims", [0], f"hidden_dims=[0] {WIDTHS}"),
+    (NUMPY, "hidden_dims", [64, -1], f"hidden_dims=[64, -1] {WIDTHS}"),
+    (TORCH, "hidden_dims", [], "hidden_dims=[] must not be empty"),
+    (NUMPY, "hidden_dims", [8] * 21,
+     "hidden_dims=[8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8] must hold at "
+     "most 20"),
+    (TORCH, "dropout_p", 1.0, "dropout_p=1.0 must be in [0, 1)"),
+    (TORCH, "dropout_p", -0.1, "dropout_p=-0.1 must be in [0, 1)"),
+    (TORCH, "batch_size", 0, "batch_size=0 must be null or > 0"),
+    (NUMPY, "batch_size", -4, "batch_size=-4 must be null or > 0"),
+    (TORCH, "init", "he", "init='he' must be one of default, xavier_normal"),
+    (TORCH, "init", "Default", "init='Default' must be one of default, xavier_normal"),
+    (NUMPY, "init_scale", 0, "init_scale=0 must be > 0"),
+    (NUMPY, "log_every", 0, "log_every=0 must be > 0"),
+])
+def test_out_of_range_model_key_names_key_and_value(section, key, value, message):
+    with _raises(f"params.yaml: {section}.{message}"):
+        build(section, _set(section, key, value))
+
 
 @pytest.mark.parametrize("section, key, value, message", [
     ("split", "val_size", 1.2, "split.val_size=1.2 must be in (0, 1)"),
     ("split", "train_size", 0, "split.train_size=0 must be in (0, 1)"),
     ("split", "test_size", 1.0, "split.test_size=1.0 must be in (0, 1)"),
-    ("train_torch_mlp", "lr", -0.1, "train_torch_mlp.lr=-0.1 must be > 0"),
-    ("train_numpy_mlp", "lr", 0.0, "train_numpy_mlp.lr=0.0 must be > 0"),
-    ("train_torch_mlp", "epochs", 0, "train_torch_mlp.epochs=0 must be > 0"),
-    ("train_linear", "hidden_dims", [0], "train_linear.hidden_dims=[0] must be a list of 1 to "
-                                         "20 widths, each > 0 and at most 100000"),
-    ("train_linear", "hidden_dims", [], "train_linear.hidden_dims=[] must not be empty"),
-    ("train_numpy_mlp", "hidden_dims", [8] * 21,
-     "train_numpy_mlp.hidden_dims=[8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8]"
-     " must hold at most 20"),
-    ("overfit_random", "hidden_dims", [64, -1], "overfit_random.hidden_dims=[64, -1] must be "
-                                                "'auto' or a list of 1 to 20 widths"),
-    ("train_torch_mlp", "dropout_p", 1.0, "train_torch_mlp.dropout_p=1.0 must be in [0, 1)"),
-    ("overfit_random", "dropout_p", -0.1, "overfit_random.dropout_p=-0.1 must be in [0, 1)"),
-    ("train_torch_mlp", "batch_size", 0, "train_torch_mlp.batch_size=0 must be null or > 0"),
-    ("train_linear", "batch_size", -4, "train_linear.batch_size=-4 must be null or > 0"),
-    ("train_torch_mlp", "init", "he", "train_torch_mlp.init='he' must be one of default, "
-                                      "xavier_normal"),
-    ("overfit_random", "init", "Default", "overfit_random.init='Default' must be one of"),
-    ("train_numpy_mlp", "init_scale", 0, "train_numpy_mlp.init_scale=0 must be > 0"),
-    ("train_numpy_mlp", "log_every", 0, "train_numpy_mlp.log_every=0 must be > 0"),
     ("fetch", "noise", -0.2, "fetch.noise=-0.2 must be >= 0"),
     ("fetch", "timeout", 0, "fetch.timeout=0 must be > 0"),
     ("fetch", "samples_per_class", 0, "fetch.samples_per_class=0 must be > 0"),
@@ -261,21 +389,21 @@ def test_wrong_type_names_key_and_value(write_params, section, key, value, messa
     ("fetch", "classes", ["a", "b", "a"], "fetch.classes=['a', 'b', 'a'] must not repeat a name"),
     ("data", "features", [], "data.features=[] must not be empty"),
     ("plot", "grid_size", 0, "plot.grid_size=0 must be > 0"),
-    ("overfit_random", "num_classes", -1, "overfit_random.num_classes=-1 must be > 0"),
+    ("random_data", "num_classes", -1, "random_data.num_classes=-1 must be > 0"),
+    ("random_data", "samples_per_class", 0, "random_data.samples_per_class=0 must be > 0"),
+    ("random_data", "num_features", 0, "random_data.num_features=0 must be > 0"),
 ])
-def test_out_of_range_names_key_and_value(write_params, section, key, value, message):
-    path = write_params(_set(section, key, value))
-    with _raises(f"{path}: {message}"):
-        load(path, section)
+def test_out_of_range_names_key_and_value(section, key, value, message):
+    with _raises(f"params.yaml: {message}"):
+        build(section, _set(section, key, value))
 
 
-def test_noise_zero_is_allowed(write_params):
-    assert load(write_params(_set("fetch", "noise", 0)), "fetch").fetch.noise == 0
+def test_noise_zero_is_allowed():
+    assert build("fetch", _set("fetch", "noise", 0)).noise == 0
 
 
-def test_dropout_zero_is_allowed(write_params):
-    loaded = load(write_params(_set("train_torch_mlp", "dropout_p", 0)), "train_torch_mlp")
-    assert loaded.train_torch_mlp.dropout_p == 0
+def test_dropout_zero_is_allowed():
+    assert build(TORCH, _set(TORCH, "dropout_p", 0)).dropout_p == 0
 
 
 def test_split_sizes_must_sum_to_one(write_params):
@@ -286,20 +414,24 @@ def test_split_sizes_must_sum_to_one(write_params):
         load(path, "split")
 
 
-def test_split_sizes_summing_to_one_in_float_arithmetic_pass(write_params):
+def test_split_sizes_summing_to_one_in_float_arithmetic_pass():
     def edit(raw):
         raw["split"].update(train_size=0.6, val_size=0.3, test_size=0.1)
-    loaded = load(write_params(edit), "split")
-    assert loaded.split == params.SplitParams(train_size=0.6, val_size=0.3, test_size=0.1)
+    assert build("split", edit) == params.SplitParams(train_size=0.6, val_size=0.3, test_size=0.1)
 
 
 # --- seed -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value", [-1, 2**32, "1234", 12.0, True, None])
-def test_invalid_seed_is_named(write_params, value):
-    path = write_params(lambda raw: raw.__setitem__("seed", value))
-    with _raises(f"params.yaml: seed={value!r} must be an integer in [0, 2**32)"):
+def test_invalid_seed_is_named_by_load(write_params):
+    path = write_params(lambda raw: raw.__setitem__("seed", -1))
+    with _raises(f"{path}: seed=-1 must be an integer in [0, 2**32)"):
         load(path, "seed")
+
+
+@pytest.mark.parametrize("value", [-1, 2**32, "1234", 12.0, True, None])
+def test_invalid_seed_is_named(value):
+    with _raises(f"params.yaml: seed={value!r} must be an integer in [0, 2**32)"):
+        params.check_seed(value)
 
 
 @pytest.mark.parametrize("value", [0, 2**32 - 1])
@@ -311,10 +443,9 @@ def test_seed_bounds_are_accepted(write_params, value):
 # --- sha256 -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value", ["abc", "g" * 64, "a" * 63, "a" * 65, 12345])
-def test_bad_sha256_is_named(write_params, value):
-    path = write_params(_set("fetch", "sha256", value))
-    with _raises(f"{path}: fetch.sha256={value!r} must be null or a 64-digit hex sha256"):
-        load(path, "fetch")
+def test_bad_sha256_is_named(value):
+    with _raises(f"params.yaml: fetch.sha256={value!r} must be null or a 64-digit hex sha256"):
+        build("fetch", _set("fetch", "sha256", value))
 
 
 # --- the file itself --------------------------------------------------------------------------
@@ -365,10 +496,12 @@ def _text(tmp_path, text: str) -> str:
 
 
 def test_hand_written_exponent_numbers_are_floats_as_dvc_reads_them(tmp_path, repo_raw):
-    text = yaml.safe_dump(repo_raw, sort_keys=False).replace("lr: 0.01\n", "lr: 1e-3\n", 1)
+    raw = copy.deepcopy(repo_raw)
+    raw[TORCH]["lr"] = 0.0123
+    text = yaml.safe_dump(raw, sort_keys=False).replace("lr: 0.0123\n", "lr: 1e-3\n")
     assert "lr: 1e-3" in text
-    loaded = load(_text(tmp_path, text), "train_linear")
-    assert loaded.train_linear.lr == 0.001 and isinstance(loaded.train_linear.lr, float)
+    loaded = load(_text(tmp_path, text), TORCH)
+    assert loaded[TORCH].lr == 0.001 and isinstance(loaded[TORCH].lr, float)
     from dvc.utils.serialize import parse_yaml  # the reader `dvc params diff` uses
 
     assert yamlfile.read_yaml(_text(tmp_path, text)) == parse_yaml(text, "params.yaml")
@@ -385,41 +518,43 @@ def test_yes_is_a_string_as_in_yaml_1_2_so_a_bool_key_refuses_it(tmp_path, repo_
     ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 20 levels (line 1)"),
     ("seed: " + "9" * 5000 + "\n", "an integer of 5000 digits (at most 30) (line 1)"),
     ("a: [\n", "not valid YAML"),
-])
+], ids=["alias", "deep", "huge-int", "broken"])
 def test_hostile_yaml_is_refused_before_it_expands(tmp_path, text, message):
     with _raises(f"params.yaml: {message}"):
         yamlfile.read_yaml(_text(tmp_path, text))
 
 
 @pytest.mark.parametrize("section, key, value, message", [
-    ("train_torch_mlp", "hidden_dims", [10**12], "must be a list of 1 to 20 widths, each > 0 and "
-                                                 "at most 100000"),
-    ("train_numpy_mlp", "epochs", 10**7, "must be at most 1000000"),
+    (TORCH, "hidden_dims", [10**12], "must be 'auto' or a list of 1 to 20 widths, each > 0 and "
+                                     "at most 100000"),
+    (NUMPY, "epochs", 10**7, "must be at most 1000000"),
     ("fetch", "samples_per_class", 10**8, "must be at most 30000000"),
     ("plot", "grid_size", 10**5, "must be at most 2001"),
+    ("random_data", "samples_per_class", 10**8, "must be at most 50000000"),
 ])
-def test_absurd_sizes_are_refused(write_params, section, key, value, message):
+def test_absurd_sizes_are_refused(section, key, value, message):
     with _raises(f"{section}.{key}={value} {message}"):
-        load(write_params(_set(section, key, value)), section)
+        build(section, _set(section, key, value))
 
 
-@pytest.mark.parametrize("section, widths", [("train_torch_mlp", [100_000, 100_000]),
-                                             ("overfit_random", [8, 10_000, 10_000])])
-def test_deep_lists_that_would_allocate_too_many_weights_are_refused(write_params, section,
-                                                                     widths):
+@pytest.mark.parametrize("section, widths", [(TORCH, [100_000, 100_000]),
+                                             (NUMPY, [8, 10_000, 10_000])])
+def test_deep_lists_that_would_allocate_too_many_weights_are_refused(section, widths):
     weights = sum(a * b for a, b in zip(widths, widths[1:]))
     with _raises(f"{section}.hidden_dims={widths} has {weights} hidden-to-hidden weights, "
                  f"at most {params.MAX_WEIGHTS}"):
-        load(write_params(_set(section, "hidden_dims", widths)), section)
+        build(section, _set(section, "hidden_dims", widths))
 
 
-def test_overfit_auto_width_is_bounded(write_params):
-    path = write_params(_set("overfit_random", "samples_per_class", 100_000))
-    with _raises("overfit_random.hidden_dims=auto gives 600002 hidden units, at most 100000"):
-        load(path, "overfit_random")
+def test_random_data_cells_are_bounded():
+    def edit(raw):
+        raw["random_data"].update(samples_per_class=1000, num_classes=1000, num_features=100)
+    with _raises("random_data.samples_per_class * num_classes * num_features=100000000 must be "
+                 "at most 50000000"):
+        build("random_data", edit)
 
 
-def test_echoed_values_are_cut_short(write_params):
+def test_echoed_values_are_cut_short():
     with pytest.raises(PipelineError) as caught:
-        load(write_params(_set("train_torch_mlp", "init", "z" * 10**6)), "train_torch_mlp")
+        build(TORCH, _set(TORCH, "init", "z" * 10**6))
     assert len(str(caught.value)) < 300 and "(1000002 characters)" in str(caught.value)

@@ -1,4 +1,5 @@
-"""nnpipe.preprocess: scaler/encoder fit on train only, state as JSON, rebuilt without pickle."""
+"""nnpipe.preprocess: scaler/encoder fit on train only, state as JSON, rebuilt without pickle;
+the processed splits a model trains on."""
 from __future__ import annotations
 
 import copy
@@ -10,10 +11,12 @@ import pytest
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 
 from nnpipe import preprocess
+from nnpipe.core import files
 from nnpipe.core.errors import PipelineError
-from nnpipe.preprocess import Preprocessor
+from nnpipe.preprocess import Preprocessor, TrainData
 
 FEATURES = ("X1", "X2")
+ROWS = 57  # the whole data set's rows: train (40) and the other splits
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def splits():
 @pytest.fixture(scope="module")
 def fitted(splits):
     X_train, labels_train, _, _ = splits
-    return preprocess.fit(X_train, labels_train, list(FEATURES))
+    return preprocess.fit(X_train, labels_train, list(FEATURES), rows=ROWS)
 
 
 def test_fit_uses_train_only(splits, fitted):
@@ -44,7 +47,7 @@ def test_fit_uses_train_only(splits, fitted):
 def test_fit_does_not_mutate_inputs(splits):
     X_train, labels_train, _, _ = splits
     X_copy, labels_copy = X_train.copy(), labels_train.copy()
-    preprocess.fit(X_train, labels_train, FEATURES)
+    preprocess.fit(X_train, labels_train, FEATURES, rows=ROWS)
     np.testing.assert_array_equal(X_train, X_copy)
     np.testing.assert_array_equal(labels_train, labels_copy)
 
@@ -53,6 +56,11 @@ def test_classes_sorted_and_counted(fitted):
     assert fitted.features == FEATURES
     assert fitted.classes == ("c1", "c2", "c3")
     assert fitted.class_counts == (20, 8, 12)
+
+
+def test_rows_are_the_whole_data_sets_not_the_train_splits(fitted):
+    assert fitted.rows == ROWS and type(fitted.rows) is int
+    assert fitted.n_samples_seen == 40  # the scaler saw the train split only
 
 
 def test_class_weights_are_one_over_count(fitted):
@@ -99,6 +107,7 @@ def test_to_dict_is_plain_json(fitted):
     assert state["class_counts"] == [20, 8, 12]
     assert state["class_weights"] == [1 / 20, 1 / 8, 1 / 12]
     assert set(state["scaler"]) == {"mean", "scale", "var", "n_samples_seen"}
+    assert state["rows"] == ROWS
 
 
 def test_transform_does_not_mutate_input(splits, fitted):
@@ -147,8 +156,10 @@ def _broken(fitted, change):
     lambda s: s["scaler"].__setitem__("scale", None),
     lambda s: s.__setitem__("class_counts", [1, "two", 3]),
     lambda s: s.__setitem__("scaler", [1, 2]),
+    lambda s: s.pop("rows"),
+    lambda s: s.__setitem__("rows", "many"),
 ], ids=["no-scaler", "no-classes", "no-mean", "text-mean", "text-n", "null-scale",
-        "text-count", "list-scaler"])
+        "text-count", "list-scaler", "no-rows", "text-rows"])
 def test_malformed_state(fitted, change):
     state = _broken(fitted, change)
     with pytest.raises(PipelineError, match=re.escape("state.json: malformed scaler/encoder state")):
@@ -179,3 +190,43 @@ def test_preprocessor_is_frozen(fitted):
     import dataclasses
     with pytest.raises(dataclasses.FrozenInstanceError):
         fitted.mean = (0.0, 0.0)
+
+
+# --- the processed splits a model trains on ---------------------------------------------------
+
+def test_train_data_defaults_to_no_class_weights():
+    data = TrainData(np.zeros((2, 1)), np.zeros(2), np.zeros((1, 1)), np.zeros(1))
+    assert data.class_weights is None
+
+
+def _write_split(path, X, y):
+    files.write_npz(str(path), {"X": X, "y": y})
+    return str(path)
+
+
+def test_load_train_data(tmp_path, fitted):
+    train = _write_split(tmp_path / "train.npz", np.ones((4, 2)), np.array([0, 1, 0, 1]))
+    val = _write_split(tmp_path / "val.npz", np.zeros((2, 2)), np.array([1, 0]))
+    data = preprocess.load_train_data(train, val, fitted)
+    assert data.X_train.shape == (4, 2) and data.X_val.shape == (2, 2)
+    np.testing.assert_array_equal(data.y_train, [0, 1, 0, 1])
+    np.testing.assert_array_equal(data.y_val, [1, 0])
+    np.testing.assert_array_equal(data.class_weights, fitted.class_weights)
+
+
+@pytest.mark.parametrize("bad", ["train", "val"])
+def test_load_train_data_feature_count_mismatch(tmp_path, fitted, bad):
+    paths = {}
+    for name in ("train", "val"):
+        X = np.zeros((3, 3 if name == bad else 2))
+        paths[name] = _write_split(tmp_path / f"{name}.npz", X, np.array([1, 0, 2]))
+    with pytest.raises(PipelineError, match=re.escape(
+            f"{paths[bad]}: has 3 features, the scaler state has 2; re-run the data stages")):
+        preprocess.load_train_data(paths["train"], paths["val"], fitted)
+
+
+def test_load_train_data_missing_split(tmp_path, fitted):
+    val = _write_split(tmp_path / "val.npz", np.zeros((2, 2)), np.array([1, 0]))
+    missing = tmp_path / "train.npz"
+    with pytest.raises(PipelineError, match=re.escape(f"{missing}: file not found")):
+        preprocess.load_train_data(str(missing), val, fitted)

@@ -1,51 +1,188 @@
-"""nnpipe.training: one loop (torch.optim.Adam) for every torch model, at any depth."""
+"""nnpipe.training: one training path for every model of the registry, its backend picked by
+its params section."""
 from __future__ import annotations
 
 import ast
+import copy
+import dataclasses
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from deps import ROOT
-from nnpipe import models, torch_models, training
+from nnpipe import numpy_mlp, preprocess, torch_models, training
+from nnpipe.core import params
 from nnpipe.core.errors import PipelineError
-from nnpipe.data import make_spiral
-from nnpipe.history import TrainData
+from nnpipe.core.params import ACTIVATIONS, BACKENDS
+from nnpipe.preprocess import TrainData
+
+REPO_RAW = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+# The model registry (dvc.yaml's vars.models): model -> the data set it trains on.
+MODELS = next(v["models"] for v in yaml.safe_load(
+    (ROOT / "dvc.yaml").read_text(encoding="utf-8"))["vars"] if "models" in v)
 
 
-def _data(n: int = 30, seed: int = 0) -> TrainData:
-    X = np.random.RandomState(seed).randn(n, 2)
-    y = np.arange(n) % 3
-    return TrainData(X, y, X, y, np.ones(3))
+def _raises(message: str):
+    return pytest.raises(PipelineError, match=re.escape(message))
 
 
-def test_fit_is_torch_optim_adam_on_cross_entropy():
-    """The loop is torch's own Adam on class-weighted cross-entropy, step for step."""
-    spec = models.ModelSpec("m", "mlp", 2, (5, 4), 3)
-    data = _data()
-    model, _ = training.fit(spec, data, training.TrainConfig(0.05, 7, None, 3, 10, "m"))
-    torch.manual_seed(3)
-    manual = torch_models.build(spec)
-    opt = torch.optim.Adam(manual.parameters(), lr=0.05)
-    X = torch.as_tensor(data.X_train, dtype=torch.float32)
-    y = torch.as_tensor(data.y_train)
-    for _ in range(7):
-        manual.train()
-        loss = torch.nn.functional.cross_entropy(manual(X), y, weight=torch.ones(3))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    for a, b in zip(model.parameters(), manual.parameters()):
-        assert torch.equal(a, b)
+def section(backend: str, activation: str = "relu", **changes) -> params.ModelParams:
+    """A small valid section of ``backend``, validated as params.yaml's are."""
+    raw = {"backend": backend, "activation": activation, "hidden_dims": [6], "lr": 0.1,
+           "epochs": 3, "batch_size": None, "log_every": 100}
+    raw.update({"init_scale": 0.1} if backend == "numpy" else
+               {"dropout_p": 0.0, "init": "default"})
+    return params.build_section("train_m", {**raw, **changes})
 
+
+def _data(n: int = 30, d: int = 2, seed: int = 0) -> tuple[preprocess.Preprocessor, TrainData]:
+    rng = np.random.RandomState(seed)
+    X, labels = rng.randn(n, d), np.array(["a", "b", "c"])[np.arange(n) % 3]
+    state = preprocess.fit(X, labels, [f"X{i + 1}" for i in range(d)], rows=n + n // 2)
+    y = state.encode(labels)
+    return state, TrainData(state.transform(X), y, state.transform(X), y, state.class_weights)
+
+
+# --- spec_for ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_spec_for_takes_the_architecture_from_section_and_data(backend):
+    state, _ = _data(d=3)
+    spec = training.spec_for("wide", section(backend, "identity", hidden_dims=[7, 5]), state)
+    assert spec == training.models.ModelSpec("wide", backend, "identity", 3, (7, 5), 3)
+
+
+def test_spec_for_resolves_hidden_dims_auto_against_the_whole_data_set():
+    state, _ = _data(n=30, d=2)
+    assert state.rows == 45
+    spec = training.spec_for("m", section("torch", hidden_dims="auto"), state)
+    assert spec.hidden_dims == (2 * 45 + 2,)
+
+
+def test_fit_refuses_an_auto_width_above_max_width():
+    state, data = _data()
+    huge = dataclasses.replace(state, rows=params.MAX_WIDTH)
+    with _raises(f"hidden_dims=auto gives 2*{params.MAX_WIDTH}+2={2 * params.MAX_WIDTH + 2} "
+                 f"hidden units, at most {params.MAX_WIDTH}: give a list of widths"):
+        training.fit("m", section("numpy", hidden_dims="auto"), huge, data, seed=0)
+
+
+# --- each backend is its own code -------------------------------------------------------------
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_numpy_backend_is_the_lessons_init_and_gradient_descent(activation):
+    state, data = _data()
+    hp = section("numpy", activation, hidden_dims=[6, 4], batch_size=8)
+    fitted = training.fit("m", hp, state, data, seed=11)
+    rng = np.random.RandomState(11)  # one RandomState: the init, then the mini-batches
+    manual = numpy_mlp.NumpyMLP.init((2, 6, 4, 3), 0.1, rng, activation)
+    history = numpy_mlp.train(manual, data, 0.1, 3, 8, rng)
+    assert fitted.spec.backend == "numpy" and fitted.spec.activation == activation
+    assert fitted.history.rows == history.rows
+    for name, array in manual.params.items():
+        np.testing.assert_array_equal(fitted.weights[name], array)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_torch_backend_is_the_torch_loop_with_dropout_and_init(activation):
+    state, data = _data()
+    hp = section("torch", activation, hidden_dims=[6, 4], batch_size=8, dropout_p=0.2,
+                 init="xavier_normal")
+    fitted = training.fit("m", hp, state, data, seed=11)
+    torch_models.make_deterministic(11)
+    module = torch_models.build(fitted.spec, 0.2, "xavier_normal")
+    history = torch_models.train(module, data, torch_models.TrainConfig(0.1, 3, 8, 11, 100))
+    assert fitted.spec.backend == "torch" and fitted.spec.activation == activation
+    assert fitted.history.rows == history.rows
+    for name, array in torch_models.export_weights(module).items():
+        np.testing.assert_array_equal(fitted.weights[name], array)
+    assert torch.are_deterministic_algorithms_enabled() and torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fit_is_a_function_of_the_seed(backend):
+    state, data = _data()
+    hp = section(backend, batch_size=8)
+    first, again, other = (training.fit("m", hp, state, data, seed) for seed in (1, 1, 2))
+    assert first.history.rows == again.history.rows != other.history.rows
+    for name in first.spec.weight_names:
+        np.testing.assert_array_equal(first.weights[name], again.weights[name])
+        assert first.weights[name].dtype == np.float64
+    assert not np.array_equal(first.weights["W1"], other.weights["W1"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fit_stops_a_diverging_run_naming_model_and_epoch(backend):
+    state, data = _data()
+    data = data._replace(X_train=data.X_train * 1e38, X_val=data.X_val * 1e38)
+    with pytest.raises(PipelineError, match=r"^train_x: training diverged at epoch \d+ "
+                                            r"\(loss=(nan|inf)\)"):
+        training.fit("x", section(backend, lr=1e6, epochs=50), state, data, seed=0)
+
+
+@pytest.mark.parametrize("backend, module, function", [
+    ("numpy", numpy_mlp, "train"), ("torch", torch_models, "export_weights")])
+def test_fit_refuses_weights_that_are_not_finite(monkeypatch, backend, module, function):
+    original = getattr(module, function)
+
+    def poisoned(model, *args, **kwargs):
+        result = original(model, *args, **kwargs)
+        weights = result if function == "export_weights" else model.params
+        weights["b1"][0] = np.inf
+        return result
+    monkeypatch.setattr(module, function, poisoned)
+    state, data = _data()
+    with _raises("train_m: weights b1 are not finite after training; lower the learning rate"):
+        training.fit("m", section(backend), state, data, seed=0)
+
+
+# --- the registry -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_registry_model_trains_through_fit(name):
+    """Each model of dvc.yaml's registry, as its section says (a few epochs, on tiny data)."""
+    raw = copy.deepcopy(REPO_RAW[f"train_{name}"])
+    raw.update(epochs=2, log_every=1)
+    hp = params.build_section(f"train_{name}", raw)
+    state, data = _data(n=24)
+    fitted = training.fit(name, hp, state, data, seed=REPO_RAW["seed"])
+    assert (fitted.spec.name, fitted.spec.backend, fitted.spec.activation) == \
+        (name, raw["backend"], raw["activation"])
+    assert fitted.spec.hidden_dims == hp.widths(state.rows, 2)
+    assert fitted.spec.layer_dims == (2, *fitted.spec.hidden_dims, 3)
+    assert sorted(fitted.weights) == sorted(fitted.spec.weight_names)
+    assert [row[0] for row in fitted.history.rows] == [0, 1]
+
+
+# --- what the code may use --------------------------------------------------------------------
 
 def test_nnpipe_has_no_optimizer_of_its_own_and_no_private_torch_api():
-    for path in (ROOT / "nnpipe").glob("*.py"):
+    for path in (ROOT / "nnpipe").rglob("*.py"):
         text = path.read_text()
         assert "torch._C" not in text and "class Adam" not in text, path.name
+
+
+@pytest.mark.slow
+def test_torch_loads_only_for_a_torch_model():
+    code = ("import sys, numpy as np\n"
+            "from nnpipe import preprocess, training\n"
+            "from nnpipe.core import params\n"
+            "X = np.random.RandomState(0).randn(12, 2); labels = np.array(list('abc' * 4))\n"
+            "state = preprocess.fit(X, labels, ['X1', 'X2'], rows=12)\n"
+            "y = state.encode(labels)\n"
+            "hp = params.build_section('train_m', {'backend': 'numpy', 'activation': 'relu',\n"
+            "    'hidden_dims': [4], 'lr': 0.1, 'epochs': 2, 'batch_size': None,\n"
+            "    'log_every': 1, 'init_scale': 0.1})\n"
+            "training.fit('m', hp, state, preprocess.TrainData(X, y, X, y, None), 0)\n"
+            "print('torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == "False"
 
 
 def _imported_after_preload(work: str) -> list[str]:
@@ -59,66 +196,33 @@ def _imported_after_preload(work: str) -> list[str]:
             "print(sorted(m for m in set(sys.modules) - before if not m.startswith('nnpipe')))\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, check=True)
-    return ast.literal_eval(result.stdout.strip())
+    return ast.literal_eval(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_warm_preload_holds_what_a_torch_fit_imports():
     """torch.optim and use_deterministic_algorithms pull in torch._dynamo (~800 modules):
     the warm server's PRELOAD imports them once, so a forked stage imports ~none."""
     new = _imported_after_preload(
         "import numpy as np\n"
-        "from nnpipe import training, models\n"
-        "from nnpipe.history import TrainData\n"
-        "spec = models.ModelSpec('m', 'mlp', 2, (5,), 3)\n"
-        "X = np.random.RandomState(0).randn(30, 2); y = np.arange(30) % 3\n"
-        "training.fit(spec, TrainData(X, y, X, y, np.ones(3)),\n"
-        "             training.TrainConfig(0.1, 3, None, 0, 10, 'm'))")
+        "from nnpipe import preprocess, training\n"
+        "from nnpipe.core import params\n"
+        "X = np.random.RandomState(0).randn(30, 2); labels = np.array(list('abc' * 10))\n"
+        "state = preprocess.fit(X, labels, ['X1', 'X2'], rows=30)\n"
+        "y = state.encode(labels)\n"
+        "hp = params.build_section('train_m', {'backend': 'torch', 'activation': 'relu',\n"
+        "    'hidden_dims': [5], 'lr': 0.1, 'epochs': 3, 'batch_size': None, 'log_every': 10,\n"
+        "    'dropout_p': 0.1, 'init': 'xavier_normal'})\n"
+        "training.fit('m', hp, state, preprocess.TrainData(X, y, X, y, None), 0)")
     assert len(new) < 5 and not any(m.startswith(("torch._dynamo", "torch._inductor", "sympy"))
                                     for m in new), new[:20]
 
 
+@pytest.mark.slow
 def test_warm_preload_holds_what_validating_params_imports():
     """pydantic imports its parts lazily: the server's PRELOAD holds the ones params.load uses,
     so a forked stage builds only its own sections' schemas (defer_build)."""
+    sections = ", ".join(repr(f"train_{m}") for m in MODELS)
     assert _imported_after_preload(
-        "from nnpipe import params\n"
-        "params.load('params.yaml', 'seed', 'math', 'split', 'train_torch_mlp',\n"
-        "            kinds={'train_torch_mlp': 'torch_mlp'})") == []
-
-
-def test_two_hidden_layers_learn_the_spiral():
-    X, labels = make_spiral(60, ("c1", "c2", "c3"), 0.2, 1234)
-    y = np.searchsorted(np.array(["c1", "c2", "c3"]), labels)
-    X = (X - X.mean(axis=0)) / X.std(axis=0)
-    spec = models.ModelSpec("deep", "mlp", 2, (32, 32), 3)
-    model, hist = training.fit(spec, TrainData(X, y, X, y, None),
-                               training.TrainConfig(0.01, 200, None, 0, 100, "deep"))
-    assert hist.last()["train_acc"] > 0.9
-    assert [layer.out_features for layer in model.layers] == [32, 32, 3]
-
-
-def test_deterministic_algorithms_are_on_after_fit():
-    spec = models.ModelSpec("m", "mlp", 2, (5,), 3)
-    X = np.random.RandomState(0).randn(30, 2)
-    y = np.arange(30) % 3
-    training.fit(spec, TrainData(X, y, X, y, np.ones(3)),
-                 training.TrainConfig(0.1, 2, None, 0, 10, "m"))
-    assert torch.are_deterministic_algorithms_enabled()
-    assert torch.get_num_threads() == 1
-
-
-def test_fit_stops_a_diverging_run_naming_model_and_epoch():
-    spec = models.ModelSpec("m", "mlp", 2, (5,), 3)
-    X = np.random.RandomState(0).randn(30, 2) * 1e38
-    y = np.arange(30) % 3
-    with pytest.raises(PipelineError, match=r"train_x: training diverged at epoch \d+"):
-        training.fit(spec, TrainData(X, y, X, y, np.ones(3)),
-                     training.TrainConfig(1e6, 50, None, 0, 10, "train_x"))
-
-
-def test_minibatches_cover_every_row_once_per_epoch():
-    gen = torch.Generator().manual_seed(0)
-    batches = training._batches(10, 3, gen)
-    assert sorted(torch.cat(batches).tolist()) == list(range(10))
-    assert [len(b) for b in batches] == [3, 3, 3, 1]
-    assert [len(b) for b in training._batches(10, None, gen)] == [10]
+        "from nnpipe.core import params\n"
+        f"params.load('params.yaml', 'seed', 'math', 'split', 'random_data', {sections})") == []

@@ -1,0 +1,212 @@
+"""nnpipe.fingerprint: this CPU's kernels against a real Intel CPU's, and the proof that the
+training stages call only kernels the fingerprint covers, none of them approximate."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from deps import ROOT
+from nnpipe import fingerprint, preprocess, training
+from nnpipe.core import params, portable
+
+REFERENCE = ROOT / "tests" / "data" / "portable" / "pins-aten_avx2.json"
+REFERENCE_VENDOR = "GenuineIntel"  # tests/data/portable/README.md: an Intel Xeon
+
+
+def _reference() -> dict:
+    return json.loads(REFERENCE.read_text(encoding="utf-8"))
+
+
+def _kernels(fp: dict) -> list[str]:
+    return sorted(k for k in fp if not k.startswith("_"))
+
+
+def _vendor() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+# --- this machine against the Intel reference ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mine() -> dict:
+    """This machine's fingerprint, computed as a user would: a fresh, pinned process (~13 s)."""
+    result = subprocess.run([sys.executable, "-m", "nnpipe.fingerprint"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_this_cpu_computes_every_exact_kernel_as_the_intel_reference(mine):
+    reference = _reference()
+    assert portable.mismatches(mine["_kernels"]) == [], mine["_kernels"]  # the pins held
+    assert mine["_kernels"] == reference["_kernels"]
+    differ, approximate, compared = fingerprint.compare(mine, reference)
+    assert compared == len(_kernels(reference)) == 62  # every reference kernel is computed here
+    assert differ == [], (f"{len(differ)} exact kernels differ from the Intel reference "
+                          f"{REFERENCE.name}: {', '.join(differ)}")
+    assert all(fingerprint.is_approximate(k) for k in approximate)
+    if _vendor() != REFERENCE_VENDOR:
+        # The negative control: on another vendor's CPU the approximate kernels do differ, so
+        # the comparison can fail. torch.sqrt on float32 at both shapes, at least.
+        sqrt = {k for k in _kernels(reference) if k.split(".", 1)[1].startswith("sqrt(")}
+        assert len(sqrt) == 2 and sqrt <= set(approximate), approximate
+
+
+@pytest.mark.slow
+def test_the_op_map_names_kernels_of_the_fingerprint(mine):
+    for op in [*fingerprint.TORCH_OPS, *fingerprint.APPROXIMATE_OPS]:
+        missing = [k for k in fingerprint.op_keys(op) if k not in mine]
+        assert not missing, f"{op}: {missing}"
+
+
+def test_the_op_map_names_torch_kernels_computed_in_process():
+    """The quick version: the torch kernels alone (a fraction of a second)."""
+    out: dict[str, str] = {}
+    fingerprint.torch_kernels(out)
+    fingerprint.training_kernels(out)
+    for op in [*fingerprint.TORCH_OPS, *fingerprint.APPROXIMATE_OPS]:
+        missing = [k for k in fingerprint.op_keys(op) if k not in out]
+        assert not missing, f"{op}: {missing}"
+    reference = _kernels(_reference())
+    assert set(reference) <= set(out)  # the reference's 62 keys, computed the same way
+
+
+# --- compare() and is_approximate() ----------------------------------------------------------
+
+@pytest.mark.parametrize("key, approximate", [
+    ("spiral.adam5", True), ("overfit.adam5.foreach", True),
+    ("spiral.sqrt(float32, n=105000)", True), ("overfit.sqrt(float32, n=31710)", True),
+    ("spiral.adam5.fused", False), ("spiral.relu", False), ("fetch.sqrt", False),
+    ("overfit.init.xavier_normal", False), ("plot.png", False)])
+def test_is_approximate(key, approximate):
+    assert fingerprint.is_approximate(key) is approximate
+
+
+def test_compare_names_each_differing_kernel_and_sets_the_approximate_apart():
+    reference = _reference()
+    other = dict(reference, _kernels={"torch_capability": "AVX512"}, _env={})
+    other["spiral.relu"] = "0" * 16
+    other["overfit.grad.dW1"] = "1" * 16
+    other["spiral.adam5"] = "2" * 16
+    other["overfit.sqrt(float32, n=31710)"] = "3" * 16
+    other["only.here"] = "4" * 16  # a kernel one side lacks is not compared
+    differ, approximate, compared = fingerprint.compare(other, reference)
+    assert differ == ["overfit.grad.dW1", "spiral.relu"]
+    assert approximate == ["overfit.sqrt(float32, n=31710)", "spiral.adam5"]
+    assert compared == len(_kernels(reference))
+    assert fingerprint.compare(reference, reference) == ([], [], compared)
+
+
+@pytest.mark.parametrize("changed, code, words", [
+    ([], 0, "0 differ; approximate kernels (used by no stage) differing: 0"),
+    (["spiral.adam5.foreach"], 0, "0 differ; approximate kernels (used by no stage) "
+                                  "differing: 1"),
+    (["spiral.adam5.fused", "overfit.relu"], 1, "2 differ (overfit.relu, spiral.adam5.fused); "
+                                                "approximate kernels (used by no stage) "
+                                                "differing: 0"),
+])
+def test_main_compare_reports_and_fails_only_on_exact_kernels(monkeypatch, capsys, changed,
+                                                              code, words):
+    mine = {**_reference(), **{k: "f" * 16 for k in changed}}
+    monkeypatch.setattr(fingerprint, "fingerprint", lambda: mine)
+    with pytest.raises(SystemExit) as caught:
+        fingerprint.main(["--compare", str(REFERENCE)])
+    assert caught.value.code == code
+    assert capsys.readouterr().out == f"62 kernels compared with {REFERENCE}: {words}\n"
+
+
+# --- the training stages call only covered, exact kernels ------------------------------------
+
+def _section(**changes) -> params.ModelParams:
+    raw = {"backend": "torch", "activation": "relu", "hidden_dims": [8, 4], "lr": 0.05,
+           "epochs": 2, "batch_size": None, "log_every": 100, "dropout_p": 0.0,
+           "init": "default"}
+    return params.build_section("train_m", {**raw, **changes})
+
+
+RUNS = {  # the torch configurations the stages can be given
+    "relu-dropout-xavier-minibatch": _section(dropout_p=0.1, init="xavier_normal",
+                                              batch_size=16),
+    "identity-full-batch": _section(activation="identity"),
+    "identity-dropout-xavier-minibatch": _section(activation="identity", dropout_p=0.3,
+                                                  init="xavier_normal", batch_size=16),
+}
+
+
+def _aten_ops(work) -> set[str]:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        work()
+    return {event.name for event in prof.events() if event.name.startswith("aten::")}
+
+
+@pytest.fixture(scope="module")
+def training_ops() -> dict[str, set[str]]:
+    """The ATen ops each training.fit run calls (torch.profiler)."""
+    rng = np.random.RandomState(0)
+    X, labels = rng.randn(60, 2), np.array(list("abc" * 20))
+    state = preprocess.fit(X, labels, ["X1", "X2"], rows=90)
+    y = state.encode(labels)
+    Z = state.transform(X)
+    data = preprocess.TrainData(Z, y, Z, y, state.class_weights)
+    return {name: _aten_ops(lambda hp=hp: training.fit("m", hp, state, data, seed=0))
+            for name, hp in RUNS.items()}
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_training_calls_no_approximate_op_and_uses_fused_adam(training_ops, run):
+    ops = training_ops[run]
+    called = sorted(ops & set(fingerprint.APPROXIMATE_OPS))
+    assert not called, f"{run}: approximate ops {called} (kernels {fingerprint.op_keys(called[0])})"
+    assert not any(op.startswith("aten::sqrt") or "sqrt" in op for op in ops), sorted(ops)
+    assert "aten::_fused_adam_" in ops
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_every_compute_op_of_training_is_covered_by_the_fingerprint(training_ops, run):
+    uncovered = sorted(training_ops[run] - set(fingerprint.TORCH_OPS) - fingerprint.DATA_OPS)
+    assert not uncovered, (f"{run}: ops no fingerprint kernel covers: {uncovered} (add them to "
+                           "nnpipe.fingerprint.TORCH_OPS, with a kernel that computes them)")
+
+
+def test_the_op_map_lists_only_ops_training_calls(training_ops):
+    """No stale entries: each op of TORCH_OPS runs in some configuration."""
+    seen = set().union(*training_ops.values())
+    assert sorted(set(fingerprint.TORCH_OPS) - seen) == []
+    assert {"aten::bernoulli_", "aten::normal_", "aten::randperm", "aten::index",
+            "aten::clamp_min", "aten::threshold_backward"} <= seen  # dropout, init, batches, relu
+
+
+def test_the_op_map_holds_no_approximate_kernel():
+    for op in fingerprint.TORCH_OPS:
+        assert not [k for k in fingerprint.op_keys(op) if fingerprint.is_approximate(k)], op
+    for op in fingerprint.APPROXIMATE_OPS:
+        assert all(fingerprint.is_approximate(k) for k in fingerprint.op_keys(op)), op
+    assert not set(fingerprint.TORCH_OPS) & fingerprint.DATA_OPS
+
+
+@pytest.mark.parametrize("options, op", [({"foreach": False}, "aten::sqrt"),
+                                         ({"foreach": True}, "aten::_foreach_sqrt")])
+def test_the_profiler_sees_the_approximate_op_of_unfused_adam(options, op):
+    """The negative control: torch.optim.Adam without fused=True calls torch.sqrt, and the
+    profiling above would see it."""
+    weights = [torch.ones(4, 3, requires_grad=True), torch.ones(3, requires_grad=True)]
+    optimizer = torch.optim.Adam(weights, lr=0.1, **options)
+    for w in weights:
+        w.grad = torch.full_like(w, 0.5)
+    ops = _aten_ops(optimizer.step)
+    assert op in ops and op in fingerprint.APPROXIMATE_OPS
+    assert "aten::_fused_adam_" not in ops
