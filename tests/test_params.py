@@ -206,8 +206,8 @@ def test_a_section_without_a_schema_is_a_programming_error(write_params):
 
 
 def test_lists_become_tuples(write_params):
-    loaded = load(write_params(), "fetch", "data")
-    assert loaded.fetch.classes == ("c1", "c3", "c2")
+    loaded = load(write_params(), "spiral", "data")
+    assert loaded.spiral.classes == ("c1", "c3", "c2")
     assert loaded.data.features == ("X1", "X2")
     assert isinstance(loaded.data.features, tuple)
 
@@ -337,8 +337,8 @@ def test_wrong_type_of_a_model_key_names_key_and_value(section, key, value, mess
 @pytest.mark.parametrize("section, key, value, message", [
     ("fetch", "source", "", "fetch.source='' must be a string"),
     ("fetch", "source", 5, "fetch.source=5 must be a string"),
-    ("fetch", "classes", "c1", "fetch.classes='c1' must be a list of strings"),
-    ("fetch", "classes", ["c1", 2], "fetch.classes=['c1', 2] must be a list of strings"),
+    ("spiral", "classes", "c1", "spiral.classes='c1' must be a list of strings"),
+    ("spiral", "classes", ["c1", 2], "spiral.classes=['c1', 2] must be a list of strings"),
     ("data", "features", ["X1", ""], "data.features=['X1', ''] must be a list of strings"),
     ("data", "target", None, "data.target=None must be a string"),
     ("fetch", "timeout", None, "fetch.timeout=None must be a finite number"),
@@ -382,11 +382,11 @@ def test_out_of_range_model_key_names_key_and_value(section, key, value, message
     ("split", "val_size", 1.2, "split.val_size=1.2 must be in (0, 1)"),
     ("split", "train_size", 0, "split.train_size=0 must be in (0, 1)"),
     ("split", "test_size", 1.0, "split.test_size=1.0 must be in (0, 1)"),
-    ("fetch", "noise", -0.2, "fetch.noise=-0.2 must be >= 0"),
+    ("spiral", "noise", -0.2, "spiral.noise=-0.2 must be >= 0"),
     ("fetch", "timeout", 0, "fetch.timeout=0 must be > 0"),
-    ("fetch", "samples_per_class", 0, "fetch.samples_per_class=0 must be > 0"),
-    ("fetch", "classes", [], "fetch.classes=[] must not be empty"),
-    ("fetch", "classes", ["a", "b", "a"], "fetch.classes=['a', 'b', 'a'] must not repeat a name"),
+    ("spiral", "samples_per_class", 0, "spiral.samples_per_class=0 must be > 0"),
+    ("spiral", "classes", [], "spiral.classes=[] must not be empty"),
+    ("spiral", "classes", ["a", "b", "a"], "spiral.classes=['a', 'b', 'a'] must not repeat a name"),
     ("data", "features", [], "data.features=[] must not be empty"),
     ("plot", "grid_size", 0, "plot.grid_size=0 must be > 0"),
     ("random_data", "num_classes", -1, "random_data.num_classes=-1 must be > 0"),
@@ -399,7 +399,7 @@ def test_out_of_range_names_key_and_value(section, key, value, message):
 
 
 def test_noise_zero_is_allowed():
-    assert build("fetch", _set("fetch", "noise", 0)).noise == 0
+    assert build("spiral", _set("spiral", "noise", 0)).noise == 0
 
 
 def test_dropout_zero_is_allowed():
@@ -528,7 +528,7 @@ def test_hostile_yaml_is_refused_before_it_expands(tmp_path, text, message):
     (TORCH, "hidden_dims", [10**12], "must be 'auto' or a list of 1 to 20 widths, each > 0 and "
                                      "at most 100000"),
     (NUMPY, "epochs", 10**7, "must be at most 1000000"),
-    ("fetch", "samples_per_class", 10**8, "must be at most 30000000"),
+    ("spiral", "samples_per_class", 10**8, "must be at most 30000000"),
     ("plot", "grid_size", 10**5, "must be at most 2001"),
     ("random_data", "samples_per_class", 10**8, "must be at most 50000000"),
 ])

@@ -1,4 +1,4 @@
-"""nnpipe.metrics: scikit-learn figures checked against cases computed by hand."""
+"""nnpipe.evaluation: scikit-learn figures checked against cases computed by hand."""
 from __future__ import annotations
 
 import warnings
@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from nnpipe import metrics
+from nnpipe import evaluation as metrics
 
 CLASSES = ["c1", "c2", "c3"]
 
