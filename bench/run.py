@@ -147,7 +147,7 @@ def epoch_ratio(repo: Path) -> dict:
 def math_cost(tmp: Path, rounds: int = 3) -> dict:
     """Portable vs native kernels at 1M rows: seconds per epoch of each MLP, the modes
     alternated ``rounds`` times in one run (the median of each is kept)."""
-    repo = clone(tmp / "math-cost", {"fetch": {"samples_per_class": SCALE_ROWS["1M"]}})
+    repo = clone(tmp / "math-cost", {"spiral": {"samples_per_class": SCALE_ROWS["1M"]}})
     sh(repo, "dvc", "repro", "scale_encode")
     runs: dict[bool, list[dict]] = {True: [], False: []}
     for _ in range(rounds):
@@ -174,7 +174,7 @@ def scale(tmp: Path) -> tuple[dict[str, dict], dict, dict]:
     per_size: dict[str, dict] = {}
     totals: dict[str, dict] = {}
     for label, per_class in SCALE_ROWS.items():
-        overrides = {"fetch": {"samples_per_class": per_class}, **SCALE_PARAMS}
+        overrides = {"spiral": {"samples_per_class": per_class}, **SCALE_PARAMS}
         repo = clone(tmp / f"scale-{label}", overrides)
         if not per_size:
             start_warm_server(repo)  # every size then runs under the same conditions
