@@ -198,7 +198,8 @@ def warm_run(repo: Path, warm_dir: Path, *args: str, **kwargs):
 # --- a server that preloads only what a test says: ready in a fraction of a second ---------
 
 TEST_SERVER = """# warm_util test server
-import sys
+import os, sys
+sys.path[0] = os.getcwd()  # as in python -m warmstart.server
 from warmstart import protocol, server
 protocol.PRELOAD = tuple(sys.argv[3:])
 server.main(sys.argv[1:3])
