@@ -64,7 +64,7 @@ def serve(listener_fd: int, idle_s: float) -> None:
             if listener in ready:
                 last = time.monotonic()
                 if not _accept(listener, children, baseline, context, (wake_r, wake_w)):
-                    break  # a package changed under us: stop serving this key
+                    break  # code it loaded changed on disk: stop serving this key
             for pid, conn in list(children.items()):
                 if conn in ready:  # the client closed (or was killed): so is its stage
                     with contextlib.suppress(ProcessLookupError):
