@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -221,6 +222,33 @@ def test_an_edited_preloaded_module_retires_the_server(repo, own_dir, site):
     second = report(launch(repo, own_dir, "--lib", "warmlib", PYTHONPATH=str(site)))
     assert (second["ppid"], second["lib"]) == (os.getpid(), 2)  # cold, with the new code
     assert wait_gone(server, 10)
+
+
+def test_a_snapshot_sees_an_edit_in_place_and_a_removed_module_file(tmp_path, monkeypatch):
+    from warmstart.snapshot import Snapshot
+
+    for name in ("snap_a", "snap_b"):
+        (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import snap_a, snap_b  # noqa: F401,E401
+
+    snapshot = Snapshot()
+    assert str(tmp_path / "snap_a.py") in snapshot.files and not snapshot.changed()
+    with open(tmp_path / "snap_a.py", "a") as handle:
+        handle.write("# a comment\n")
+    assert snapshot.changed()
+    snapshot = Snapshot()
+    (tmp_path / "snap_b.py").unlink()
+    assert snapshot.changed()
+
+
+def test_the_snapshot_prints_what_a_check_costs(capsys):
+    from warmstart import snapshot
+
+    snapshot.main(preload=("json",), rounds=3)
+    assert re.fullmatch(r"\d+ module files, \d+ sys.path entries: a check takes [\d.]+ ms "
+                        r"\(median of 3\)\n", capsys.readouterr().out)
 
 
 @pytest.mark.slow

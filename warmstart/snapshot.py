@@ -49,14 +49,14 @@ def _file_state(files: list[str]) -> list | None:
         return None
 
 
-def main(rounds: int = 21) -> None:
+def main(preload: tuple[str, ...] | None = None, rounds: int = 21) -> None:
     import importlib
     import statistics
     import time
 
     from warmstart.protocol import PRELOAD
 
-    for name in PRELOAD:
+    for name in PRELOAD if preload is None else preload:
         importlib.import_module(name)
     snapshot = Snapshot()
     times = []
