@@ -189,7 +189,7 @@ def _imported_after_preload(work: str) -> list[str]:
     """The non-nnpipe modules a fresh process imports to run ``work`` after the warm
     server's PRELOAD (what a forked stage still has to import)."""
     code = ("import importlib, sys\n"
-            "from warmstart.launcher import PRELOAD\n"
+            "from warmstart.protocol import PRELOAD\n"
             "for name in PRELOAD: importlib.import_module(name)\n"
             "before = set(sys.modules)\n"
             f"{work}\n"

@@ -1,8 +1,10 @@
-"""The warm contract (issue 14): a warm stage is indistinguishable from a cold one, or steps aside.
+"""The warm contract: a warm stage is indistinguishable from a cold one, or steps aside.
 
 Each test drives the real launcher on the probe stage (tests/warm_util.py), which reports the
 process that computes: its parent (the server, when served warm), umask, nice, limits and CPU
-affinity as /proc shows them, matplotlib's rc and NumPy's CPU features.
+affinity as /proc shows them, matplotlib's rc and NumPy's CPU features. Tests of what the
+preloaded libraries see start the real server (slow); the others a server that preloads only
+numpy (warm_util.start_test_server).
 """
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from env_util import CALLER_ENV
-from warm_util import (alive, context, forks, launch, probe_repo_at, report, server_pids,
-                       sleeping_stage, stop_servers, wait_gone, warm_run)
+from warm_util import (alive, context, forks, key_path, launch, probe_repo_at, report,
+                       server_pids, sleeping_stage, start_test_server, stop_servers, wait_gone,
+                       warm_run)
 
 
 @pytest.fixture(scope="module")
@@ -39,23 +42,15 @@ def served_warm(result, warm_dir: Path) -> bool:
     return report(result)["ppid"] in server_pids(warm_dir)
 
 
-def key_path(repo: Path, warm_dir: Path, suffix: str) -> Path:
-    """The socket (".sock") or lock (".lock") path the launcher would use in ``repo``."""
-    code = "from warmstart import launcher as warm; print(warm.socket_path())"
-    env = {**CALLER_ENV, "NNPIPE_WARM_IDLE": os.environ.get("NNPIPE_WARM_IDLE", "300"),
-           "PROBE_ENV": "probe", "NNPIPE_WARM_DIR": str(warm_dir)}
-    out = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True,
-                         text=True, check=True).stdout.strip()
-    return Path(out[:-len(".sock")] + suffix)
-
-
+@pytest.mark.slow
 def test_umask_is_the_callers(repo, own_dir):
-    warm_run(repo, own_dir)
+    start_test_server(repo, own_dir, "numpy")
     result = launch(repo, own_dir, "--context", preexec=lambda: os.umask(0o027))
     assert served_warm(result, own_dir)
     assert context(result)["umask"] == 0o027
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["rlimit", "nice"])
 def test_a_caller_under_other_limits_computes_under_them(repo, own_dir, what):
     """Its own server, started under those limits (or a cold run): never the usual one."""
@@ -80,38 +75,42 @@ def test_a_caller_under_other_limits_computes_under_them(repo, own_dir, what):
     assert report(warm_run(repo, own_dir))["ppid"] == usual
 
 
+@pytest.mark.slow
 def test_a_server_declines_a_caller_whose_context_is_not_its_own(repo, own_dir):
     """The key already separates contexts; the server checks again (a shared key file, a
     race): a request with another context runs cold."""
-    from warmstart import launcher as warm
+    from warmstart import protocol
 
-    warm_run(repo, own_dir)
-    code = ("from warmstart import launcher as warm; "
-            "conn = warm._connect(warm.socket_path()); ctx = warm.process_context; "
-            "warm.process_context = lambda: {**ctx(), 'nice': 99}; "
-            "print(conn is not None, warm._request(conn, 'probe', []))")
+    start_test_server(repo, own_dir)
+    code = ("from warmstart import client, key, protocol, settings; "
+            "conn = client.connect(key.for_caller(settings.read().dir).path, 30); "
+            "ctx = protocol.process_context; "
+            "client.process_context = lambda: {**ctx(), 'nice': 99}; "
+            "print(conn is not None, client.request(conn, 'probe', [], 30))")
     env = {**CALLER_ENV, "PROBE_ENV": "probe", "NNPIPE_WARM_DIR": str(own_dir),
            "NNPIPE_WARM_IDLE": os.environ.get("NNPIPE_WARM_IDLE", "300")}
     result = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "True None", result.stderr
-    assert warm.DECLINED == b"D"
+    assert protocol.DECLINED == b"D"
 
 
+@pytest.mark.slow
 def test_matplotlibrc_of_the_caller_counts_and_never_leaks_into_the_server(repo, own_dir,
                                                                            tmp_path):
     styled = tmp_path / "styled"
     shutil.copytree(repo, styled, ignore=shutil.ignore_patterns("__pycache__"))
     (styled / "matplotlibrc").write_text("lines.linewidth: 7\n")
-    first = launch(styled, own_dir, "--context")  # starts the server, from this directory
+    first = launch(styled, own_dir, "--context", "--rc")  # starts the server, from this directory
     assert context(first)["linewidth"] == 7.0
-    again = launch(styled, own_dir, "--context")
+    again = launch(styled, own_dir, "--context", "--rc")
     assert not served_warm(again, own_dir) and context(again)["linewidth"] == 7.0
-    plain = warm_run(repo, own_dir, "--context")
-    cold = launch(repo, None, "--context", NNPIPE_WARM="0")
+    plain = warm_run(repo, own_dir, "--context", "--rc")
+    cold = launch(repo, None, "--context", "--rc", NNPIPE_WARM="0")
     assert context(plain)["linewidth"] == context(cold)["linewidth"] == 1.5
 
 
+@pytest.mark.slow
 def test_numpy_variables_get_their_own_server_and_cold_results(repo, own_dir):
     npy = {"NPY_DISABLE_CPU_FEATURES": "X86_V4,AVX512_ICL,AVX512_SPR"}
     plain = warm_run(repo, own_dir, "--context")
@@ -122,12 +121,14 @@ def test_numpy_variables_get_their_own_server_and_cold_results(repo, own_dir):
     assert context(warm)["x86_v4"] in (False, None)
 
 
+@pytest.mark.slow
 def test_per_invocation_variables_share_a_server(repo, own_dir):
-    first = warm_run(repo, own_dir, DVC_STAGE="a", PWD="/x")
-    second = launch(repo, own_dir, DVC_STAGE="b", PWD="/y")
-    assert report(second)["ppid"] == report(first)["ppid"]
+    server = start_test_server(repo, own_dir, DVC_STAGE="a", PWD="/x")
+    assert report(launch(repo, own_dir, DVC_STAGE="b", PWD="/y"))["ppid"] == server
+    assert report(launch(repo, own_dir, OTHER="1"))["ppid"] != server  # a new key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".sock", ".lock"])
 def test_a_directory_at_the_socket_or_lock_path_runs_cold(repo, own_dir, suffix):
     own_dir.mkdir(mode=0o700)
@@ -138,8 +139,9 @@ def test_a_directory_at_the_socket_or_lock_path_runs_cold(repo, own_dir, suffix)
     assert result.stderr == "probe: to stderr\n"
 
 
+@pytest.mark.slow
 def test_a_stopped_server_is_passed_by(repo, own_dir):
-    server = report(warm_run(repo, own_dir))["ppid"]
+    server = start_test_server(repo, own_dir)
     os.kill(server, signal.SIGSTOP)
     try:
         start = time.monotonic()
@@ -150,8 +152,9 @@ def test_a_stopped_server_is_passed_by(repo, own_dir):
         os.kill(server, signal.SIGCONT)
 
 
+@pytest.mark.slow
 def test_a_server_stopped_mid_stage_does_not_hang_its_client(repo, own_dir, tmp_path):
-    server = report(warm_run(repo, own_dir))["ppid"]
+    server = start_test_server(repo, own_dir, "numpy")
     pid_file = tmp_path / "stage.pid"
     client = launch(repo, own_dir, "--nap", str(pid_file), wait=False, NNPIPE_WARM_TIMEOUT="2")
     fork = sleeping_stage(pid_file, client)
@@ -167,6 +170,7 @@ def test_a_server_stopped_mid_stage_does_not_hang_its_client(repo, own_dir, tmp_
         os.kill(server, signal.SIGCONT)
 
 
+@pytest.mark.slow
 def test_a_held_lock_times_out_and_runs_cold(repo, own_dir):
     own_dir.mkdir(mode=0o700)
     with open(key_path(repo, own_dir, ".lock"), "w") as lock:
@@ -179,8 +183,9 @@ def test_a_held_lock_times_out_and_runs_cold(repo, own_dir):
     assert server_pids(own_dir) == []
 
 
+@pytest.mark.slow
 def test_a_fork_dies_with_its_server_and_the_stage_reruns_cold(repo, own_dir, tmp_path):
-    server = report(warm_run(repo, own_dir))["ppid"]
+    server = start_test_server(repo, own_dir, "numpy")
     pid_file = tmp_path / "stage.pid"
     client = launch(repo, own_dir, "--sleep", str(pid_file), wait=False)
     fork = sleeping_stage(pid_file, client)
@@ -194,23 +199,10 @@ def test_a_fork_dies_with_its_server_and_the_stage_reruns_cold(repo, own_dir, tm
     assert "the warm server stopped answering" in err and "running it cold" in err
 
 
-@pytest.mark.parametrize("argv, code", [(["--help"], 0), (["--usage-error"], 2)])
-def test_help_or_a_usage_error_starts_no_server(repo, own_dir, argv, code):
-    result = launch(repo, own_dir, *argv)
-    assert result.returncode == code
-    time.sleep(0.5)
-    assert server_pids(own_dir) == [] and not list(own_dir.glob("*.sock"))
-    assert launch(repo, own_dir).returncode == 0  # a stage that starts does start one
-    deadline = time.monotonic() + 10
-    while not server_pids(own_dir):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
-@pytest.mark.parametrize("warm", [True, False])
+@pytest.mark.parametrize("warm", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_ctrl_c_ends_the_launcher_by_sigint_warm_or_cold(repo, own_dir, tmp_path, warm):
     if warm:
-        warm_run(repo, own_dir)
+        start_test_server(repo, own_dir, "numpy")
     pid_file = tmp_path / "stage.pid"
     client = launch(repo, own_dir, "--sleep", str(pid_file), wait=False,
                     **({} if warm else {"NNPIPE_WARM": "0"}))

@@ -1,4 +1,4 @@
-"""Find and stop the warm servers (warmstart.launcher) that a test started, by their pid files."""
+"""Start, find and stop the warm servers (warmstart) a test uses, and launch a probe stage on them."""
 from __future__ import annotations
 
 import json
@@ -42,9 +42,9 @@ def wait_gone(pid: int, timeout: float = 10.0) -> bool:
 
 def stop_servers(warm_dir: Path) -> None:
     """SIGTERM each server (it waits for its running stages), then SIGKILL what is left."""
-    from warmstart.launcher import is_server
+    from warmstart.protocol import is_server
 
-    pids = [pid for pid in server_pids(warm_dir) if is_server(pid)]
+    pids = [pid for pid in server_pids(warm_dir) if is_server(pid) or _is_test_server(pid)]
     for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)
@@ -76,6 +76,7 @@ import json, os, signal, sys, time
 from nnpipe import probe_value
 
 from nnpipe.core import cli
+from nnpipe.core.errors import PipelineError
 
 
 def main():
@@ -84,23 +85,29 @@ def main():
         print("usage: probe [--exit N]", file=sys.stderr)
         raise SystemExit(2)
     with cli.stage("probe"):
+        if "--bad-params" in args:  # as a stage that cannot read its params, before numpy
+            raise PipelineError("params.yaml: bad")
+        import numpy  # as every stage does once it has read its params and pinned the kernels
         run(args)
 
 
 def run(args):
+    lib = args[args.index("--lib") + 1] if "--lib" in args else None  # a module's VALUE
     print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
                       "argv": args, "argv0": os.path.basename(sys.argv[0]),
                       "env": os.environ.get("PROBE_ENV"), "value": probe_value.VALUE,
                       "warnoptions": sys.warnoptions,
+                      "lib": __import__(lib).VALUE if lib else None,
                       "stdin": sys.stdin.read() if "--stdin" in args else None}))
-    if "--context" in args:  # what the computing process runs under, read from /proc
-        import matplotlib, numpy
+    if "--context" in args:  # what the computing process runs under (--rc: matplotlib's too)
+        import numpy
         stat = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
         mask = os.umask(0); os.umask(mask)
+        rc = __import__("matplotlib").rcParams if "--rc" in args else {}
         print(json.dumps({"umask": mask, "nice": int(stat[16]),
                           "limits": open("/proc/self/limits").read(),
                           "affinity": sorted(os.sched_getaffinity(0)),
-                          "linewidth": matplotlib.rcParams["lines.linewidth"],
+                          "linewidth": rc.get("lines.linewidth"),
                           "x86_v4": numpy._core._multiarray_umath.__cpu_features__.get("X86_V4")}))
     print("probe: to stderr", file=sys.stderr)
     sys.stdout.flush()
@@ -145,11 +152,8 @@ def probe_repo_at(root: Path) -> Path:
     return root
 
 
-def launch(repo: Path, warm_dir: Path | None, *args: str, wait: bool = True, stdin: str = "",
-           python: tuple[str, ...] = (), preexec=None, **env: str):
-    """``python -m stages probe ARGS`` in ``repo``; ``preexec`` runs in the launcher first.
-
-    The environment is the session's as its caller gave it (before conftest pinned the math
+def launch_env(warm_dir: Path | None, **env: str) -> dict[str, str]:
+    """The session's environment as its caller gave it (before conftest pinned the math
     kernels), so a test can add any variable without conflicting with the pinned ones."""
     from env_util import CALLER_ENV
 
@@ -157,6 +161,13 @@ def launch(repo: Path, warm_dir: Path | None, *args: str, wait: bool = True, std
                 "PROBE_ENV": "probe", **env}
     if warm_dir is not None:
         full_env["NNPIPE_WARM_DIR"] = str(warm_dir)
+    return full_env
+
+
+def launch(repo: Path, warm_dir: Path | None, *args: str, wait: bool = True, stdin: str = "",
+           python: tuple[str, ...] = (), preexec=None, **env: str):
+    """``python -m stages probe ARGS`` in ``repo``; ``preexec`` runs in the launcher first."""
+    full_env = launch_env(warm_dir, **env)
     command = [sys.executable, *python, "-m", "stages", "probe", *args]
     if not wait:
         return subprocess.Popen(command, cwd=repo, env=full_env, stdin=subprocess.DEVNULL,
@@ -182,3 +193,51 @@ def warm_run(repo: Path, warm_dir: Path, *args: str, **kwargs):
         if report(result)["ppid"] in server_pids(warm_dir):
             return result
     raise AssertionError(f"never served warm: {result.stdout} {result.stderr}")
+
+
+# --- a server that preloads only what a test says: ready in a fraction of a second ---------
+
+TEST_SERVER = """# warm_util test server
+import os, sys
+sys.path[0] = os.getcwd()  # as in python -m warmstart.server
+from warmstart import protocol, server
+protocol.PRELOAD = tuple(sys.argv[3:])
+server.main(sys.argv[1:3])
+"""
+
+
+def key_path(repo: Path, warm_dir: Path, suffix: str = ".sock", **env: str) -> Path:
+    """The socket (".sock"), lock or pid path the launcher in ``repo`` would use."""
+    code = ("from warmstart import key, settings; "
+            "print(key.for_caller(settings.read().dir).path)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, env=launch_env(warm_dir, **env),
+                         capture_output=True, text=True, check=True).stdout.strip()
+    return Path(out[:-len(".sock")] + suffix)
+
+
+def start_test_server(repo: Path, warm_dir: Path, *preload: str, idle: str = "300",
+                      **env: str) -> int:
+    """A warm server (warmstart.server) at the key ``launch(repo, warm_dir, **env)`` uses, started
+    from ``repo`` as the launcher would, but preloading only ``preload``; its pid."""
+    import socket
+
+    Path(warm_dir).mkdir(mode=0o700, exist_ok=True)
+    path = key_path(repo, warm_dir, **env)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(64)
+    fd = listener.fileno()
+    server = subprocess.Popen([sys.executable, "-c", TEST_SERVER, str(fd), idle, *preload],
+                              cwd=repo, env=launch_env(warm_dir, **env), pass_fds=[fd],
+                              start_new_session=True, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    listener.close()
+    path.with_suffix(".pid").write_text(str(server.pid))
+    return server.pid
+
+
+def _is_test_server(pid: int) -> bool:
+    try:
+        return b"# warm_util test server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

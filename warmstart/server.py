@@ -1,18 +1,23 @@
-"""The warm server behind ``python -m stages`` (see warmstart.launcher): preload, accept, fork, report.
+"""The warm server behind ``python -m stages``: preload, accept, fork, report.
 
-One process per key, detached from the client that started it. It imports the third-party
-libraries once, then for each request forks; the fork takes the client's stdio, working
-directory, environment, umask and argv and runs ``stages.<stage>`` as ``__main__``. The
-server sends ``A`` and the fork's pid when the fork has started and the fork's exit status
-(4 bytes) when it ends, and kills the fork with SIGKILL if the client goes away first; a fork
-dies with its server (PR_SET_PDEATHSIG). It declines (``D``, and the client runs the stage
-cold) a client whose process context differs from its own or whose working directory holds a
-file the libraries read at import, since the preloaded libraries could not honour them.
+Started by the launcher (warmstart.spawn) as ``python -m warmstart.server FD IDLE_S`` with the
+bound socket FD, detached from the client that started it, one per key (warmstart.key). It
+imports the third-party libraries once, then for each request forks; the fork takes the
+client's stdio, working directory, environment, umask and argv and runs ``stages.<stage>`` as
+``__main__``. The server sends ``A`` and the fork's pid when the fork has started and the
+fork's exit status when it ends (warmstart.protocol), and kills the fork with SIGKILL if the
+client goes away first; a fork dies with its server (PR_SET_PDEATHSIG). It declines (``D``,
+and the client runs the stage cold) a client whose process context differs from its own or
+whose working directory holds a file the libraries read at import, since the preloaded
+libraries could not honour them; and it retires, declining, once any code it loaded has
+changed on disk (warmstart.snapshot). It exits after IDLE_S seconds without a request, or on
+SIGTERM (``python -m stages --stop``).
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.machinery
 import json
 import os
 import select
@@ -21,8 +26,14 @@ import socket
 import sys
 import time
 
-from warmstart.launcher import (ACCEPTED, CWD_CONFIG_FILES, DECLINED, LENGTH, PRELOAD, STATUS,
-                         process_context)
+from warmstart import protocol
+from warmstart.protocol import ACCEPTED, CWD_CONFIG_FILES, DECLINED, LENGTH, STATUS
+from warmstart.snapshot import Snapshot
+
+
+def main(argv: list[str]) -> None:
+    """``python -m warmstart.server FD IDLE_S``."""
+    serve(int(argv[0]), float(argv[1]))
 
 
 def serve(listener_fd: int, idle_s: float) -> None:
@@ -30,11 +41,9 @@ def serve(listener_fd: int, idle_s: float) -> None:
     path = listener.getsockname()
     pid_file = path[:-5] + ".pid"  # written by the client that started us
     os.chdir("/")  # no client's matplotlibrc (or other local config) gets preloaded
-    context = process_context()
-    for module in PRELOAD:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
-    baseline = _path_state()
+    context = protocol.process_context()
+    _preload()
+    baseline = Snapshot()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -55,7 +64,7 @@ def serve(listener_fd: int, idle_s: float) -> None:
             if listener in ready:
                 last = time.monotonic()
                 if not _accept(listener, children, baseline, context, (wake_r, wake_w)):
-                    break  # a package changed under us: stop serving this key
+                    break  # code it loaded changed on disk: stop serving this key
             for pid, conn in list(children.items()):
                 if conn in ready:  # the client closed (or was killed): so is its stage
                     with contextlib.suppress(ProcessLookupError):
@@ -68,16 +77,20 @@ def _terminate(*_) -> None:
     raise SystemExit(0)
 
 
-def _path_state() -> list:
-    """mtimes of the directories on sys.path: installing or removing a package changes one."""
-    state = []
-    for entry in sys.path[1:]:
-        with contextlib.suppress(OSError):
-            state.append((entry, os.stat(entry).st_mtime_ns))
-    return state
+def _preload() -> None:
+    """Import ``PRELOAD`` from the keyed ``sys.path`` entries only: not from sys.path[0], the
+    directory of the client that started this server (a fork gets its own client's)."""
+    first = None if sys.flags.safe_path else sys.path.pop(0)
+    try:
+        for module in protocol.PRELOAD:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module)
+    finally:
+        if first is not None:
+            sys.path.insert(0, first)
 
 
-def _accept(listener: socket.socket, children: dict, baseline: list, context: dict,
+def _accept(listener: socket.socket, children: dict, baseline: Snapshot, context: dict,
             wake: tuple) -> bool:
     """Serve one connection; False when this server is stale and must stop."""
     conn, _ = listener.accept()
@@ -86,11 +99,11 @@ def _accept(listener: socket.socket, children: dict, baseline: list, context: di
     except (OSError, ValueError):
         conn.close()
         return True
-    if _path_state() != baseline:
-        _decline(conn, fds)
+    if baseline.changed():
+        _decline(conn, fds)  # the client runs cold, with the code now on disk
         return False
-    if request.get("context") != context or _local_config(request["cwd"]):
-        _decline(conn, fds)  # the client runs cold, under its own limits and config
+    if request.get("context") != context or _local_code_or_config(request["cwd"], baseline):
+        _decline(conn, fds)  # the client runs cold, under its own limits, config and code
         return True
     server = os.getpid()
     pid = os.fork()
@@ -122,8 +135,23 @@ def _read_request(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(data), fds
 
 
-def _local_config(cwd: str) -> bool:
-    return any(os.path.exists(os.path.join(cwd, name)) for name in CWD_CONFIG_FILES)
+def _local_code_or_config(cwd: str, baseline: Snapshot) -> bool:
+    """Whether ``cwd`` holds a file the libraries read at import, or a module or package named
+    like one this server has loaded: a fresh process would import that one (sys.path[0])."""
+    if any(os.path.exists(os.path.join(cwd, name)) for name in CWD_CONFIG_FILES):
+        return True
+    try:
+        entries = os.listdir(cwd)
+    except OSError:
+        return True
+    suffixes = importlib.machinery.all_suffixes()
+    for entry in entries:
+        name, dot, rest = entry.partition(".")
+        if name in baseline.top_level and (
+                f".{rest}" in suffixes if dot
+                else os.path.isfile(os.path.join(cwd, entry, "__init__.py"))):
+            return True
+    return False
 
 
 def _die_with(server: int) -> None:
@@ -189,7 +217,8 @@ def _become(request: dict) -> None:
     for name in list(sys.modules):
         if name.split(".")[0] in ("nnpipe", "stages"):
             del sys.modules[name]
-    sys.path[0] = request["cwd"]
+    if not sys.flags.safe_path:  # python -P: no working directory on sys.path
+        sys.path[0] = request["cwd"]
     importlib.invalidate_caches()
     sys.argv = [sys.argv[0], *request["args"]]
     encoding = sys.stdout.encoding
@@ -232,3 +261,7 @@ def _shutdown(listener: socket.socket, path: str, pid_file: str, children: dict)
     while children:
         _reap(children)
         time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

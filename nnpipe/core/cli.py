@@ -15,9 +15,6 @@ if TYPE_CHECKING:
 DEBUG_ENV = "NNPIPE_DEBUG"
 STATS_ENV = "NNPIPE_STAGE_STATS"  # bench/run.py: append each stage's wall time and peak RSS here
 MAX_MESSAGE = 500  # characters of an error line; echoed values are cut well before
-# Called once when a stage starts, i.e. after its arguments parsed: the warm launcher starts
-# its server from here, so that --help or a usage error never starts one (warmstart.launcher).
-ON_START: list[Callable[[], None]] = []
 
 
 def _record_stats(name: str, path: str) -> None:
@@ -43,8 +40,6 @@ def stage(name: str) -> Iterator[logging.Logger]:
     Set NNPIPE_DEBUG=1 to see the traceback instead.
     """
     logging.basicConfig(level=logging.INFO, format=f"{name}: %(message)s", stream=sys.stderr)
-    while ON_START:
-        ON_START.pop(0)()
     try:
         yield logging.getLogger(name)
         if os.environ.get(STATS_ENV):
