@@ -16,7 +16,18 @@ from nnpipe.core import portable  # noqa: E402
 
 portable.pin(True)
 
+import emulation  # noqa: E402
 from warm_util import stop_servers  # noqa: E402
+
+
+def pytest_collection_finish(session):
+    """The emulated-CPU runs take minutes: start them now if a selected test needs them."""
+    if any(item.get_closest_marker("emulated") for item in session.items):
+        emulation.start()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    emulation.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)

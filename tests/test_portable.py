@@ -12,94 +12,38 @@ kernels no stage uses do differ, which shows the comparison can fail; the real I
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from env_util import CALLER_ENV
+import emulation
 from nnpipe import fingerprint
 from nnpipe.core import portable
 from nnpipe.core.errors import PipelineError
-from pipeline import PARAMS, ROOT, STAGES, Run, tiny_params, tree_bytes, with_changes
+from pipeline import ROOT, STAGES, Run, tiny_params, tree_bytes, with_changes
 
-QEMU = shutil.which("qemu-x86_64")
-CPUS = ("EPYC-Rome", "Haswell-v4")  # an AMD and an Intel CPU with AVX2 and no AVX-512
-# The data and training stages, in dvc.yaml's order.
-TRAINING = [n for n in STAGES if n in ("spiral", "fetch", "split", "scale_encode", "random_data")
-            or n.startswith("train@")]
-# Emulated AVX2 runs the NumPy MLP's small matmuls about 100x slower than this CPU (1000 epochs:
-# ~8 minutes per emulated CPU), so under emulation its epochs are cut to 100; every other size
-# is the default one. Each epoch calls the same kernels, which the fingerprint also covers.
-EMULATION_CHANGES = {f"{name}.epochs": 100 for name in PARAMS if name.startswith("train_")
-                     and PARAMS[name]["backend"] == "numpy" and PARAMS[name]["epochs"] > 100}
-PINNED_NAMES = set(portable.pinned_env("x86_64")) | set(portable.CONFLICTING_ENV)
-# Runs the fingerprint, then every TRAINING stage, in ONE process (its imports paid once):
-# writes fingerprint.json and md5s.json into the working directory.
-RUNNER = f"""
-import hashlib, json, sys
-from pathlib import Path
-sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
-from nnpipe import fingerprint
-from nnpipe.core import portable
-portable.pin(True)
-Path("fingerprint.json").write_text(json.dumps(fingerprint.fingerprint(), sort_keys=True))
-import pipeline
-for name in {TRAINING!r}:
-    pipeline.STAGES[name].main()
-md5s = {{str(f): hashlib.md5(f.read_bytes()).hexdigest()
-        for top in ("data", "models", "reports") for f in sorted(Path(top).rglob("*"))
-        if f.is_file()}}
-Path("md5s.json").write_text(json.dumps(md5s, sort_keys=True))
-"""
-
-
-def caller_env(emulation: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
-    """The session's environment as its caller gave it, with ``emulation`` on top."""
-    emulation = emulation or {}
-    env = {k: v for k, v in CALLER_ENV.items() if k not in PINNED_NAMES or k in emulation}
-    env.update(emulation, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1",
-               NNPIPE_WARM_DIR=os.environ["NNPIPE_WARM_DIR"], **extra)
-    env.pop("NNPIPE_DEBUG", None)
-    return env
-
-
-def start(root: Path, cpu: str | None) -> subprocess.Popen:
-    """The RUNNER in ``root``, natively or under ``qemu-x86_64 -cpu CPU``."""
-    Run(root, with_changes(PARAMS, EMULATION_CHANGES))
-    argv = [sys.executable, "-c", RUNNER]
-    if cpu:
-        argv = [QEMU, "-cpu", cpu, os.path.realpath(sys.executable), "-c", RUNNER]
-    return subprocess.Popen(argv, cwd=root, env=caller_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+TRAINING = emulation.TRAINING
+caller_env = emulation.caller_env
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, dict]:
-    """name -> {"fingerprint", "md5s"}: natively, then under each emulated CPU, side by side."""
-    root = tmp_path_factory.mktemp("emulated")
-    procs = {"native": start(root / "native", None)}
-    procs.update({cpu: start(root / cpu, cpu) for cpu in CPUS})
-    found = {}
-    for name, proc in procs.items():
-        _, err = proc.communicate(timeout=1800)
-        assert proc.returncode == 0, f"{name}: {err[-3000:]}"
-        found[name] = {kind: json.loads((root / name / f"{kind}.json").read_text())
-                       for kind in ("fingerprint", "md5s")}
-    return found
+def runs() -> dict[str, dict]:
+    """name -> {"fingerprint", "md5s"}: natively and under each emulated CPU (tests/emulation.py,
+    started by conftest as soon as the session's tests are collected)."""
+    return emulation.results()
 
 
-emulated = pytest.mark.skipif(QEMU is None, reason="no qemu-x86_64 here (Debian: apt-get "
-                              "install qemu-user; .ci/run does it in CI)")
+emulated = [pytest.mark.emulated,
+            pytest.mark.skipif(emulation.QEMU is None, reason="no qemu-x86_64 here (Debian: "
+                               "apt-get install qemu-user; .ci/run does it in CI)")]
+CPUS = emulation.CPUS
 
 
 @pytest.mark.slow
-@emulated
-@pytest.mark.parametrize("cpu", CPUS)
+@pytest.mark.parametrize("cpu", [pytest.param(cpu, marks=emulated) for cpu in CPUS])
 def test_the_training_stages_give_the_same_bytes_on_an_emulated_cpu(runs, cpu):
     native, other = runs["native"]["md5s"], runs[cpu]["md5s"]
     assert {f"models/{n.split('@')[1]}/weights.npz" for n in TRAINING if "@" in n} <= set(native)
@@ -108,8 +52,7 @@ def test_the_training_stages_give_the_same_bytes_on_an_emulated_cpu(runs, cpu):
 
 
 @pytest.mark.slow
-@emulated
-@pytest.mark.parametrize("cpu", CPUS)
+@pytest.mark.parametrize("cpu", [pytest.param(cpu, marks=emulated) for cpu in CPUS])
 def test_every_exact_kernel_agrees_on_an_emulated_cpu_and_only_approximate_ones_differ(runs,
                                                                                         cpu):
     native, other = runs["native"]["fingerprint"], runs[cpu]["fingerprint"]
