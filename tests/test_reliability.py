@@ -510,7 +510,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(name, good, server, tmp
     assert not kept_outputs or any(p.exists() for p in kept_outputs)
 
 
-def test_debug_env_shows_the_traceback(good, tmp_path):
+def test_predict_debug_env_shows_the_traceback(good, tmp_path):
     """NNPIPE_DEBUG=1: predict's error propagates with its traceback (without it: the one line
     of predict-missing_file above; the stages' launcher: tests/test_stages.py)."""
     missing = tmp_path / "missing.csv"
@@ -664,7 +664,7 @@ def test_divergence_stops_with_an_error_naming_stage_and_epoch(name, diverged):
 
 KILLED = train(NUMPY)
 # Tiny, but the killed model trains long enough to be caught between two log lines.
-REPRO_PARAMS = tiny_params({f"{N}.epochs": 10_000, f"{N}.log_every": 500})
+REPRO_PARAMS = tiny_params({f"{N}.epochs": 6_000, f"{N}.log_every": 300})
 
 
 def repo_with_params(path: Path, p: dict) -> Path:
@@ -756,6 +756,8 @@ def repros(tmp_path_factory) -> Repros:
 
 
 def test_sigkill_mid_training_leaves_no_partial_output_and_resumes(repros):
+    """The killed stage's processes are gone, it left no temp file and none of its outputs,
+    and the next `dvc repro` redoes it without redoing what it needed."""
     assert repros.stage_procs_alive == []
     assert repros.after_kill == []  # no temp file, no model directory, no curves
     assert temp_files(repros.warm) == []
