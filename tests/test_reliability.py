@@ -1,33 +1,31 @@
 """Reliability: the failure contract seen from outside, through real processes.
 
 1. Bad input (files, URLs, params) given to the real stage commands (`python -m stages <stage>`
-   with exactly the arguments of dvc.yaml's `cmd`) and to `python -m nnpipe.predict`: exit 2,
-   one stderr line naming the culprit, no traceback, nothing written or overwritten.
-2. Atomic outputs: `dvc repro` SIGKILLed mid-training leaves no temp or partial files, and the
-   next `dvc repro` ends byte-identical to an uninterrupted run.
-3. Artifacts cannot run code: a pickle payload planted in every slot the pipeline loads is
-   refused with one line, and its side effect never happens.
-4. Determinism: two fresh copies running the default pipeline agree byte for byte, and with the
-   committed dvc.lock and metrics.
-5. Numerical guards: a diverging run stops naming the stage and the epoch, writing nothing.
+   with dvc.yaml's arguments, run in the case's directory) and to `python -m nnpipe.predict`:
+   exit 2, one stderr line naming the culprit, no traceback, nothing written or overwritten.
+2. Artifacts cannot run code: a pickle payload planted in each kind of file a consumer loads
+   is refused with one line, and its side effect never happens.
+3. Numerical guards: a diverging run stops naming the stage and the epoch, writing nothing.
+4. The real `dvc repro` of a tiny pipeline in two copies of the repo, side by side: one
+   through the warm server and SIGKILLed mid-training (no temp or partial files), then
+   resumed; the other uninterrupted with NNPIPE_WARM=0. They end byte-identical, dvc.lock
+   included.
 
-Stage commands are read from dvc.yaml and their paths resolved under a temporary root,
-so a case runs a stage exactly as DVC would, on the outputs of one tiny good run.
+Stages, models and paths come from tests/pipeline.py (dvc.yaml's registry): a case picks its
+model by what its params section says (backend, activation, hidden_dims), not by name.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
+import json
 import os
 import pickle
-import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import threading
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,101 +36,78 @@ import pytest
 import yaml
 
 import local_http
+from e2e_util import copy_repo, run, stages_run
 from local_http import good_csv_text
-from deps import ROOT, resolve_stages
-from e2e_util import copy_repo, run, stages_run, with_changes
+from pipeline import (MODEL_PREFIX, MODELS, PARAMS, ROOT, STAGES, Run, tiny_params, tree_bytes,
+                      write_params)
 from warm_util import forks
 
-DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-STAGES = resolve_stages(DVC)  # as DVC runs them: vars, foreach and ${...} filled in
-PATHS = {"models": "models", "processed": "data/processed", "overfit_data": "data/overfit_random",
-         "preprocess": "models/preprocess.json", "curves": "reports/curves"}
-BASE_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-# A trainer is named here by its params section (train_<model>), as its errors name it.
-TRAINED = DVC["stages"]["train"]["foreach"]
-TRAINERS = (*(f"train_{m}" for m in TRAINED), "overfit_random")
-GARBAGE_BYTES = 5 * 2**20
+pytestmark = pytest.mark.slow
+
 PROC_TIMEOUT = 300
+GARBAGE_BYTES = 5 * 2**20
 
 
-# --- params -----------------------------------------------------------------------------------
+# --- the registry: models picked by what they are, paths as dvc.yaml gives them ---------------
 
-def tiny_params(changes: dict | None = None) -> dict:
-    """params.yaml shrunk so every stage runs in about a second, with ``{"a.b": v}`` changes."""
-    p = copy.deepcopy(BASE_PARAMS)
-    p["fetch"]["samples_per_class"] = 30
-    p["train_linear"].update(epochs=3, hidden_dims=[8])
-    p["train_numpy_mlp"].update(epochs=20, hidden_dims=[8], log_every=10)
-    p["train_torch_mlp"].update(epochs=5, hidden_dims=[8], log_every=5)
-    p["overfit_random"].update(samples_per_class=10, epochs=5, log_every=5)
-    p["plot"].update(grid_size=11, max_points=50)
-    return with_changes(p, changes or {})
+def model_where(test: Callable[[dict], bool]) -> str:
+    """The first model of the registry whose params section passes ``test``."""
+    return next(m for m in MODELS if test(PARAMS[MODEL_PREFIX + m]))
 
 
-def write_params(path: Path, p: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(p, sort_keys=False))
-    return path
+NUMPY = model_where(lambda s: s["backend"] == "numpy")
+TORCH = model_where(lambda s: s["backend"] == "torch" and s["activation"] == "relu"
+                    and s["hidden_dims"] != "auto")
+LINEAR = model_where(lambda s: s["activation"] == "identity")
+AUTO = model_where(lambda s: s["hidden_dims"] == "auto")
 
 
-# --- stage commands straight from dvc.yaml -----------------------------------------------------
-
-def dvc_stage(stage: str) -> str:
-    """The dvc.yaml stage name: train_<model> is train@<model>; others are as written."""
-    model = stage[len("train_"):]
-    return f"train@{model}" if stage.startswith("train_") and model in TRAINED else stage
+def train(model: str) -> str:
+    return f"train@{model}"
 
 
-def _stage_body(stage: str) -> dict:
-    return STAGES[dvc_stage(stage)]
+def flag(stage: str, name: str, index: int = 0) -> str:
+    """The value dvc.yaml's cmd gives ``--name`` (its ``index``-th, for ``--out A B C``)."""
+    argv = STAGES[stage].argv
+    return argv[argv.index(f"--{name}") + 1 + index]
 
 
-def _resolve(text: str, root: Path, declared: set[str] = frozenset()) -> str:
-    """A resolved dvc.yaml cmd or path with every path (a token with "/", a declared dep/out,
-    or a directory of them such as evaluate's ``--models-dir models``) under ``root``."""
-    def is_path(token: str) -> bool:
-        return "/" in token or any(d == token or d.startswith(token + "/") for d in declared)
-
-    return " ".join(str(root / token) if is_path(token) else token for token in text.split())
+def train_input(model: str, name: str) -> str:
+    """A file train@<model> reads: ``train``, ``val`` (.npz) or ``state`` (preprocess.json)."""
+    return flag(train(model), name)
 
 
-def _entries(items) -> list[str]:
-    return [item if isinstance(item, str) else next(iter(item)) for item in items or []]
+def model_file(model: str, name: str) -> str:
+    return f"{flag(train(model), 'model-dir')}/{name}"
 
 
-def stage_argv(stage: str, root: Path, params: Path) -> list[str]:
-    """dvc.yaml's cmd for ``stage`` with every path under ``root`` and ``--params params``."""
-    body = _stage_body(stage)
-    declared = {p for kind in ("deps", "outs") for p in _entries(body.get(kind))
-                if not p.endswith(".py")}  # data, not code: `-m stages` is no path
-    args = shlex.split(_resolve(body["cmd"], root, declared))
-    assert args[:2] == ["python", "-m"], args
-    args[0] = sys.executable
-    if "--params" in args:
-        args[args.index("--params") + 1] = str(params)
-    return args
+MODELS_DIR = str(Path(flag(train(NUMPY), "model-dir")).parent)
+RAW = flag("split", "data")          # fetch's output, split's input
+SPLIT_VAL = flag("scale_encode", "splits", 1)
+CONFUSION = flag(f"plot_model@{TORCH}", "confusion")
 
 
-def stage_outs(stage: str, root: Path) -> list[Path]:
-    """Every path the stage declares it writes (outs, metrics, plots)."""
-    body = _stage_body(stage)
-    return [root / p for kind in ("outs", "metrics", "plots") for p in _entries(body.get(kind))]
+def upstream(name: str) -> set[str]:
+    """The stages whose outputs ``name`` needs, directly or through others."""
+    producer = {out: stage for stage, body in STAGES.items() for out in body.outs}
+    found: set[str] = set()
+    todo = [dep for dep in STAGES[name].deps if dep in producer]
+    while todo:
+        stage = producer[todo.pop()]
+        if stage not in found:
+            found.add(stage)
+            todo += [dep for dep in STAGES[stage].deps if dep in producer]
+    return found
 
 
-def stage_data_deps(stage: str, root: Path) -> list[Path]:
-    """The stage's data inputs (the deps that are not code)."""
-    body = _stage_body(stage)
-    return [root / p for p in body["deps"] if not p.endswith(".py")]
+# --- processes --------------------------------------------------------------------------------
 
-
-def predict_argv(root: Path, *args: str, model: str = "numpy_mlp") -> list[str]:
-    return [sys.executable, "-m", "nnpipe.predict", "--model", model,
-            "--models-dir", str(root / PATHS["models"]), *args]
-
-
-def child_env(**extra: str) -> dict[str, str]:
+def child_env(pythonpath: bool = True, **extra: str) -> dict[str, str]:
+    """This environment without NNPIPE_DEBUG; the repo importable from any directory."""
     env = {k: v for k, v in os.environ.items() if k != "NNPIPE_DEBUG"}
     env.update(PYTHONDONTWRITEBYTECODE="1", no_proxy="*", NO_PROXY="*", **extra)
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
 
@@ -143,24 +118,29 @@ class Result:
     stderr: str
 
 
-def launch(argv: list[str], **env: str) -> subprocess.Popen:
-    return subprocess.Popen(argv, cwd=ROOT, env=child_env(**env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def run_all(jobs: list[tuple[list[str], Path]], **env: str) -> list[Result]:
+    """Run ``(argv, cwd)`` jobs concurrently and wait for all of them."""
+    procs = [subprocess.Popen(argv, cwd=cwd, env=child_env(**env), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for argv, cwd in jobs]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=PROC_TIMEOUT)
+        results.append(Result(proc.returncode, out, err))
+    return results
 
 
-def finish(proc: subprocess.Popen) -> Result:
-    out, err = proc.communicate(timeout=PROC_TIMEOUT)
-    return Result(proc.returncode, out, err)
+def stage_command(stage: str, params: Path) -> list[str]:
+    """``python -m stages <stage>`` with dvc.yaml's arguments, reading ``params``."""
+    return STAGES[stage].command(STAGES[stage].with_args(params=str(params)))
 
 
-def run_all(argvs: list[list[str]], **env: str) -> list[Result]:
-    """Run commands concurrently (cwd = the repo root) and wait for all of them."""
-    return [finish(proc) for proc in [launch(argv, **env) for argv in argvs]]
+def predict_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "nnpipe.predict", "--model", NUMPY, "--models-dir", MODELS_DIR,
+            *args]
 
 
-def run_ok(*argvs: list[str]) -> None:
-    for argv, result in zip(argvs, run_all(list(argvs))):
-        assert result.returncode == 0, f"{argv}\n{result.stderr}"
+def prefix(stage: str) -> str:
+    return "predict" if stage == "predict" else STAGES[stage].prefix
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -173,19 +153,11 @@ def copy_path(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*"))
-            if f.is_file()}
-
-
 def tree_hashes(repo: Path) -> dict[str, str]:
-    """sha256 of every file under data/, models/, reports/ (dvc_plots excluded)."""
-    found = {}
-    for top in ("data", "models", "reports"):
-        for f in sorted((repo / top).rglob("*")):
-            if f.is_file() and "dvc_plots" not in f.parts:
-                found[str(f.relative_to(repo))] = hashlib.sha256(f.read_bytes()).hexdigest()
-    return found
+    """sha256 of every file under data/, models/, reports/."""
+    return {f"{top}/{name}": hashlib.sha256(data).hexdigest()
+            for top in ("data", "models", "reports")
+            for name, data in tree_bytes(repo / top).items()}
 
 
 def temp_files(repo: Path) -> list[Path]:
@@ -195,48 +167,40 @@ def temp_files(repo: Path) -> list[Path]:
 # --- the good run every case starts from ------------------------------------------------------
 
 GOOD_INPUT_CSV = "X1,X2\n0.1,0.1\n-0.5,0.3\n0.9,-0.9\n"
-
-
-@dataclass(frozen=True)
-class Good:
-    root: Path
-    params: Path
-    predictions: Path  # a good `nnpipe.predict --input --output` result
+PREDICTIONS = "predictions.csv"
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory) -> Good:
-    """fetch .. evaluate (and plot_data, predict) on tiny params, each as a subprocess."""
-    root = tmp_path_factory.mktemp("good")
-    params = write_params(root / "params.yaml", tiny_params())
+def good(tmp_path_factory) -> Path:
+    """The whole pipeline on tiny params (in this process: it is only the cases' input), and a
+    good `nnpipe.predict --input --output` result."""
+    root = Run(tmp_path_factory.mktemp("good"), tiny_params()).run().root
     (root / "new.csv").write_text(GOOD_INPUT_CSV)
-    predictions = root / "predictions.csv"
-    for batch in (["fetch"], ["split", "plot_data"], ["scale_encode"], TRAINERS):
-        run_ok(*(stage_argv(stage, root, params) for stage in batch))
-    run_ok(stage_argv("evaluate", root, params),
-           predict_argv(root, "--input", str(root / "new.csv"), "--output", str(predictions)))
-    return Good(root, params, predictions)
+    (result,) = run_all([(predict_command("--input", "new.csv", "--output", PREDICTIONS), root)])
+    assert result.returncode == 0, result.stderr
+    return root
 
 
-def prepare(stage: str, root: Path, good: Good, with_outputs: bool) -> None:
+def prepare(stage: str, root: Path, good: Path, with_outputs: bool) -> None:
     """``root`` holds the stage's data inputs from the good run, and its outputs if asked."""
     if stage == "predict":
-        copy_path(good.root / PATHS["models"] / "numpy_mlp", root / PATHS["models"] / "numpy_mlp")
-        if with_outputs:
-            copy_path(good.predictions, root / "predictions.csv")
-        return
-    for dep in stage_data_deps(stage, good.root):
-        copy_path(dep, root / dep.relative_to(good.root))
-    if with_outputs:
-        for out in stage_outs(stage, good.root):
-            copy_path(out, root / out.relative_to(good.root))
+        paths = [flag(train(NUMPY), "model-dir"), *([PREDICTIONS] * with_outputs)]
+    else:
+        paths = [*STAGES[stage].deps, *(STAGES[stage].outs if with_outputs else ())]
+    root.mkdir(parents=True, exist_ok=True)
+    for rel in paths:
+        copy_path(good / rel, root / rel)
+
+
+def declared_outputs(stage: str, root: Path) -> list[Path]:
+    return [root / PREDICTIONS] if stage == "predict" else [root / p for p in STAGES[stage].outs]
 
 
 def assert_one_line_error(result: Result, prefix: str, fragments=()) -> str:
     """Exit 2, nothing on stdout, exactly ``<prefix>: error: ...`` on stderr, no traceback."""
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr[-2000:]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stdout == "", result.stdout[-2000:]
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr[:2000]
     assert lines[0].startswith(f"{prefix}: error: "), lines[0][:2000]
@@ -245,12 +209,6 @@ def assert_one_line_error(result: Result, prefix: str, fragments=()) -> str:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
 
-
-def stage_prefix(stage: str) -> str:
-    return stage.replace("@", " ")
-
-
-# --- a local HTTP server -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -273,10 +231,21 @@ def zip_of_non_arrays() -> bytes:
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class JsonEdit:
+    """A planted file: the good run's JSON with these keys set."""
+    values: dict[str, Any]
+
+    def apply(self, old: bytes) -> bytes:
+        return json.dumps({**json.loads(old), **self.values}).encode()
+
+
 IS_DIR = "<a directory>"
 FIFO = "<a fifo>"         # fetch.source / --input: a named pipe no one writes to
 DEV_ZERO = "/dev/zero"   # fetch.source / --input: endless bytes
 HUGE_LABEL = 50 * 2**20  # characters of one class name
+GOOD_SHA = hashlib.sha256(good_csv_text().encode()).hexdigest()
+AUTO_ROWS = 300_000      # rows a planted preprocess.json claims: auto = 2*rows + D units
 
 
 def huge_label_csv() -> bytes:
@@ -302,22 +271,25 @@ ROWS = good_csv_text().split("\n", 1)[1]  # without the header
 
 @dataclass(frozen=True)
 class Case:
-    """One bad input. ``source``: fetch.source / predict --input content, or a URL template
-    ("{url}", "{closed}"). ``plant``: repo-relative input files replaced by bad content (or
-    by a directory: IS_DIR). ``changes``: params. ``args``: predict's NAME=VALUE arguments.
-    Fragments may use {src}, {root} and {params}."""
+    """One bad input to ``stage`` (a stage of dvc.yaml, or "predict"). ``source``: fetch.source
+    / predict --input content, or a URL template ("{url}", "{closed}"). ``plant``: files of
+    the case's directory replaced by bad content (bytes, text, a JsonEdit of the good file, or
+    IS_DIR). ``changes``: params. ``args``: predict's arguments. ``params_file``: the whole
+    params.yaml. Fragments may use {src}, {root} and {params}."""
     stage: str
     fragments: tuple[str, ...]
     source: str | bytes | Callable[[], bytes] | None = None
     plant: dict[str, Any] = field(default_factory=dict)
     changes: dict[str, Any] = field(default_factory=dict)
     args: tuple[str, ...] = ()
-    params_file: Callable[[], bytes] | None = None  # replaces the whole params.yaml
+    params_file: Callable[[], bytes] | None = None
 
 
 def _fetch(source, *fragments, **changes) -> Case:
-    return Case("fetch", ("{src}", *fragments), source=source,
-                changes={k.replace("__", "."): v for k, v in changes.items()})
+    changes = {k.replace("__", "."): v for k, v in changes.items()}
+    if isinstance(source, str) and source.startswith(("{url}", "http://")):
+        changes = {"fetch.sha256": GOOD_SHA, **changes}  # a URL source must be pinned
+    return Case("fetch", ("{src}", *fragments), source=source, changes=changes)
 
 
 def _predict(source, *fragments) -> Case:
@@ -328,7 +300,12 @@ def _param(stage: str, changes: dict, *fragments) -> Case:
     return Case(stage, ("{params}", *fragments), changes=changes)
 
 
+def _section(model: str) -> str:
+    return MODEL_PREFIX + model
+
+
 HEADER = "X1,X2,color\n"
+N, T, L = _section(NUMPY), _section(TORCH), _section(LINEAR)
 CASES: dict[str, Case] = {
     # fetch: a user's CSV (path or URL)
     "fetch-empty_file": _fetch("", "empty file"),
@@ -343,8 +320,6 @@ CASES: dict[str, Case] = {
     "fetch-inf": _fetch(good_csv_text() + "-inf,0.5,c2\n", "column 'X1' row 26", "-inf"),
     "fetch-single_class": _fetch(HEADER + "".join(f"{i},{i},c1\n" for i in range(12)),
                                  "column 'color' has 1 class"),
-    "fetch-class_too_small": _fetch(good_csv_text() + "1,1,c9\n2,2,c9\n",
-                                    "class 'c9' has 2 row(s)"),
     "fetch-duplicate_columns": _fetch("X1,X1,color\n" + ROWS, "duplicate column name 'X1'"),
     "fetch-features_name_target": _fetch(good_csv_text(), "data.target 'color'", "data.features",
                                          data__features=["X1", "color"]),
@@ -357,66 +332,64 @@ CASES: dict[str, Case] = {
     "fetch-fifo": _fetch(FIFO, "not a regular file"),
     "fetch-too_large": _fetch(good_csv_text(), "bytes, more than the 104 allowed",
                               "fetch.max_mb", fetch__max_mb=0.0001),
-    "fetch-huge_label": _fetch(huge_label_csv, "class 'xxxxx", "characters"),
     "fetch-sha256_mismatch": _fetch("{url}/good.csv", "sha256", "f" * 64, "fetch.sha256",
-                                    hashlib.sha256(good_csv_text().encode()).hexdigest(),
-                                    fetch__sha256="f" * 64),
+                                    GOOD_SHA, fetch__sha256="f" * 64),
+    "fetch-url_without_sha256": _fetch("{url}/good.csv", "must be pinned",
+                                       f"set fetch.sha256 to {GOOD_SHA}", fetch__sha256=None),
     # the other stages' input files
     "split-class_too_small_for_split": Case(
-        "split", ("{root}/data/raw.csv", "class 'c4' has 5 row(s)"),
-        plant={"data/raw.csv": good_csv_text() + "".join(f"{i},{i},c4\n" for i in range(5))}),
-    "split-binary_garbage_5mb": Case("split", ("{root}/data/raw.csv", "not a readable CSV"),
-                                     plant={"data/raw.csv": garbage}),
+        "split", (RAW, "class 'c4' has 5 row(s)"),
+        plant={RAW: good_csv_text() + "".join(f"{i},{i},c4\n" for i in range(5))}),
+    "split-huge_label": Case("split", (RAW, "class 'xxxxx", "characters"),
+                             plant={RAW: huge_label_csv}),
+    "split-binary_garbage_5mb": Case("split", (RAW, "not a readable CSV"), plant={RAW: garbage}),
+    "split-raw_is_a_directory": Case("split", (RAW,), plant={RAW: IS_DIR}),
     "scale_encode-split_missing_target": Case(
-        "scale_encode", ("{root}/data/split/val.csv", "column 'color' not found"),
-        plant={"data/split/val.csv": "X1,X2\n0.1,0.2\n"}),
-    "train_numpy_mlp-garbage_npz_5mb": Case(
-        "train_numpy_mlp", ("{root}/data/processed/train.npz", "not a valid .npz"),
-        plant={"data/processed/train.npz": garbage}),
-    "train_numpy_mlp-zip_without_arrays": Case(
-        "train_numpy_mlp", ("{root}/data/processed/train.npz",),
-        plant={"data/processed/train.npz": zip_of_non_arrays}),
-    "train_numpy_mlp-preprocess_is_a_directory": Case(
-        "train_numpy_mlp", ("{root}/models/preprocess.json",),
-        plant={"models/preprocess.json": IS_DIR}),
-    "split-raw_is_a_directory": Case("split", ("{root}/data/raw.csv",),
-                                     plant={"data/raw.csv": IS_DIR}),
-    # params, against the stage that reads the section (a tmp params.yaml via --params)
-    "params-unknown_key": _param("train_numpy_mlp", {"train_numpy_mlp.lrr": 0.1},
-                                 "unknown key train_numpy_mlp.lrr"),
-    "params-wrong_type": _param("train_numpy_mlp", {"train_numpy_mlp.epochs": "ten"},
-                                "train_numpy_mlp.epochs='ten'", "integer"),
-    "params-wrong_type_fetch": _param("fetch", {"fetch.samples_per_class": "30"},
-                                      "fetch.samples_per_class='30'"),
+        "scale_encode", (SPLIT_VAL, "column 'color' not found"),
+        plant={SPLIT_VAL: "X1,X2\n0.1,0.2\n"}),
+    f"{N}-garbage_npz_5mb": Case(
+        train(NUMPY), (train_input(NUMPY, "train"), "not a valid .npz"),
+        plant={train_input(NUMPY, "train"): garbage}),
+    f"{N}-zip_without_arrays": Case(
+        train(NUMPY), (train_input(NUMPY, "train"),),
+        plant={train_input(NUMPY, "train"): zip_of_non_arrays}),
+    f"{N}-preprocess_is_a_directory": Case(
+        train(NUMPY), (train_input(NUMPY, "state"),), plant={train_input(NUMPY, "state"): IS_DIR}),
+    f"{_section(AUTO)}-auto_too_wide_for_the_data": Case(
+        train(AUTO), (f"hidden_dims=auto gives 2*{AUTO_ROWS}+2=", "at most 100000"),
+        plant={train_input(AUTO, "state"): JsonEdit({"rows": AUTO_ROWS})}),
+    "evaluate-weights_garbage_5mb": Case(
+        "evaluate", (model_file(LINEAR, "weights.npz"),),
+        plant={model_file(LINEAR, "weights.npz"): garbage}),
+    "plot_model-confusion_not_json": Case(
+        f"plot_model@{TORCH}", (CONFUSION, "not valid JSON"), plant={CONFUSION: "[1, 2"}),
+    # params, against a stage that reads the key (a params.yaml outside the case's directory)
+    "params-check_params_bool_as_int": _param("check_params", {"math.portable": 1},
+                                              "math.portable=1"),
+    "params-unknown_key": _param(train(NUMPY), {f"{N}.lrr": 0.1}, f"unknown key {N}.lrr"),
+    "params-wrong_type": _param(train(NUMPY), {f"{N}.epochs": "ten"}, f"{N}.epochs='ten'",
+                                "integer"),
+    "params-wrong_type_spiral": _param("spiral", {"spiral.samples_per_class": "30"},
+                                       "spiral.samples_per_class='30'"),
     "params-bad_seed": _param("split", {"seed": -1}, "seed=-1"),
-    "params-negative_lr": _param("train_linear", {"train_linear.lr": -0.01},
-                                 "train_linear.lr=-0.01", "> 0"),
-    "params-nan_lr": _param("train_numpy_mlp", {"train_numpy_mlp.lr": float("nan")},
-                            "train_numpy_mlp.lr=nan"),
-    "params-epochs_0": _param("train_numpy_mlp", {"train_numpy_mlp.epochs": 0},
-                              "train_numpy_mlp.epochs=0"),
-    "params-hidden_dims_0": _param("train_numpy_mlp", {"train_numpy_mlp.hidden_dims": [0]},
-                                   "train_numpy_mlp.hidden_dims=[0]"),
-    "params-dropout_p_1": _param("train_torch_mlp", {"train_torch_mlp.dropout_p": 1.0},
-                                 "train_torch_mlp.dropout_p=1.0"),
+    "params-negative_lr": _param(train(LINEAR), {f"{L}.lr": -0.01}, f"{L}.lr=-0.01", "> 0"),
+    "params-nan_lr": _param(train(NUMPY), {f"{N}.lr": float("nan")}, f"{N}.lr=nan"),
+    "params-epochs_0": _param(train(NUMPY), {f"{N}.epochs": 0}, f"{N}.epochs=0"),
+    "params-hidden_dims_0": _param(train(NUMPY), {f"{N}.hidden_dims": [0]},
+                                   f"{N}.hidden_dims=[0]"),
+    "params-dropout_p_1": _param(train(TORCH), {f"{T}.dropout_p": 1.0}, f"{T}.dropout_p=1.0"),
     "params-split_sum": _param("split", {"split.val_size": 0.25}, "split.train_size",
                                "sum to 1"),
-    "params-split_sum_overfit": _param("overfit_random", {"split.test_size": 0.05},
-                                       "split.train_size", "sum to 1"),
+    "params-split_sum_random_data": _param("random_data", {"split.test_size": 0.05},
+                                           "split.train_size", "sum to 1"),
     "params-plot_grid_0": _param("plot_data", {"plot.grid_size": 0}, "plot.grid_size=0"),
     "params-binary_garbage_5mb": Case("fetch", ("{params}",), params_file=garbage),
-    "params-hidden_dims_1e12": _param("train_numpy_mlp",
-                                      {"train_numpy_mlp.hidden_dims": [10**12]},
-                                      "train_numpy_mlp.hidden_dims=[1000000000000]",
-                                      "at most 100000"),
-    "params-hidden_dims_weights_1e10": _param("train_torch_mlp",
-                                              {"train_torch_mlp.hidden_dims": [100000, 100000]},
-                                              "train_torch_mlp.hidden_dims=[100000, 100000]"),
-    "params-epochs_1e9": _param("train_torch_mlp", {"train_torch_mlp.epochs": 10**9},
-                                "train_torch_mlp.epochs=1000000000", "at most"),
-    "params-overfit_auto_too_wide": _param(
-        "overfit_random", {"overfit_random.samples_per_class": 100_000},
-        "overfit_random.hidden_dims=auto gives 600002 hidden units"),
+    "params-hidden_dims_1e12": _param(train(NUMPY), {f"{N}.hidden_dims": [10**12]},
+                                      f"{N}.hidden_dims=[1000000000000]", "at most 100000"),
+    "params-hidden_dims_weights_1e10": _param(train(TORCH), {f"{T}.hidden_dims": [10**5] * 2},
+                                              f"{T}.hidden_dims=[100000, 100000]"),
+    "params-epochs_1e9": _param(train(TORCH), {f"{T}.epochs": 10**9},
+                                f"{T}.epochs=1000000000", "at most"),
     "params-alias_bomb": Case("fetch", ("{params}", "YAML aliases", "line"),
                               params_file=params_text_with(
                                   "a: &a [x, x, x, x, x, x, x, x, x]\n"
@@ -427,8 +400,8 @@ CASES: dict[str, Case] = {
                                                              + "]" * 5000 + "\n")),
     "params-5000_digit_seed": Case("fetch", ("{params}", "an integer of 5000 digits"),
                                    params_file=params_text_with(seed="1" * 5000)),
-    "params-huge_string": _param("train_torch_mlp", {"train_torch_mlp.init": "r" * 10**6},
-                                 "train_torch_mlp.init='rrrr", "characters"),
+    "params-huge_string": _param(train(TORCH), {f"{T}.init": "r" * 10**6},
+                                 f"{T}.init='rrrr", "characters"),
     "params-utf16": Case("fetch", ("{params}",),
                          params_file=lambda: yaml.safe_dump(tiny_params()).encode("utf-16")),
     # predict: a CSV of new points, or NAME=VALUE
@@ -451,43 +424,55 @@ CASES: dict[str, Case] = {
     "predict-arg_repeated_feature": Case("predict", ("feature 'X1' given twice",),
                                          args=("X1=0", "X1=1", "X2=0")),
     "predict-output_without_input": Case("predict", ("--output needs --input",),
-                                         args=("--output", "{root}/predictions.csv", "X1=0",
+                                         args=("--output", "{root}/" + PREDICTIONS, "X1=0",
                                                "X2=0")),
     "predict-output_is_a_directory": Case("predict", ("--output {root}", "is a directory"),
-                                          args=("--input", "{root}/models/numpy_mlp/config.json",
+                                          args=("--input", "{root}/" + model_file(NUMPY,
+                                                                                 "config.json"),
                                                 "--output", "{root}")),
     "predict-dev_zero": _predict(DEV_ZERO, "not a regular file", "--input"),
     "predict-fifo": _predict(FIFO, "not a regular file"),
 }
 
 
-def _content(value) -> bytes:
+def test_the_table_covers_every_stage_and_predict():
+    """Each stage script of dvc.yaml (and predict) has bad-input cases."""
+    modules = {STAGES[c.stage].module if c.stage in STAGES else c.stage for c in CASES.values()}
+    assert modules == {s.module for s in STAGES.values()} | {"predict"}
+
+
+def _content(value, old: Path) -> bytes:
+    if isinstance(value, JsonEdit):
+        return value.apply(old.read_bytes())
     value = value() if callable(value) else value
     return value.encode() if isinstance(value, str) else value
+
+
+def _source(case: Case, tmp_path: Path, url: str, closed: int) -> str:
+    """fetch.source / --input for ``case``, its file written under ``tmp_path``."""
+    if isinstance(case.source, str) and case.source.startswith(("{url}", "http://")):
+        return case.source.format(url=url, closed=closed)
+    if case.source == DEV_ZERO:
+        return DEV_ZERO
+    path = tmp_path / ("pipe.csv" if case.source == FIFO else
+                       "input.csv" if case.stage == "predict" else "source.csv")
+    if case.source == FIFO and not path.exists():
+        os.mkfifo(path)
+    elif case.source is not None and not path.exists():
+        path.write_bytes(_content(case.source, path))
+    return str(path) if case.source is not None else ""
 
 
 def case_command(case: Case, root: Path, tmp_path: Path, url: str,
                  closed: int) -> tuple[list[str], dict]:
     """(argv, fragment substitutions) for one case run in ``root``."""
-    source = ""
-    if isinstance(case.source, str) and case.source.startswith(("{url}", "http://")):
-        source = case.source.format(url=url, closed=closed)
-    elif case.source == DEV_ZERO:
-        source = DEV_ZERO
-    elif case.source == FIFO:
-        source = str(tmp_path / "pipe.csv")
-        if not Path(source).exists():
-            os.mkfifo(source)
-    elif case.source is not None:
-        source = str(tmp_path / ("input.csv" if case.stage == "predict" else "source.csv"))
-        if not Path(source).exists():
-            Path(source).write_bytes(_content(case.source))
+    source = _source(case, tmp_path, url, closed)
     for rel, content in case.plant.items():
         if content == IS_DIR:
             (root / rel).unlink()
             (root / rel).mkdir()
         else:
-            (root / rel).write_bytes(_content(content))
+            (root / rel).write_bytes(_content(content, root / rel))
     changes = dict(case.changes)
     if case.stage == "fetch" and case.source is not None:
         changes["fetch.source"] = source
@@ -496,57 +481,50 @@ def case_command(case: Case, root: Path, tmp_path: Path, url: str,
         params.write_bytes(case.params_file())
     subs = {"src": source, "root": str(root), "params": str(params)}
     if case.stage != "predict":
-        return stage_argv(case.stage, root, params), subs
+        return stage_command(case.stage, params), subs
     args = [a.format(**subs) for a in case.args]
     if source:
-        args += ["--input", source, "--output", str(root / "predictions.csv")]
-    return predict_argv(root, *args), subs
-
-
-def declared_outputs(stage: str, root: Path) -> list[Path]:
-    return [root / "predictions.csv"] if stage == "predict" else stage_outs(stage, root)
+        args += ["--input", source, "--output", PREDICTIONS]
+    return predict_command(*args), subs
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(name, good, server, tmp_path):
-    """Run twice at once: into a fresh root, and over the outputs of a good run."""
+    """Run twice at once: in a directory holding only the stage's inputs (no output appears),
+    and in one holding the good run's outputs too (none is lost or changed)."""
     case = CASES[name]
     fresh, kept = tmp_path / "fresh", tmp_path / "kept"
     prepare(case.stage, fresh, good, with_outputs=False)
     prepare(case.stage, kept, good, with_outputs=True)
     closed = local_http.closed_port()
     commands = [case_command(case, root, tmp_path, server, closed) for root in (fresh, kept)]
-    before = {root: snapshot(root) for root in (fresh, kept)}
-    results = run_all([argv for argv, _ in commands])
-    for root, (argv, subs), result in zip((fresh, kept), commands, results):
+    before = {root: tree_bytes(root) for root in (fresh, kept)}
+    results = run_all([(argv, root) for root, (argv, _) in zip((fresh, kept), commands)])
+    for root, (_, subs), result in zip((fresh, kept), commands, results):
         fragments = [f.format(**subs) for f in case.fragments]
-        assert_one_line_error(result, stage_prefix(case.stage), fragments)
-        assert snapshot(root) == before[root], "the failed run changed its directory"
+        assert_one_line_error(result, prefix(case.stage), fragments)
+        assert tree_bytes(root) == before[root], "the failed run changed its directory"
     for out in declared_outputs(case.stage, fresh):
         assert not out.exists(), out
-    assert any(p.exists() for p in declared_outputs(case.stage, kept))
+    kept_outputs = declared_outputs(case.stage, kept)
+    assert not kept_outputs or any(p.exists() for p in kept_outputs)
 
 
-@pytest.mark.parametrize("command", ["fetch", "predict"])
-def test_debug_env_shows_the_traceback(command, good, tmp_path):
+def test_predict_debug_env_shows_the_traceback(good, tmp_path):
+    """NNPIPE_DEBUG=1: predict's error propagates with its traceback (without it: the one line
+    of predict-missing_file above; the stages' launcher: tests/test_stages.py)."""
     missing = tmp_path / "missing.csv"
     root = tmp_path / "root"
-    prepare(command, root, good, with_outputs=False)
-    if command == "fetch":
-        params = write_params(tmp_path / "params.yaml", tiny_params({"fetch.source": str(missing)}))
-        argv = stage_argv("fetch", root, params)
-    else:
-        argv = predict_argv(root, "--input", str(missing), "--output", str(root / "p.csv"))
-    quiet, loud = run_all([argv]), run_all([argv], NNPIPE_DEBUG="1")
-    assert_one_line_error(quiet[0], command, [str(missing), "file not found"])
-    assert loud[0].returncode not in (0, 2)
-    assert "Traceback (most recent call last)" in loud[0].stderr
-    assert "PipelineError" in loud[0].stderr and str(missing) in loud[0].stderr
-    for out in declared_outputs(command, root) + [root / "p.csv"]:
-        assert not out.exists()
+    prepare("predict", root, good, with_outputs=False)
+    argv = predict_command("--input", str(missing), "--output", PREDICTIONS)
+    (loud,) = run_all([(argv, root)], NNPIPE_DEBUG="1")
+    assert loud.returncode not in (0, 2)
+    assert "Traceback (most recent call last)" in loud.stderr
+    assert "PipelineError" in loud.stderr and str(missing) in loud.stderr
+    assert not (root / PREDICTIONS).exists()
 
 
-# --- 3. artifacts cannot run code --------------------------------------------------------------
+# --- 2. artifacts cannot run code --------------------------------------------------------------
 
 class Payload:
     """Unpickling this creates ``marker`` (the pickle holds only ``open`` and two strings)."""
@@ -599,25 +577,21 @@ def test_the_planted_payload_is_live(tmp_path, suffix, protocol):
     assert marker.exists()
 
 
-def _model_slot(model: str, name: str) -> str:
-    return f"{PATHS['models']}/{model}/{name}"
-
-
-# (slot, consumer, pickle protocol for raw pickles)
+# (slot, consumer, pickle protocol for raw pickles): each consumer, each kind of file it loads
 ARTIFACT_CASES = [
-    (f"{PATHS['processed']}/train.npz", "train_numpy_mlp", 5),
-    (f"{PATHS['processed']}/val.npz", "train_numpy_mlp", 5),
-    (f"{PATHS['processed']}/train.npz", "train_torch_mlp", 5),
-    (f"{PATHS['processed']}/test.npz", "evaluate", 5),
-    (f"{PATHS['overfit_data']}/val.npz", "evaluate", 5),
-    (_model_slot("numpy_mlp", "weights.npz"), "evaluate", 5),
-    (_model_slot("torch_mlp", "weights.npz"), "plot_model@torch_mlp", 5),
-    (_model_slot("numpy_mlp", "weights.npz"), "predict", 5),
-    (PATHS["preprocess"], "train_numpy_mlp", 0),
-    (PATHS["preprocess"], "train_linear", 5),
-    (_model_slot("torch_mlp", "config.json"), "evaluate", 5),
-    (_model_slot("numpy_mlp", "config.json"), "predict", 0),
-    (_model_slot("numpy_mlp", "config.json"), "predict", 5),
+    (train_input(NUMPY, "train"), train(NUMPY), 5),
+    (train_input(NUMPY, "val"), train(NUMPY), 5),
+    (train_input(TORCH, "train"), train(TORCH), 5),
+    (train_input(NUMPY, "state"), train(NUMPY), 0),
+    (train_input(LINEAR, "state"), train(LINEAR), 5),
+    (flag(f"plot_model@{NUMPY}", "test"), "evaluate", 5),
+    (train_input(AUTO, "val"), "evaluate", 5),
+    (model_file(NUMPY, "weights.npz"), "evaluate", 5),
+    (model_file(TORCH, "config.json"), "evaluate", 5),
+    (model_file(TORCH, "weights.npz"), f"plot_model@{TORCH}", 5),
+    (model_file(NUMPY, "weights.npz"), "predict", 5),
+    (model_file(NUMPY, "config.json"), "predict", 0),
+    (model_file(NUMPY, "config.json"), "predict", 5),
 ]
 
 
@@ -628,100 +602,94 @@ def test_pickle_in_an_artifact_is_refused_by_its_consumer(good, tmp_path, slot, 
     root, marker = tmp_path / "root", tmp_path / "PWNED"
     prepare(consumer, root, good, with_outputs=False)
     if consumer == "predict":
-        argv = predict_argv(root, "X1=0.1", "X2=0.1")
+        argv = predict_command("X1=0.1", "X2=0.1")
     else:
-        assert any((root / slot).is_relative_to(dep) for dep in stage_data_deps(consumer, root))
-        argv = stage_argv(consumer, root, good.params)
+        assert any(Path(slot).is_relative_to(dep) for dep in STAGES[consumer].deps), slot
+        argv = stage_command(consumer, write_params(tmp_path / "params.yaml", tiny_params()))
     plant_payload(root / slot, marker, protocol)
-    before = snapshot(root)
-    (result,) = run_all([argv])
-    assert_one_line_error(result, stage_prefix(consumer), [str(root / slot)])
+    before = tree_bytes(root)
+    (result,) = run_all([(argv, root)])
+    assert_one_line_error(result, prefix(consumer), [slot])
     assert not marker.exists(), "unpickling ran the payload"
-    assert snapshot(root) == before
+    assert tree_bytes(root) == before
     for out in declared_outputs(consumer, root):
         assert not out.exists()
 
 
-# --- 5. numerical guards -----------------------------------------------------------------------
+# --- 3. numerical guards -----------------------------------------------------------------------
 
 DIVERGING = {
-    "train_torch_mlp-lr_1e20": ("train_torch_mlp", {"train_torch_mlp.lr": 1e20}),
+    f"{T}-lr_1e20": (TORCH, {f"{T}.lr": 1e20}),
     # (with fewer epochs the loss only grows to ~1e200: huge, but finite)
-    "train_numpy_mlp-lr_1e6": ("train_numpy_mlp", {"train_numpy_mlp.lr": 1e6,
-                                                   "train_numpy_mlp.init_scale": 1.0,
-                                                   "train_numpy_mlp.epochs": 200}),
-    "train_torch_mlp-lr_1e38": ("train_torch_mlp", {"train_torch_mlp.lr": 1e38}),
-    "train_linear-lr_1e38": ("train_linear", {"train_linear.lr": 1e38}),
+    f"{N}-lr_1e6": (NUMPY, {f"{N}.lr": 1e6, f"{N}.init_scale": 1.0, f"{N}.epochs": 200}),
+    f"{T}-lr_1e38": (TORCH, {f"{T}.lr": 1e38}),
+    f"{L}-lr_1e38": (LINEAR, {f"{L}.lr": 1e38}),
 }
 
 
 @pytest.fixture(scope="module")
 def diverged(good, tmp_path_factory) -> dict[str, tuple[Result, Path, dict]]:
     """Every DIVERGING row run at once: name -> (result, its root, the root before the run)."""
-    roots, argvs, before = {}, [], {}
-    for name, (stage, changes) in DIVERGING.items():
+    roots, jobs, before = {}, [], {}
+    for name, (model, changes) in DIVERGING.items():
         tmp = tmp_path_factory.mktemp("diverge")
         roots[name] = tmp / "root"
-        prepare(stage, roots[name], good, with_outputs=False)
-        before[name] = snapshot(roots[name])
+        prepare(train(model), roots[name], good, with_outputs=False)
+        before[name] = tree_bytes(roots[name])
         params = write_params(tmp / "params.yaml", tiny_params(changes))
-        argvs.append(stage_argv(stage, roots[name], params))
+        jobs.append((stage_command(train(model), params), roots[name]))
     return {name: (result, roots[name], before[name])
-            for name, result in zip(DIVERGING, run_all(argvs))}
+            for name, result in zip(DIVERGING, run_all(jobs))}
 
 
 @pytest.mark.parametrize("name", list(DIVERGING))
 def test_divergence_stops_with_an_error_naming_stage_and_epoch(name, diverged):
+    """One error line, the last; before it only the stage's own log lines; nothing written."""
     result, root, before = diverged[name]
-    stage = DIVERGING[name][0]
+    stage = STAGES[train(DIVERGING[name][0])]
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, result.stderr
-    assert errors[0] == result.stderr.splitlines()[-1]
-    assert errors[0].startswith(f"{stage}: error: {stage}: training diverged at epoch "), errors
-    assert "diverged" in errors[0] and "epoch" in errors[0]
-    for out in stage_outs(stage, root):  # the model directory and the curves
-        assert not out.exists(), out
-    assert snapshot(root) == before
+    lines = result.stderr.splitlines()
+    errors = [line for line in lines if "error:" in line]
+    assert errors == lines[-1:], result.stderr
+    assert errors[0].startswith(f"{stage.prefix}: error: {stage.prefix}: training diverged at "
+                                "epoch "), errors
+    assert [line for line in lines if not line.startswith(f"{stage.prefix}: ")] == []
+    for out in stage.outs:  # the model directory and the curves
+        assert not (root / out).exists(), out
+    assert tree_bytes(root) == before
 
 
-@pytest.mark.parametrize("name", list(DIVERGING))
-def test_divergence_stderr_holds_only_the_stage_log_and_the_error(name, diverged):
-    result, _, _ = diverged[name]
-    stage = DIVERGING[name][0]
-    assert result.returncode == 2
-    strays = [line for line in result.stderr.splitlines() if not line.startswith(f"{stage}: ")]
-    assert strays == []
+# --- 4. the real dvc repro: SIGKILL mid-training; warm server and NNPIPE_WARM=0 agree ----------
+
+KILLED = train(NUMPY)
+# Tiny, but the killed model trains long enough to be caught between two log lines.
+REPRO_PARAMS = tiny_params({f"{N}.epochs": 6_000, f"{N}.log_every": 300})
 
 
-# --- 2. atomic outputs under SIGKILL (real dvc) ------------------------------------------------
-
-ATOMIC_CHANGES = {
-    "fetch.samples_per_class": 100,
-    "train_linear.epochs": 5, "train_linear.hidden_dims": [16],
-    "train_numpy_mlp.epochs": 10000, "train_numpy_mlp.log_every": 1000,
-    "train_torch_mlp.epochs": 20, "train_torch_mlp.hidden_dims": [16],
-    "overfit_random.samples_per_class": 10, "overfit_random.epochs": 20,
-    "plot.grid_size": 21, "plot.max_points": 200,
-}
-
-
-def repo_with_params(path: Path, changes: dict) -> Path:
+def repo_with_params(path: Path, p: dict) -> Path:
     path.mkdir()
     copy_repo(path)
-    p = copy.deepcopy(BASE_PARAMS)
-    for dotted, value in changes.items():
-        section, key = dotted.split(".")
-        p[section][key] = value
     write_params(path / "params.yaml", p)
-    run(path, "git", "commit", "-qam", "shrunk params")
+    run(path, "git", "commit", "-qam", "tiny params")
     return path
 
 
-def dvc_popen(repo: Path, *args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(["dvc", *args], cwd=repo, env=env or child_env(), text=True,
+def dvc_popen(repo: Path, *args: str, **kwargs) -> subprocess.Popen:
+    """`dvc` in a copy of the repo: its stages import that copy's code (no PYTHONPATH)."""
+    env = child_env(pythonpath=False, **kwargs.pop("env", {}))
+    return subprocess.Popen(["dvc", *args], cwd=repo, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+@dataclass
+class Repros:
+    warm: Path            # killed mid-training, then resumed
+    cold: Path            # uninterrupted, NNPIPE_WARM=0
+    cold_ran: set[str]
+    after_kill: list[Path]          # temp files, model dir, curves left by the kill
+    stage_procs_alive: list         # the killed stage's processes still running
+    resumed_ran: set[str]
 
 
 def status(process) -> str | None:
@@ -733,97 +701,77 @@ def status(process) -> str | None:
         return None
 
 
-@pytest.mark.e2e
-def test_sigkill_mid_training_leaves_no_partial_output_and_resumes_identically(tmp_path):
+def kill_mid_training(repo: Path) -> tuple[list, list[Path]]:
+    """`dvc repro KILLED`, SIGKILLed (with its process group and the stage's fork of the warm
+    server) between two of the training's log lines: (its processes still alive, what the
+    kill left of the stage's outputs and temp files)."""
     import psutil
 
-    killed = repo_with_params(tmp_path / "killed", ATOMIC_CHANGES)
-    clean = repo_with_params(tmp_path / "clean", ATOMIC_CHANGES)
-    uninterrupted = dvc_popen(clean, "repro")
-
-    proc = dvc_popen(killed, "repro", "train@numpy_mlp", start_new_session=True)
+    proc = dvc_popen(repo, "repro", KILLED, start_new_session=True)
     log: list[str] = []
     training = threading.Event()
-    stage_procs: list = []
+    epoch_line = f"{STAGES[KILLED].prefix}: Epoch:"
 
     def read() -> None:
         for line in proc.stdout:
             log.append(line)
-            if "train_numpy_mlp: Epoch:" in line:
+            if sum(epoch_line in seen for seen in log) >= 2:
                 training.set()
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    stage_procs: list = []
     try:
-        assert training.wait(timeout=120), "".join(log)
-        time.sleep(1.5)
+        assert training.wait(timeout=PROC_TIMEOUT), "".join(log)
         assert proc.poll() is None, "training ended before the kill:\n" + "".join(log)
         stage_procs = psutil.Process(proc.pid).children(recursive=True)
-        assert any("stages train --params params.yaml --name numpy_mlp" in " ".join(p.cmdline())
-                   for p in stage_procs)
-        # The stage itself may run in a fork of the warm server (warmstart.launcher), outside dvc's tree.
+        # The stage itself may run in a fork of the warm server, outside dvc's process tree.
         stage_procs += [p for p in map(psutil.Process, forks(os.environ["NNPIPE_WARM_DIR"]))
-                        if p.cwd() == str(killed)]
+                        if p.cwd() == str(repo)]
+        assert any(f"--name {NUMPY}" in " ".join(p.cmdline()) for p in stage_procs)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # the fork dies with its client
         proc.wait(timeout=30)
         reader.join(timeout=10)
     _, alive = psutil.wait_procs(stage_procs, timeout=10)
-    assert all(status(p) in (None, psutil.STATUS_ZOMBIE) for p in alive), alive
+    left = temp_files(repo) + [repo / out for out in STAGES[KILLED].outs if (repo / out).exists()]
+    return [p for p in alive if status(p) not in (None, psutil.STATUS_ZOMBIE)], left
 
-    time.sleep(0.5)
-    assert temp_files(killed) == []
-    assert not (killed / PATHS["models"] / "numpy_mlp").exists()
-    assert not (killed / PATHS["curves"] / "numpy_mlp.csv").exists()
-
-    resumed = run(killed, "dvc", "repro")
-    ran = stages_run(resumed.stdout)
-    assert "train@numpy_mlp" in ran and not ran & {"fetch", "split", "scale_encode"}, ran
-    out, _ = uninterrupted.communicate(timeout=PROC_TIMEOUT)
-    assert uninterrupted.returncode == 0, out
-
-    assert temp_files(killed) == []
-    expected = tree_hashes(clean)
-    assert f"{PATHS['models']}/numpy_mlp/weights.npz" in expected
-    assert tree_hashes(killed) == expected
-    assert (killed / "dvc.lock").read_bytes() == (clean / "dvc.lock").read_bytes()
-
-
-# --- 4. determinism of the default pipeline (real dvc) -----------------------------------------
 
 @pytest.fixture(scope="module")
-def default_runs(tmp_path_factory) -> list[Path]:
-    """Two fresh copies of the repo, each after a cold `dvc repro` (run side by side).
-
-    The first runs its stages through the warm server (warmstart.launcher), the second as plain
-    processes (NNPIPE_WARM=0): the two ways must agree byte for byte.
-    """
-    copies = [tmp_path_factory.mktemp(f"default{i}") for i in (1, 2)]
-    for repo in copies:
-        copy_repo(repo)
-    procs = [dvc_popen(copies[0], "repro"),
-             dvc_popen(copies[1], "repro", env=child_env(NNPIPE_WARM="0"))]
-    for proc in procs:
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, out
-    return copies
-
-
-@pytest.mark.e2e
-def test_default_pipeline_is_byte_identical_in_two_fresh_copies(default_runs):
-    first, second = (tree_hashes(repo) for repo in default_runs)
-    pngs = [name for name in first if name.endswith(".png")]
-    assert len(pngs) == 14, pngs  # data, activations, and three per model
-    assert any(name.endswith("model.pt") for name in first)
-    differing = sorted(name for name in first.keys() | second.keys()
-                       if first.get(name) != second.get(name))
-    assert differing == []
+def repros(tmp_path_factory) -> Repros:
+    """Two copies of the repo on REPRO_PARAMS, run side by side: one killed mid-training and
+    resumed through the warm server, one uninterrupted with NNPIPE_WARM=0."""
+    warm = repo_with_params(tmp_path_factory.mktemp("repro") / "warm", REPRO_PARAMS)
+    cold = repo_with_params(tmp_path_factory.mktemp("repro") / "cold", REPRO_PARAMS)
+    uninterrupted = dvc_popen(cold, "repro", env={"NNPIPE_WARM": "0"})
+    try:
+        alive, left = kill_mid_training(warm)
+        resumed = dvc_popen(warm, "repro")
+        resumed_out, _ = resumed.communicate(timeout=PROC_TIMEOUT)
+        assert resumed.returncode == 0, resumed_out
+    finally:
+        cold_out, _ = uninterrupted.communicate(timeout=PROC_TIMEOUT)
+    assert uninterrupted.returncode == 0, cold_out
+    return Repros(warm, cold, stages_run(cold_out), left, alive, stages_run(resumed_out))
 
 
-@pytest.mark.e2e
-@pytest.mark.parametrize("name", ["dvc.lock", "reports/metrics.json", "reports/per_class.json",
-                                  "reports/summary.md"])
-def test_default_pipeline_reproduces_the_committed_file(default_runs, name):
-    """Byte for byte as in the repository (copy_repo copies its work tree)."""
-    committed = (ROOT / name).read_bytes()
-    for repo in default_runs:
-        assert (repo / name).read_bytes() == committed, f"{repo / name} differs"
+def test_sigkill_mid_training_leaves_no_partial_output_and_resumes(repros):
+    """The killed stage's processes are gone, it left no temp file and none of its outputs,
+    and the next `dvc repro` redoes it without redoing what it needed."""
+    assert repros.stage_procs_alive == []
+    assert repros.after_kill == []  # no temp file, no model directory, no curves
+    assert temp_files(repros.warm) == []
+    # What the killed run had finished is kept; the killed stage and the rest run.
+    assert repros.resumed_ran == set(STAGES) - upstream(KILLED)
+
+
+def test_warm_and_cold_repro_are_byte_identical(repros):
+    """The resumed warm run and the uninterrupted NNPIPE_WARM=0 run: every output and
+    dvc.lock, byte for byte."""
+    assert repros.cold_ran == set(STAGES)
+    warm, cold = tree_hashes(repros.warm), tree_hashes(repros.cold)
+    for model in MODELS:
+        assert model_file(model, "weights.npz") in cold
+    assert sum(name.endswith(".png") for name in cold) == 2 + 3 * len(MODELS)
+    assert sorted(n for n in warm.keys() | cold.keys() if warm.get(n) != cold.get(n)) == []
+    assert (repros.warm / "dvc.lock").read_bytes() == (repros.cold / "dvc.lock").read_bytes()
