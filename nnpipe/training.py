@@ -30,7 +30,8 @@ def spec_for(name: str, hp: ModelParams, state: Preprocessor) -> models.ModelSpe
     classes (``hidden_dims: auto`` resolved against the data set's rows)."""
     return models.ModelSpec(name=name, backend=hp.backend, activation=hp.activation,
                             input_dim=len(state.features),
-                            hidden_dims=hp.widths(state.rows, len(state.features)),
+                            hidden_dims=hp.widths(state.rows, len(state.features),
+                                                  f"train_{name}"),
                             num_classes=len(state.classes))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from nnpipe.core import cli, params, portable
+from nnpipe.core.errors import short
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,8 +23,8 @@ def main(argv: list[str] | None = None) -> None:
         frame = data.parse_csv(raw, source)
         checked = data.validate_frame(frame, p.data.features, p.data.target, source)
         files.write_csv(args.out, checked.frame)
-        log.info("%d rows from %s, classes %s -> %s", len(checked.frame), source,
-                 checked.class_counts, args.out)
+        log.info("%d rows from %s, classes %s -> %s", len(checked.frame), short(source),
+                 short(checked.class_counts, 200), args.out)
 
 
 if __name__ == "__main__":

@@ -253,9 +253,10 @@ def test_widths_auto_is_bounded_by_max_width():
     auto = _section("torch", "auto")
     rows = (params.MAX_WIDTH - 2) // 2
     assert auto.widths(rows, 2) == (params.MAX_WIDTH,)  # the largest width allowed
-    with _raises(f"hidden_dims=auto gives 2*{rows + 1}+2={params.MAX_WIDTH + 2} hidden units, "
-                 f"at most {params.MAX_WIDTH}: give a list of widths"):
-        auto.widths(rows + 1, 2)
+    with _raises(f"train_x.hidden_dims=auto gives 2*{rows + 1}+2={params.MAX_WIDTH + 2} hidden "
+                 f"units for a data set of {rows + 1} rows, at most {params.MAX_WIDTH}: give a "
+                 "list of widths"):
+        auto.widths(rows + 1, 2, "train_x")
 
 
 def test_valid_sha256_is_accepted():

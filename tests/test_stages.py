@@ -489,7 +489,8 @@ def test_hidden_dims_auto_too_wide_for_the_data_is_one_line(tiny, tmp_path, caps
     try:
         os.chdir(big.root)
         expect_error(capsys, f"train_{spiral_model}", STAGES[f"train@{spiral_model}"].main,
-                     "hidden_dims=auto gives 2*60000+2=120002 hidden units", "at most 100000")
+                     f"train_{spiral_model}.hidden_dims=auto gives 2*60000+2=120002 hidden units",
+                     "for a data set of 60000 rows", "at most 100000")
     finally:
         os.chdir(cwd)
     assert not big.model_dir(spiral_model).exists()

@@ -67,8 +67,9 @@ def test_spec_for_resolves_hidden_dims_auto_against_the_whole_data_set():
 def test_fit_refuses_an_auto_width_above_max_width():
     state, data = _data()
     huge = dataclasses.replace(state, rows=params.MAX_WIDTH)
-    with _raises(f"hidden_dims=auto gives 2*{params.MAX_WIDTH}+2={2 * params.MAX_WIDTH + 2} "
-                 f"hidden units, at most {params.MAX_WIDTH}: give a list of widths"):
+    with _raises(f"train_m.hidden_dims=auto gives 2*{params.MAX_WIDTH}+2="
+                 f"{2 * params.MAX_WIDTH + 2} hidden units for a data set of {params.MAX_WIDTH} "
+                 f"rows, at most {params.MAX_WIDTH}: give a list of widths"):
         training.fit("m", section("numpy", hidden_dims="auto"), huge, data, seed=0)
 
 

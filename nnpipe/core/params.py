@@ -142,15 +142,17 @@ class ModelParams(Section):
             _weights_check(self.hidden_dims)
         return self
 
-    def widths(self, rows: int, features: int) -> tuple[int, ...]:
+    def widths(self, rows: int, features: int, section: str = "") -> tuple[int, ...]:
         """The hidden widths for a data set of ``rows`` rows and ``features`` input features:
         ``auto`` resolved to 2*rows + features (one layer), at most MAX_WIDTH."""
         if self.hidden_dims != "auto":
             return self.hidden_dims
         width = 2 * rows + features
         if width > MAX_WIDTH:
-            raise PipelineError(f"hidden_dims=auto gives 2*{rows}+{features}={width} hidden "
-                                f"units, at most {MAX_WIDTH}: give a list of widths")
+            key = f"{section}.hidden_dims" if section else "hidden_dims"
+            raise PipelineError(f"{key}=auto gives 2*{rows}+{features}={width} hidden units "
+                                f"for a data set of {rows} rows, at most {MAX_WIDTH}: give a "
+                                "list of widths")
         return (width,)
 
 
