@@ -1,10 +1,8 @@
-"""nnpipe.io: atomic, deterministic, pickle-free reading and writing."""
+"""nnpipe.core.files: atomic, deterministic, pickle-free reading and writing."""
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import zipfile
 
@@ -294,89 +292,6 @@ def test_read_csv_errors(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(PipelineError, match=f"{empty}: not a readable CSV"):
         files.read_csv(str(empty))
-
-
-# --- torch checkpoints ------------------------------------------------------------------------
-
-_SAVE_SCRIPT = """
-import io, sys, torch
-torch.manual_seed(0)
-model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
-buffer = io.BytesIO()
-torch.save(model.state_dict(), buffer)
-sys.stdout.buffer.write(buffer.getvalue())
-"""
-
-
-@pytest.fixture(scope="module")
-def torch_saves() -> list[bytes]:
-    """Two torch.save outputs of the same state_dict, each made in its own Python process."""
-    return [subprocess.run([sys.executable, "-c", _SAVE_SCRIPT], check=True,
-                           capture_output=True, timeout=120).stdout for _ in range(2)]
-
-
-def _with_serialization_id(raw: bytes, new_id: bytes) -> bytes:
-    """The same records in a plain zip, with another serialization_id (as a new process makes)."""
-    import io as stdio
-    with zipfile.ZipFile(stdio.BytesIO(raw)) as source:
-        records = [(name, source.read(name)) for name in source.namelist()]
-    assert any(name.endswith("serialization_id") for name, _ in records)
-    out = stdio.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
-        for name, data in records:
-            target.writestr(name, new_id if name.endswith("serialization_id") else data)
-    return out.getvalue()
-
-
-def test_torch_archives_from_separate_processes_become_identical(torch_saves):
-    a, b = (files.deterministic_torch_archive(raw) for raw in torch_saves)
-    assert a == b
-    assert a[:4] == b"PK\x03\x04"
-
-
-def test_torch_archive_ignores_the_serialization_id(torch_saves):
-    raw = torch_saves[0]
-    other = _with_serialization_id(raw, b"9" * 40)
-    assert other != raw
-    assert files.deterministic_torch_archive(other) == files.deterministic_torch_archive(raw)
-
-
-def test_torch_archive_differs_for_different_weights(torch_saves):
-    import io as stdio
-    import torch
-
-    state = torch.load(stdio.BytesIO(torch_saves[0]), weights_only=True)
-    state["0.bias"] = state["0.bias"] + 1.0
-    buffer = stdio.BytesIO()
-    torch.save(state, buffer)
-    assert files.deterministic_torch_archive(buffer.getvalue()) != \
-        files.deterministic_torch_archive(torch_saves[0])
-
-
-@pytest.mark.parametrize("mmap", [False, True])
-def test_deterministic_torch_archive_still_loads(tmp_path, torch_saves, mmap):
-    import io as stdio
-    import torch
-
-    expected = torch.load(stdio.BytesIO(torch_saves[0]), weights_only=True)
-    path = tmp_path / "model.pt"
-    files.write_bytes(str(path), files.deterministic_torch_archive(torch_saves[1]))
-    loaded = torch.load(str(path), weights_only=True, mmap=mmap)
-    assert list(loaded) == list(expected) == ["0.weight", "0.bias", "2.weight", "2.bias"]
-    for name in expected:
-        assert torch.equal(loaded[name], expected[name]), name
-
-
-def test_deterministic_torch_archive_keeps_64_byte_alignment(torch_saves):
-    import io as stdio
-    data = files.deterministic_torch_archive(torch_saves[0])
-    with zipfile.ZipFile(stdio.BytesIO(data)) as archive:
-        for info in archive.infolist():
-            name_len, extra_len = int.from_bytes(data[info.header_offset + 26:][:2], "little"), \
-                int.from_bytes(data[info.header_offset + 28:][:2], "little")
-            start = info.header_offset + 30 + name_len + extra_len
-            assert start % 64 == 0, info.filename
-            assert info.date_time == (1980, 1, 1, 0, 0, 0)
 
 
 # --- figures ----------------------------------------------------------------------------------
