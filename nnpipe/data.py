@@ -125,7 +125,14 @@ def check_sha256(data: bytes, expected: str | None, source: str) -> None:
 
 
 def parse_csv(data: bytes, source: str) -> Any:
-    """Parse CSV bytes with pandas; the header must be a row of unique, non-empty names."""
+    """Parse CSV bytes with pandas; the header must be a row of unique, non-empty names.
+
+    Every other non-blank line must have as many fields as the header: a row with more
+    would make pandas take its first field as the index (shifting every column), a row with
+    fewer is a malformed line (a field left out), both refused naming the line. An empty
+    field (``1,,c1`` or a trailing ``1,2,``) is a missing value, which the checks of the
+    columns report (:func:`validate_frame`). Blank lines are skipped, as pandas does.
+    """
     import pandas as pd
 
     try:
@@ -144,11 +151,71 @@ def parse_csv(data: bytes, source: str) -> Any:
                 if _is_number(name) else ""
             raise PipelineError(f"{source}: duplicate column name '{short(name)}'{hint}")
         seen.add(name)
+    check_field_counts(data, text, len(header), source)
     try:
         return pd.read_csv(io.StringIO(text))
     except (ValueError, pd.errors.ParserError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PipelineError(f"{source}: not a readable CSV ({first})") from None
+
+
+def check_field_counts(data: bytes, text: str, width: int, source: str) -> None:
+    """A one-line error naming the first line (the header is line 1) whose number of fields
+    is not ``width``; blank lines are skipped. ``text`` is ``data`` decoded. Without quotes
+    (or lone CR line ends) the commas of ``data`` are counted with NumPy, a fraction of
+    pandas' parse time; otherwise the csv module reads ``text``."""
+    plain = b'"' not in data and (b"\r" not in data
+                                  or data.count(b"\r") == data.count(b"\r\n"))
+    found = _first_bad_plain(data, width) if plain else _first_bad_quoted(text, width)
+    if found:
+        line, fields = found
+        raise PipelineError(f"{source}: line {line} has {fields} field{'s' * (fields != 1)}, "
+                            f"the header has {width}")
+
+
+_CHUNK = 1 << 24  # bytes of whole lines counted at once (bounded memory for a large file)
+
+
+def _first_bad_plain(data: bytes, width: int) -> tuple[int, int] | None:
+    """Unquoted CSV bytes: commas per line (one byte each in UTF-8, as newlines are)."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    start, first_line = 0, 1
+    while start < len(buf):
+        stop = data.find(b"\n", min(start + _CHUNK, len(buf)) - 1) + 1 or len(buf)
+        chunk = buf[start:stop]
+        ends = np.flatnonzero(chunk == ord("\n"))  # (lines,)
+        if not len(ends) or ends[-1] != len(chunk) - 1:
+            ends = np.append(ends, len(chunk))  # the last line, without a newline
+        commas = np.searchsorted(np.flatnonzero(chunk == ord(",")), ends)
+        per_line = np.diff(commas, prepend=0)  # (lines,)
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        for i in np.flatnonzero(per_line != width - 1):
+            if chunk[starts[i]:ends[i]].tobytes().strip(b" \t\r"):  # not a blank line
+                return first_line + int(i), int(per_line[i]) + 1
+        start, first_line = stop, first_line + len(ends)
+    return None
+
+
+def _is_blank(fields: Sequence[str]) -> bool:
+    return len(fields) <= 1 and not "".join(fields).strip(" \t\r")
+
+
+def _first_bad_quoted(text: str, width: int) -> tuple[int, int] | None:
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text) + 1))  # a field may be as long as the file
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        next(reader, None)
+        start = reader.line_num + 1
+        for row in reader:
+            if len(row) != width and not _is_blank(row):
+                return start, len(row)
+            start = reader.line_num + 1
+    except csv.Error:
+        return None  # pandas reports what the csv module cannot read
+    finally:
+        csv.field_size_limit(limit)
+    return None
 
 
 def _shown(value: Any) -> str:

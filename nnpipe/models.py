@@ -151,7 +151,19 @@ def load_spec(directory: str) -> tuple[ModelSpec, Preprocessor]:
         spec = ModelSpec(**config["model"])
     except (KeyError, TypeError, ValueError, PipelineError) as exc:
         raise PipelineError(f"{path}: malformed model config ({exc})") from None
-    return spec, Preprocessor.from_dict(config.get("preprocess", {}), source=path)
+    preprocessor = Preprocessor.from_dict(config.get("preprocess", {}), source=path)
+    _check_scaler(preprocessor, path)
+    return spec, preprocessor
+
+
+def _check_scaler(state: Preprocessor, path: str) -> None:
+    """Every mean finite and every scale finite and > 0: anything else turns every input
+    into NaN or inf (a fitted StandardScaler never holds a zero scale)."""
+    for key, values, positive in (("mean", state.mean, False), ("scale", state.scale, True)):
+        for i, value in enumerate(values):
+            if not math.isfinite(value) or (positive and value <= 0):
+                raise PipelineError(f"{path}: preprocess.scaler.{key}[{i}] is {value!r}; "
+                                    f"it must be a finite number{' > 0' * positive}")
 
 
 def load(directory: str) -> LoadedModel:

@@ -1,28 +1,33 @@
 """Inference on new points from the saved artifacts alone (NumPy; no torch, no params.yaml).
 
     python -m nnpipe.predict --model torch_mlp X1=0.1 X2=0.1
-    python -m nnpipe.predict --model numpy_mlp --input new.csv [--output predictions.csv]
+    python -m nnpipe.predict --model numpy_mlp --input new.csv [--output predictions.csv|-]
     python -m nnpipe.predict --model linear --json X1=0.1 X2=0.1
 
 Exit code 2 with a one-line message for unknown, missing or repeated features, values
-that are not finite numbers, an --input that is not a regular file of at most --max-mb,
---output without --input or naming a directory, and missing or broken artifacts.
+that are not finite numbers, points so far from the training data that their scaled values
+or probabilities are not finite, an --input that is not a regular file of at most --max-mb
+or has a row whose number of fields is not the header's, --output without --input or naming
+anything but a regular file (a symlink, a device, a FIFO, a directory), an output that cannot
+be written (a full disk: nothing half-written), and missing or broken artifacts. A bad
+--max-mb is a usage error.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import os
 import sys
 from typing import Any, Sequence
 
 import numpy as np
 
 from nnpipe import models
-
 from nnpipe.core import cli, files
 from nnpipe.core.errors import PipelineError, short
+
+MAX_MB = 1 << 20  # the largest --max-mb, as fetch.max_mb's
+
 
 def parse_assignments(pairs: Sequence[str], features: Sequence[str]) -> np.ndarray:
     """``["X1=0.1", "X2=0.1"]`` -> one row ``(1, D)`` in the model's feature order."""
@@ -74,11 +79,19 @@ def read_inputs(path: str, features: Sequence[str], max_mb: float = 1024) -> np.
     return X
 
 
-def predict(model: models.LoadedModel, X_raw: np.ndarray) -> Any:
-    """A DataFrame: the predicted label, its probability and every class's probability."""
+def predict(model: models.LoadedModel, X_raw: np.ndarray, source: str | None = None) -> Any:
+    """A DataFrame: the predicted label, its probability and every class's probability.
+
+    A row whose scaled values or probabilities are not finite (a point far beyond the
+    training data, e.g. X1=1e308) is refused naming it: row i of ``source``, or the point.
+    """
     import pandas as pd
 
-    proba = model.predict_proba(model.preprocessor.transform(X_raw))  # (N, C)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # checked right after
+        scaled = model.preprocessor.transform(X_raw)  # (N, D)
+        _check_finite(scaled, X_raw, model, source, "its scaled values are")
+        proba = model.predict_proba(scaled)  # (N, C)
+        _check_finite(proba, X_raw, model, source, "the model's probabilities are")
     classes = model.preprocessor.classes
     best = proba.argmax(axis=1)
     frame = pd.DataFrame(X_raw, columns=list(model.preprocessor.features))
@@ -87,6 +100,18 @@ def predict(model: models.LoadedModel, X_raw: np.ndarray) -> Any:
     for i, name in enumerate(classes):
         frame[f"p_{name}"] = proba[:, i]
     return frame
+
+
+def _check_finite(values: np.ndarray, X_raw: np.ndarray, model: models.LoadedModel,
+                  source: str | None, what: str) -> None:
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(bad):
+        i = int(bad[0])
+        point = ", ".join(f"{name}={value!r}" for name, value
+                          in zip(model.preprocessor.features, X_raw[i].tolist()))
+        where = f"{source}: row {i + 2} ({short(point, 200)})" if source else short(point, 200)
+        raise PipelineError(f"{where}: {what} not finite; the point is too far from the "
+                            "data the model was trained on")
 
 
 def to_records(frame: Any, model: models.LoadedModel) -> list[dict[str, Any]]:
@@ -98,6 +123,27 @@ def to_records(frame: Any, model: models.LoadedModel) -> list[dict[str, Any]]:
             for row in frame.to_dict(orient="records")]
 
 
+def _max_mb(text: str) -> float:
+    """--max-mb: a finite number of MB > 0 and at most MAX_MB (argparse: a usage error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_MB):
+        raise argparse.ArgumentTypeError(f"{short(repr(text))} is not a number of MB > 0 and "
+                                         f"at most {MAX_MB}")
+    return value
+
+
+def _emit(text: str) -> None:
+    """Write to stdout now, so that a full disk or a closed pipe is one line, not a traceback."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        raise PipelineError(f"stdout: cannot write ({exc.strerror})") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m nnpipe.predict",
                                      description="Predict classes for new points.")
@@ -105,9 +151,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="a model's name: a directory of --models-dir (see dvc.yaml's models)")
     parser.add_argument("--models-dir", default="models", help="where the model directories are")
     parser.add_argument("--input", help="CSV of points to predict (one row each)")
-    parser.add_argument("--output", help="with --input: write the predictions CSV here")
-    parser.add_argument("--max-mb", type=float, default=1024,
-                        help="largest --input CSV read, in MB (default 1024)")
+    parser.add_argument("--output", help="with --input: write the predictions CSV here "
+                        "(a new or regular file; - for stdout, the default)")
+    parser.add_argument("--max-mb", type=_max_mb, default=1024,
+                        help=f"largest --input CSV read, in MB (default 1024, at most {MAX_MB})")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("features", nargs="*", metavar="NAME=VALUE")
     args = parser.parse_args(argv)
@@ -116,26 +163,25 @@ def main(argv: list[str] | None = None) -> None:
             raise PipelineError("give either NAME=VALUE features or --input CSV (one of them)")
         if args.output and not args.input:
             raise PipelineError("--output needs --input (it writes the predictions of a CSV)")
-        if args.output and os.path.isdir(args.output):
-            raise PipelineError(f"--output {short(args.output, 200)}: is a directory, "
-                                "give a file path")
+        output = None if args.output in (None, "-") else args.output
+        if output:
+            files.check_replaceable(output, "--output")
         model = models.load(models.find(args.models_dir, args.model))
         features = model.preprocessor.features
         X = read_inputs(args.input, features, args.max_mb) if args.input else \
             parse_assignments(args.features, features)
-        result = predict(model, X)
+        result = predict(model, X, args.input)
         if args.json:
-            print(json.dumps({"model": args.model, "predictions": to_records(result, model)},
-                             sort_keys=True))
+            _emit(json.dumps({"model": args.model, "predictions": to_records(result, model)},
+                             sort_keys=True, allow_nan=False) + "\n")
+        elif output:
+            files.write_csv(output, result)
         elif args.input:
-            if args.output:
-                files.write_csv(args.output, result)
-            else:
-                sys.stdout.write(result.to_csv(index=False, lineterminator="\n"))
+            _emit(result.to_csv(index=False, lineterminator="\n"))
         else:
             row = result.iloc[0]
-            print(f"The probability that you have {row['label']} is "
-                  f"{row['probability'] * 100:.0f}% ({args.model})")
+            _emit(f"The probability that you have {row['label']} is "
+                  f"{row['probability'] * 100:.0f}% ({args.model})\n")
 
 
 if __name__ == "__main__":

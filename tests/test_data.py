@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import local_http
+from deps import ROOT
 from nnpipe import data, split
 from nnpipe.core.errors import PipelineError
 
@@ -252,6 +253,69 @@ def test_parse_csv_success():
     assert frame["X1"].tolist() == [1.5, 3.0]
     assert frame["X2"].tolist() == [-2.0, 0.004]
     assert frame["color"].tolist() == ["c1", "c2"]
+
+
+# --- rows with another number of fields than the header ----------------------------------------
+
+@pytest.mark.parametrize("content, line, fields", [
+    (b"X1,X2,color\n1,2,3,c1\n4,5,6,c2\n", 2, 4),        # pandas would index by the first
+    (b"X1,X2,color\n1,2,c1\n3,4,c2\n5,6,7,c1\n", 4, 4),
+    (b"X1,X2,color\n1,2,c1\n3,4\n", 3, 2),               # a field left out
+    (b"X1,X2,color\n1,2,c1\n3\n", 3, 1),
+    (b"X1,X2,color\n1,2,c1\n1,2,c1,\n", 3, 4),           # one trailing comma too many
+    (b"X1,X2,color\r\n1,2,c1\r\n\r\n3,4\r\n", 4, 2),       # CRLF, a blank line counted
+    (b'X1,X2,color\n1,2,"c\n1"\n3,4,c2,"x"\n', 4, 4),   # a quoted newline is in its record
+    (b'X1,X2,color\n1,2,"c1"\n\n"3",4\n', 4, 2),
+], ids=["extra_in_every_row", "extra_in_a_later_row", "missing_field", "one_field",
+        "trailing_comma_too_many", "crlf_blank_line", "quoted_newline", "quoted_missing"])
+def test_parse_csv_refuses_rows_whose_field_count_is_not_the_headers(content, line, fields):
+    with pytest.raises(PipelineError) as caught:
+        data.parse_csv(content, SRC)
+    plural = "s" if fields != 1 else ""
+    assert str(caught.value) == f"{SRC}: line {line} has {fields} field{plural}, the header has 3"
+
+
+def test_parse_csv_an_empty_field_is_a_missing_value_not_a_malformed_row():
+    """``3,4,`` has the header's three fields, the last one empty: a missing value, which
+    validate_frame then reports by column and row."""
+    frame = data.parse_csv(b"X1,X2,color\n1,2,c1\n3,,c2\n5,6,\n\n   \n", SRC)
+    assert frame["X2"].isna().tolist() == [False, True, False]
+    assert frame["color"].isna().tolist() == [False, False, True]
+    with _raises(f"{SRC}: column 'X2' row 3 has value nan"):
+        data.validate_frame(frame, FEATURES, TARGET, SRC)
+
+
+def test_parse_csv_field_check_handles_a_field_longer_than_the_csv_module_limit():
+    import csv
+
+    limit = csv.field_size_limit()
+    label = "x" * (limit + 10)
+    for quote in ("", '"'):
+        frame = data.parse_csv(f"X1,X2,color\n1,2,{quote}{label}{quote}\n".encode(), SRC)
+        assert frame["color"].tolist() == [label]
+    with _raises(f"{SRC}: line 3 has 2 fields, the header has 3"):
+        data.parse_csv(f'X1,X2,color\n1,2,"{label}"\n3,4\n'.encode(), SRC)
+    assert csv.field_size_limit() == limit
+
+
+def test_fetch_refuses_a_csv_with_an_extra_field_and_writes_nothing(tmp_path, capsys):
+    """The stage: today's pandas would shift every column by one and exit 0."""
+    import yaml
+
+    from stages import fetch
+
+    source, out = tmp_path / "mine.csv", tmp_path / "raw.csv"
+    rows = "".join(f"{i},{i / 10},{-i / 10},c{i % 3}\n" for i in range(30))
+    source.write_text("X1,X2,color\n" + rows)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["fetch"]["source"] = str(source)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SystemExit) as caught:
+        fetch.main(["--params", str(tmp_path / "params.yaml"), "--out", str(out)])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err == (f"fetch: error: {source}: line 2 has 4 fields, "
+                                       "the header has 3\n")
+    assert not out.exists()
 
 
 # --- validate_frame ---------------------------------------------------------------------------

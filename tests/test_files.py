@@ -1,18 +1,20 @@
-"""nnpipe.io: atomic, deterministic, pickle-free reading and writing."""
+"""nnpipe.core.files: atomic, deterministic, pickle-free reading and writing."""
 from __future__ import annotations
 
+import errno
 import json
 import os
-import subprocess
-import sys
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nnpipe.core import files
 from nnpipe.core.errors import PipelineError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _listing(directory) -> list[str]:
@@ -296,89 +298,6 @@ def test_read_csv_errors(tmp_path):
         files.read_csv(str(empty))
 
 
-# --- torch checkpoints ------------------------------------------------------------------------
-
-_SAVE_SCRIPT = """
-import io, sys, torch
-torch.manual_seed(0)
-model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
-buffer = io.BytesIO()
-torch.save(model.state_dict(), buffer)
-sys.stdout.buffer.write(buffer.getvalue())
-"""
-
-
-@pytest.fixture(scope="module")
-def torch_saves() -> list[bytes]:
-    """Two torch.save outputs of the same state_dict, each made in its own Python process."""
-    return [subprocess.run([sys.executable, "-c", _SAVE_SCRIPT], check=True,
-                           capture_output=True, timeout=120).stdout for _ in range(2)]
-
-
-def _with_serialization_id(raw: bytes, new_id: bytes) -> bytes:
-    """The same records in a plain zip, with another serialization_id (as a new process makes)."""
-    import io as stdio
-    with zipfile.ZipFile(stdio.BytesIO(raw)) as source:
-        records = [(name, source.read(name)) for name in source.namelist()]
-    assert any(name.endswith("serialization_id") for name, _ in records)
-    out = stdio.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
-        for name, data in records:
-            target.writestr(name, new_id if name.endswith("serialization_id") else data)
-    return out.getvalue()
-
-
-def test_torch_archives_from_separate_processes_become_identical(torch_saves):
-    a, b = (files.deterministic_torch_archive(raw) for raw in torch_saves)
-    assert a == b
-    assert a[:4] == b"PK\x03\x04"
-
-
-def test_torch_archive_ignores_the_serialization_id(torch_saves):
-    raw = torch_saves[0]
-    other = _with_serialization_id(raw, b"9" * 40)
-    assert other != raw
-    assert files.deterministic_torch_archive(other) == files.deterministic_torch_archive(raw)
-
-
-def test_torch_archive_differs_for_different_weights(torch_saves):
-    import io as stdio
-    import torch
-
-    state = torch.load(stdio.BytesIO(torch_saves[0]), weights_only=True)
-    state["0.bias"] = state["0.bias"] + 1.0
-    buffer = stdio.BytesIO()
-    torch.save(state, buffer)
-    assert files.deterministic_torch_archive(buffer.getvalue()) != \
-        files.deterministic_torch_archive(torch_saves[0])
-
-
-@pytest.mark.parametrize("mmap", [False, True])
-def test_deterministic_torch_archive_still_loads(tmp_path, torch_saves, mmap):
-    import io as stdio
-    import torch
-
-    expected = torch.load(stdio.BytesIO(torch_saves[0]), weights_only=True)
-    path = tmp_path / "model.pt"
-    files.write_bytes(str(path), files.deterministic_torch_archive(torch_saves[1]))
-    loaded = torch.load(str(path), weights_only=True, mmap=mmap)
-    assert list(loaded) == list(expected) == ["0.weight", "0.bias", "2.weight", "2.bias"]
-    for name in expected:
-        assert torch.equal(loaded[name], expected[name]), name
-
-
-def test_deterministic_torch_archive_keeps_64_byte_alignment(torch_saves):
-    import io as stdio
-    data = files.deterministic_torch_archive(torch_saves[0])
-    with zipfile.ZipFile(stdio.BytesIO(data)) as archive:
-        for info in archive.infolist():
-            name_len, extra_len = int.from_bytes(data[info.header_offset + 26:][:2], "little"), \
-                int.from_bytes(data[info.header_offset + 28:][:2], "little")
-            start = info.header_offset + 30 + name_len + extra_len
-            assert start % 64 == 0, info.filename
-            assert info.date_time == (1980, 1, 1, 0, 0, 0)
-
-
 # --- figures ----------------------------------------------------------------------------------
 
 def _figure():
@@ -428,3 +347,178 @@ def test_outputs_follow_the_umask(tmp_path, mask, mode):
     finally:
         os.umask(old)
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == mode
+
+
+# --- outputs replace only regular files ---------------------------------------------------------
+
+def _not_a_file(tmp_path, kind: str):
+    """``out`` in tmp_path as ``kind``; returns (path, a check that it is still what it was)."""
+    import stat
+
+    path, target = tmp_path / "out", tmp_path / "target.txt"
+    target.write_text("precious")
+    if kind == "symlink":
+        path.symlink_to(target)
+    elif kind == "dangling symlink":
+        path.symlink_to(tmp_path / "nowhere")
+    elif kind == "symlink to a directory":
+        (tmp_path / "d").mkdir()
+        path.symlink_to(tmp_path / "d")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "FIFO":
+        os.mkfifo(path)
+    elif kind == "device":
+        try:  # a /dev/null of our own: a test that failed must not replace the real one
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("creating a device node needs root")
+    before = os.lstat(path)
+
+    def unchanged() -> None:
+        after = os.lstat(path)
+        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+        assert target.read_text() == "precious"
+    return path, unchanged
+
+
+NOT_FILES = {"symlink": "a symlink", "dangling symlink": "a symlink",
+             "symlink to a directory": "a symlink", "directory": "a directory",
+             "FIFO": "a FIFO", "device": "a device"}
+
+
+@pytest.mark.parametrize("kind", list(NOT_FILES))
+def test_an_output_never_replaces_what_is_not_a_regular_file(tmp_path, kind):
+    path, unchanged = _not_a_file(tmp_path, kind)
+    listing = _listing(tmp_path)
+    written = []
+    with pytest.raises(PipelineError) as caught:
+        files.atomic_write(str(path), written.append)
+    assert str(caught.value) == (f"{path}: is {NOT_FILES[kind]}, not a file: "
+                                 "refusing to replace it")
+    assert written == []  # refused before anything was written
+    unchanged()
+    assert _listing(tmp_path) == listing
+
+
+def test_check_replaceable_prefixes_the_flag_and_passes_files(tmp_path):
+    files.check_replaceable(str(tmp_path / "absent"))
+    (tmp_path / "file").write_text("x")
+    files.check_replaceable(str(tmp_path / "file"))
+    with pytest.raises(PipelineError, match=f"^--output {tmp_path}: is a directory, not a file"):
+        files.check_replaceable(str(tmp_path), "--output")
+
+
+def test_a_symlink_appearing_while_writing_is_not_replaced(tmp_path):
+    path, target = tmp_path / "out", tmp_path / "target.txt"
+    target.write_text("precious")
+
+    def writer(handle):
+        handle.write(b"new")
+        path.symlink_to(target)  # someone else, meanwhile
+
+    with pytest.raises(PipelineError, match="is a symlink, not a file: refusing to replace it"):
+        files.atomic_write(str(path), writer)
+    assert path.is_symlink() and target.read_text() == "precious"
+    assert _listing(tmp_path) == ["out", "target.txt"]
+
+
+# --- the environment failing a write ------------------------------------------------------------
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS,
+                                  errno.EACCES])
+def test_a_failing_write_is_one_error_naming_the_output(tmp_path, code):
+    path = tmp_path / "out.csv"
+    path.write_text("previous")
+
+    def writer(handle):
+        handle.write(b"half")
+        raise OSError(code, os.strerror(code))
+
+    with pytest.raises(PipelineError) as caught:
+        files.atomic_write(str(path), writer)
+    assert str(caught.value) == f"{path}: cannot write ({os.strerror(code)})"
+    assert path.read_text() == "previous"
+    assert _listing(tmp_path) == ["out.csv"]
+
+
+def test_an_output_under_a_file_is_one_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PipelineError, match=f"^{tmp_path}/file/out.json: cannot write "):
+        files.write_json(str(tmp_path / "file" / "out.json"), {"a": 1})
+
+
+_FSIZE_SCRIPT = """
+import resource, signal, sys
+from nnpipe.core import files
+from nnpipe.core.errors import PipelineError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    files.write_bytes(sys.argv[1], b"x" * 100_000)
+except PipelineError as exc:
+    print(exc)
+"""
+
+
+def test_a_file_size_limit_really_hit_keeps_the_previous_output(tmp_path):
+    """EFBIG for real: the write passes RLIMIT_FSIZE in a child process."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "big.bin"
+    path.write_text("previous")
+    result = subprocess.run([sys.executable, "-c", _FSIZE_SCRIPT, str(path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout == f"{path}: cannot write (File too large)\n"
+    assert path.read_text() == "previous"
+    assert _listing(tmp_path) == ["big.bin"]
+
+
+# --- .npz headers are checked before anything is allocated --------------------------------------
+
+def _npz_with_header(path, shape, data: bytes, descr: str = "<f8", name: str = "W1") -> None:
+    import io as stdio
+
+    header = stdio.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False,
+                                                  "shape": shape})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(f"{name}.npy", header.getvalue() + data)
+
+
+@pytest.mark.parametrize("shape, data, claimed", [
+    ((10**12,), b"\0" * 16, "(1000000000000,) of float64 (8000000000000 bytes) but holds 16"),
+    ((10**6, 10**6), b"", "(1000000, 1000000) of float64 (8000000000000 bytes) but holds 0"),
+    ((3,), b"\0" * 16, "(3,) of float64 (24 bytes) but holds 16"),
+    ((1,), b"\0" * 16, "(1,) of float64 (8 bytes) but holds 16"),
+])
+def test_read_npz_refuses_a_header_claiming_more_than_the_entry_holds(tmp_path, shape, data,
+                                                                      claimed):
+    path = tmp_path / "weights.npz"
+    _npz_with_header(path, shape, data)
+    assert path.stat().st_size < 1000
+    with pytest.raises(PipelineError) as caught:
+        files.read_npz(str(path))
+    assert str(caught.value) == f"{path}: entry W1.npy claims shape {claimed} bytes"
+
+
+def test_read_npz_refuses_a_pickled_dtype_from_its_header(tmp_path):
+    path = tmp_path / "weights.npz"
+    _npz_with_header(path, (2,), b"\0" * 16, descr="|O")
+    with pytest.raises(PipelineError, match=f"^{path}: holds pickled objects"):
+        files.read_npz(str(path))
+
+
+def test_read_npz_reads_a_compressed_archive(tmp_path, arrays):
+    path = tmp_path / "c.npz"
+    np.savez_compressed(path, X=arrays["X"], y=arrays["y"])
+    loaded = files.read_npz(str(path), ("X", "y"))
+    np.testing.assert_array_equal(loaded["X"], arrays["X"])
+
+
+def test_read_npz_refuses_what_is_not_a_regular_file(tmp_path):
+    os.mkfifo(tmp_path / "fifo.npz")  # opening it would block until a writer comes
+    with pytest.raises(PipelineError, match="fifo.npz: not a regular file"):
+        files.read_npz(str(tmp_path / "fifo.npz"))

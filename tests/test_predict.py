@@ -1,15 +1,18 @@
 """nnpipe.predict end to end: `python -m nnpipe.predict` against model dirs built by the stages."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import io as _io
 import json
+import math
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,64 +21,83 @@ import torch
 import yaml
 
 from nnpipe import models, numpy_mlp, torch_models
-from stages import fetch, overfit_random, scale_encode, split, train
+from nnpipe import predict as predict_cli
+from stages import fetch, random_data, scale_encode, split, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-MODELS = tuple(DVC["vars"][0]["models"])      # the model registry
-TRAINED = DVC["stages"]["train"]["foreach"]    # model -> trainer kind
-TORCH_MODELS = tuple(m for m in MODELS if TRAINED.get(m) != "numpy_mlp")
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+REGISTRY = DVC["vars"][0]["models"]           # model -> the data set it trains on
+MODELS = tuple(REGISTRY)
+TORCH_MODELS = tuple(m for m in MODELS if PARAMS[f"train_{m}"]["backend"] == "torch")
 CLASSES = ("c1", "c2", "c3")
 SENTENCE = re.compile(r"^The probability that you have (\S+) is (\d{1,3})% \((\w+)\)$")
 
 
 def tiny_params() -> dict:
-    p = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    p = copy.deepcopy(PARAMS)
     p["fetch"]["samples_per_class"] = 60
     p["train_linear"].update(epochs=5, hidden_dims=[16])
     p["train_numpy_mlp"].update(epochs=100, hidden_dims=[32])
     p["train_torch_mlp"].update(epochs=30, hidden_dims=[32, 16], lr=0.05)  # two hidden layers
-    p["overfit_random"].update(samples_per_class=10, epochs=20)
+    p["random_data"]["samples_per_class"] = 10
+    p["train_overfit_random"].update(epochs=20)
     return p
 
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory) -> Path:
-    """models/<name>/ for all four models, trained by the stage mains on a tiny spiral."""
+    """models/<name>/ for every model of the registry, trained by the stage mains on a tiny
+    spiral (and overfit_random's random data)."""
     root = tmp_path_factory.mktemp("pipeline")
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump(tiny_params()))
     P = ["--params", str(params)]
-    raw, state = str(root / "raw.csv"), str(root / "models/preprocess.json")
+    raw = str(root / "raw.csv")
     splits = [str(root / f"split/{s}.csv") for s in ("train", "val", "test")]
-    processed = [str(root / f"processed/{s}.npz") for s in ("train", "val", "test")]
+    sets = {d: [str(root / d / f"{s}.npz") for s in ("train", "val", "test")]
+            for d in set(REGISTRY.values())}
+    spiral, random = "data/processed", "data/overfit_random"
     fetch.main([*P, "--out", raw])
     split.main([*P, "--data", raw, "--train", splits[0], "--val", splits[1], "--test", splits[2]])
-    scale_encode.main([*P, "--splits", *splits, "--out", *processed, "--state", state])
-    for name, kind in TRAINED.items():
-        train.main([*P, "--name", name, "--kind", kind, "--train", processed[0],
-                    "--val", processed[1], "--preprocess", state,
+    scale_encode.main([*P, "--splits", *splits, "--out", *sets[spiral],
+                       "--state", str(root / spiral / "preprocess.json")])
+    random_data.main([*P, "--out", *sets[random], "--state", str(root / random / "preprocess.json")])
+    for name, data_set in REGISTRY.items():
+        train.main([*P, "--name", name, "--train", sets[data_set][0], "--val", sets[data_set][1],
+                    "--state", str(root / data_set / "preprocess.json"),
                     "--model-dir", str(root / "models" / name),
                     "--curves", str(root / f"curves/{name}.csv")])
-    overfit_random.main([*P, "--data-out", *(str(root / f"overfit/{s}.npz")
-                                             for s in ("train", "val", "test")),
-                         "--model-dir", str(root / "models/overfit_random"),
-                         "--curves", str(root / "curves/overfit_random.csv")])
     return root / "models"
 
 
-def predict(models_dir: Path, *args: str, model: str | None = "torch_mlp",
-            check: bool = True) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "nnpipe.predict"]
-    if model:
-        argv += ["--model", model]
-    argv += ["--models-dir", str(models_dir), *args]
-    env = {k: v for k, v in os.environ.items() if k != "NNPIPE_DEBUG"}
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+def predict(models_dir: Path, *args: str, model: str | None = "torch_mlp", check: bool = True,
+            process: bool = False, **run: Any) -> subprocess.CompletedProcess:
+    """``python -m nnpipe.predict ARGS``: in this process (its main), or with ``process`` in a
+    real one (``run``: more subprocess.run arguments)."""
+    argv = (["--model", model] if model else []) + ["--models-dir", str(models_dir), *args]
+    if process:
+        env = {k: v for k, v in os.environ.items() if k != "NNPIPE_DEBUG"}
+        result = subprocess.run([sys.executable, "-m", "nnpipe.predict", *argv], cwd=ROOT,
+                                text=True, env=env, timeout=120, check=False,
+                                **{"capture_output": True, **run})
+    else:
+        out, err, code = _io.StringIO(), _io.StringIO(), 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                predict_cli.main(argv)
+            except SystemExit as exc:
+                code = exc.code
+        result = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
     if check:
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""
     return result
+
+
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    monkeypatch.delenv("NNPIPE_DEBUG", raising=False)
 
 
 def features_of(models_dir: Path, model: str) -> tuple[str, ...]:
@@ -94,8 +116,10 @@ def grid_csv(path: Path, features=("X1", "X2"), n=7) -> np.ndarray:
 
 # --- one point --------------------------------------------------------------------------------
 
-def test_one_point_prints_the_lesson_sentence(models_dir):
-    result = predict(models_dir, "X1=0.1", "X2=0.1")
+@pytest.mark.parametrize("process", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["main", "process"])
+def test_one_point_prints_the_lesson_sentence(models_dir, process):
+    result = predict(models_dir, "X1=0.1", "X2=0.1", process=process)
     lines = result.stdout.splitlines()
     assert len(lines) == 1
     match = SENTENCE.match(lines[0])
@@ -165,9 +189,7 @@ def test_predictions_equal_torchs_own_forward_pass(models_dir, tmp_path, model):
     frame = pd.read_csv(out)
 
     loaded = models.load(str(models_dir / model))
-    module = torch_models.build(loaded.spec)
-    module.load_state_dict(torch.load(models_dir / model / "model.pt", weights_only=True))
-    module.eval()
+    module = torch_models.load(str(models_dir / model))
     X = torch.as_tensor(loaded.preprocessor.transform(X_raw), dtype=torch.float32)
     with torch.no_grad():
         expected = torch.softmax(module(X), dim=1).numpy()
@@ -184,7 +206,8 @@ def test_numpy_mlp_predictions_equal_its_training_forward_pass(models_dir, tmp_p
     loaded = models.load(str(models_dir / "numpy_mlp"))
     scores = numpy_mlp.NumpyMLP(dict(loaded.weights)).scores(loaded.preprocessor.transform(X_raw))
     got = pd.read_csv(out)[[f"p_{c}" for c in CLASSES]].to_numpy()
-    np.testing.assert_allclose(got, numpy_mlp.softmax(scores), atol=1e-12)
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))  # softmax, written out
+    np.testing.assert_allclose(got, shifted / shifted.sum(axis=1, keepdims=True), atol=1e-12)
 
 
 def test_trained_models_learned_something(models_dir, tmp_path):
@@ -264,3 +287,221 @@ def test_unknown_model_name_names_the_models_there(models_dir):
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert result.stderr.strip().endswith(f"(models: {', '.join(sorted(MODELS))})"), \
             result.stderr
+
+
+# --- outputs: only a regular file is replaced; - is stdout --------------------------------------
+
+@pytest.fixture
+def points(tmp_path) -> Path:
+    grid_csv(tmp_path / "points.csv", n=3)
+    return tmp_path / "points.csv"
+
+
+def _special(tmp_path: Path, kind: str) -> Path:
+    import stat
+
+    path = tmp_path / "special"
+    if kind == "symlink":
+        (tmp_path / "target.csv").write_text("precious\n")
+        path.symlink_to(tmp_path / "target.csv")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "FIFO":
+        os.mkfifo(path)
+    else:
+        try:  # a /dev/null of our own, never the real one
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("creating a device node needs root")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["symlink", "directory", "FIFO", "device"])
+def test_output_never_replaces_a_symlink_device_fifo_or_directory(models_dir, points, tmp_path,
+                                                                 kind):
+    path = _special(tmp_path, kind)
+    before = os.lstat(path)
+    listing = sorted(os.listdir(tmp_path))
+    expect_error(predict(models_dir, "--input", str(points), "--output", str(path), check=False),
+                 f"--output {path}: is a {kind}, not a file: refusing to replace it")
+    after = os.lstat(path)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    assert sorted(os.listdir(tmp_path)) == listing
+    if kind == "symlink":
+        assert (tmp_path / "target.csv").read_text() == "precious\n"
+
+
+@pytest.mark.slow
+def test_output_symlink_is_one_line_in_a_real_process(models_dir, points, tmp_path):
+    path = _special(tmp_path, "symlink")
+    expect_error(predict(models_dir, "--input", str(points), "--output", str(path),
+                         check=False, process=True), "is a symlink, not a file")
+    assert path.is_symlink() and (tmp_path / "target.csv").read_text() == "precious\n"
+
+
+def test_output_dash_is_stdout(models_dir, points, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    listing = sorted(os.listdir(tmp_path))
+    to_stdout = predict(models_dir, "--input", str(points), "--output", "-").stdout
+    assert to_stdout == predict(models_dir, "--input", str(points)).stdout
+    assert to_stdout.startswith("X1,X2,label,probability,")
+    assert sorted(os.listdir(tmp_path)) == listing  # no file named "-"
+
+
+def test_output_dash_without_input_is_refused(models_dir):
+    expect_error(predict(models_dir, "--output", "-", "X1=0", "X2=0", check=False),
+                 "--output needs --input")
+
+
+# --- no NaN answers -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["sentence", "json"])
+def test_a_point_whose_scaled_values_overflow_is_refused(models_dir, json_flag):
+    expect_error(predict(models_dir, *json_flag, "X1=1e308", "X2=-1e308", check=False),
+                 "X1=1e+308, X2=-1e+308: its scaled values are not finite; the point is too "
+                 "far from the data the model was trained on")
+
+
+@pytest.mark.slow
+def test_an_overflowing_point_is_one_line_in_a_real_process(models_dir):
+    """No RuntimeWarning lines from numpy before the error."""
+    expect_error(predict(models_dir, "X1=1e308", "X2=-1e308", check=False, process=True),
+                 "X1=1e+308, X2=-1e+308: its scaled values are not finite")
+
+
+def test_a_csv_row_whose_scaled_values_overflow_is_refused(models_dir, tmp_path):
+    (tmp_path / "points.csv").write_text("X1,X2\n0.1,0.2\n1e308,0\n")
+    out = tmp_path / "pred.csv"
+    expect_error(predict(models_dir, "--input", str(tmp_path / "points.csv"), "--output",
+                         str(out), check=False),
+                 f"{tmp_path / 'points.csv'}: row 3 (X1=1e+308, X2=0.0): its scaled values "
+                 "are not finite")
+    assert not out.exists()
+
+
+@pytest.fixture
+def model_copy(models_dir, tmp_path) -> Path:
+    """A copy of the linear model to tamper with, under tmp_path/models/linear."""
+    shutil.copytree(models_dir / "linear", tmp_path / "models" / "linear")
+    return tmp_path / "models" / "linear"
+
+
+def test_probabilities_that_overflow_are_refused(model_copy):
+    from nnpipe.core import files
+
+    weights = files.read_npz(str(model_copy / "weights.npz"))
+    weights = {k: np.full_like(v, 1e308) if k.startswith("W") else v for k, v in weights.items()}
+    files.write_npz(str(model_copy / "weights.npz"), weights)
+    for args in (("X1=1", "X2=1"), ("--json", "X1=1", "X2=1")):
+        expect_error(predict(model_copy.parent, *args, model="linear", check=False),
+                     "X1=1.0, X2=1.0: the model's probabilities are not finite")
+
+
+@pytest.mark.parametrize("key, index, value, shown", [
+    ("scale", 0, 0.0, "0.0; it must be a finite number > 0"),
+    ("scale", 1, -1.0, "-1.0; it must be a finite number > 0"),
+    ("scale", 0, float("nan"), "nan; it must be a finite number > 0"),
+    ("scale", 1, float("inf"), "inf; it must be a finite number > 0"),
+    ("mean", 0, float("nan"), "nan; it must be a finite number"),
+], ids=["zero_scale", "negative_scale", "nan_scale", "inf_scale", "nan_mean"])
+def test_a_model_whose_scaler_state_is_not_finite_is_refused_when_loaded(model_copy, key, index,
+                                                                         value, shown):
+    path = model_copy / "config.json"
+    config = json.loads(path.read_text())
+    config["preprocess"]["scaler"][key][index] = value
+    path.write_text(json.dumps(config))  # NaN and Infinity as Python's json writes them
+    expect_error(predict(model_copy.parent, "X1=0.1", "X2=0.1", model="linear", check=False),
+                 f"{path}: preprocess.scaler.{key}[{index}] is {shown}")
+    with pytest.raises(predict_cli.PipelineError, match=re.escape(f"{key}[{index}] is")):
+        models.load(str(model_copy))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_json_output_is_strict_json(models_dir, points, model):
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    for args in (("X1=0.5", "X2=-0.5"), ("--input", str(points))):
+        text = predict(models_dir, "--json", *args, model=model).stdout
+        data = json.loads(text, parse_constant=refuse)
+        assert all(math.isfinite(p) for r in data["predictions"] for p in r["probabilities"].values())
+
+
+# --- malformed rows, sizes and planted headers --------------------------------------------------
+
+@pytest.mark.parametrize("content, line, fields", [("X1,X2\n1,2,3\n", 2, 3),
+                                                   ("X1,X2\n1,2\n3\n", 3, 1)])
+def test_input_rows_with_another_field_count_than_the_header_are_refused(models_dir, tmp_path,
+                                                                        content, line, fields):
+    (tmp_path / "points.csv").write_text(content)
+    expect_error(predict(models_dir, "--input", str(tmp_path / "points.csv"), check=False),
+                 f"{tmp_path / 'points.csv'}: line {line} has {fields} field")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e300", "-1", "0", "abc", "1048577"])
+def test_max_mb_must_be_a_finite_positive_size(models_dir, points, value):
+    result = predict(models_dir, "--input", str(points), "--max-mb", value, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    last = result.stderr.splitlines()[-1]
+    assert last == (f"python -m nnpipe.predict: error: argument --max-mb: '{value}' is not a "
+                    "number of MB > 0 and at most 1048576"), result.stderr
+
+
+def test_weights_whose_header_claims_1e12_elements_are_refused(model_copy):
+    import zipfile
+
+    header = _io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (10**6, 10**6)})
+    path = model_copy / "weights.npz"
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    entries["W1.npy"] = header.getvalue() + b"\0" * 64
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    expect_error(predict(model_copy.parent, "X1=0", "X2=0", model="linear", check=False),
+                 f"{path}: entry W1.npy claims shape (1000000, 1000000) of float64 "
+                 "(8000000000000 bytes) but holds 64 bytes")
+
+
+# --- the environment failing a write (real processes) -------------------------------------------
+
+def _fsize_limit(limit: int):
+    def limited() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE,
+                           (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return limited
+
+
+@pytest.mark.slow
+def test_a_file_size_limit_hit_while_writing_output_is_one_line(models_dir, tmp_path):
+    """RLIMIT_FSIZE for real (EFBIG): one line naming --output, the previous file intact."""
+    grid_csv(tmp_path / "points.csv", n=20)
+    out = tmp_path / "out" / "pred.csv"
+    out.parent.mkdir()
+    out.write_text("previous\n")
+    result = predict(models_dir, "--input", str(tmp_path / "points.csv"), "--output", str(out),
+                     check=False, process=True, preexec_fn=_fsize_limit(4096))
+    line = expect_error(result, str(out))
+    assert line == f"predict: error: {out}: cannot write (File too large)"
+    assert out.read_text() == "previous\n"
+    assert os.listdir(out.parent) == ["pred.csv"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [("X1=0.1", "X2=0.1"), ("--json", "X1=0.1", "X2=0.1"),
+                                  ("--input", "{points}"), ("--input", "{points}", "--output", "-")],
+                         ids=["sentence", "json", "csv", "csv_dash"])
+def test_a_full_stdout_is_one_line(models_dir, points, args):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "w") as full:
+        result = predict(models_dir, *(a.format(points=points) for a in args), check=False,
+                         process=True, stdout=full, stderr=subprocess.PIPE, capture_output=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "predict: error: stdout: cannot write (No space left on device)\n"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sys
@@ -13,6 +14,10 @@ if TYPE_CHECKING:
     import argparse
 
 DEBUG_ENV = "NNPIPE_DEBUG"
+# The environment failing an operation: one line, not a traceback (files.atomic_path names the
+# output of the writes it makes; this catches any other).
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS,
+                                errno.EACCES, errno.EPERM, errno.EIO})
 STATS_ENV = "NNPIPE_STAGE_STATS"  # bench/run.py: append each stage's wall time and peak RSS here
 MAX_MESSAGE = 500  # characters of an error line; echoed values are cut well before
 
@@ -35,7 +40,9 @@ def _record_stats(name: str, path: str) -> None:
 
 @contextlib.contextmanager
 def stage(name: str) -> Iterator[logging.Logger]:
-    """Configure logging once; turn a PipelineError into ``error: ...`` on stderr and exit 2.
+    """Configure logging once; turn a PipelineError, or an OSError the environment caused
+    (a full disk, a read-only file system, a file size limit, no permission), into
+    ``error: ...`` on stderr and exit 2.
 
     Set NNPIPE_DEBUG=1 to see the traceback instead.
     """
@@ -44,11 +51,13 @@ def stage(name: str) -> Iterator[logging.Logger]:
         yield logging.getLogger(name)
         if os.environ.get(STATS_ENV):
             _record_stats(name, os.environ[STATS_ENV])
-    except PipelineError as exc:
-        if os.environ.get(DEBUG_ENV):
+    except (PipelineError, OSError) as exc:
+        if os.environ.get(DEBUG_ENV) or (isinstance(exc, OSError)
+                                         and exc.errno not in ENVIRONMENT_ERRNOS):
             raise
-        message = short(" ".join(str(exc).split()), MAX_MESSAGE)
-        print(f"{name}: error: {message}", file=sys.stderr)
+        message = str(exc) if isinstance(exc, PipelineError) else \
+            f"{exc.filename if exc.filename is not None else 'output'}: {exc.strerror}"
+        print(f"{name}: error: {short(' '.join(message.split()), MAX_MESSAGE)}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -101,6 +110,9 @@ def run_command(main: Callable[[], None]) -> NoReturn:
         if exc.code is not None and not isinstance(exc.code, int):
             print(exc.code, file=sys.stderr)
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a full disk or a closed pipe: already reported, or nothing to say
+            code = code or 2
     os._exit(code)

@@ -1,8 +1,12 @@
 """Atomic, deterministic, pickle-free reading and writing of every artifact.
 
-Every writer goes through :func:`atomic_write`: a temp file in the target
-directory, then ``os.replace``, so a killed stage never leaves half a file.
-Nothing time- or host-dependent goes into an output.
+Every writer goes through :func:`atomic_path`: a temp file in the target
+directory, then ``os.replace``, so a killed stage never leaves half a file. It
+never replaces what is not a regular file (a symlink, a device, a FIFO, a
+directory), and a failed write (a full disk, a read-only file system, a file
+size limit) is one :class:`PipelineError` naming the output, the temp file
+removed and the previous output left as it was. Nothing time- or host-dependent
+goes into an output.
 """
 from __future__ import annotations
 
@@ -11,31 +15,70 @@ import io
 import json
 import math
 import os
+import stat
 import tempfile
 import zipfile
 from typing import IO, Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from nnpipe.core.errors import PipelineError
+from nnpipe.core.errors import PipelineError, short
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
+_NOT_FILES = ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"),
+              (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISFIFO, "a FIFO"),
+              (stat.S_ISSOCK, "a socket"))
+
+
+def check_replaceable(path: str, what: str = "") -> None:
+    """A one-line error unless ``path`` is absent or a regular file, the only thing an output
+    may replace: a rename over a symlink replaces the link (not its target), over a device
+    node or a FIFO the node itself. ``what`` (e.g. ``--output``) prefixes the message."""
+    shown = f"{what} {path}" if what else path
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise PipelineError(f"{shown}: cannot write ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _NOT_FILES if test(mode)), "not a regular file")
+        raise PipelineError(f"{shown}: is {kind}, not a file: refusing to replace it")
+
+
+def _write_error(path: str, exc: OSError) -> PipelineError:
+    return PipelineError(f"{path}: cannot write ({exc.strerror or exc.__class__.__name__})")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temp path beside ``path``; on success rename it into place, else remove it."""
+    """Yield a temp path beside ``path``; on success rename it into place, else remove it.
+
+    ``path`` must be absent or a regular file (checked before anything is written and again
+    before the rename). An OSError on the way (ENOSPC, EDQUOT, EFBIG, EROFS, EACCES, ...)
+    becomes a PipelineError naming ``path``; the previous ``path`` is never touched.
+    """
+    check_replaceable(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                                   suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # as open() would have made it; mkstemp makes 0600
+        check_replaceable(path)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from None
         raise
 
 
@@ -122,24 +165,68 @@ def write_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def read_npz(path: str, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Load an .npz with ``allow_pickle=False``; ``keys`` must all be present."""
-    if os.path.isfile(path) and not zipfile.is_zipfile(path):
-        raise PipelineError(f"{path}: not a valid .npz archive")
+    """Load an .npz without unpickling anything; ``keys`` must all be present.
+
+    Each entry's .npy header is read first and its shape x itemsize compared with the
+    entry's size, itself bounded by the archive's, so a tiny file whose header claims 10**12
+    elements is refused before anything is allocated.
+    """
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise PipelineError(f"{path}: not a regular file, not a valid .npz archive")
+        with zipfile.ZipFile(path) as archive:
+            arrays = {entry.filename.removesuffix(".npy"): _read_entry(archive, entry,
+                                                                        info.st_size, path)
+                      for entry in archive.infolist()}
     except FileNotFoundError:
         raise PipelineError(f"{path}: file not found") from None
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        reason = "holds pickled objects, which are never loaded" if "pickle" in str(exc) \
-            else "not a valid .npz archive"
-        raise PipelineError(f"{path}: {reason}") from None
-    if not all(isinstance(a, np.ndarray) for a in arrays.values()):
-        raise PipelineError(f"{path}: not a valid .npz archive (holds entries that are not arrays)")
+    except (ValueError, zipfile.BadZipFile, EOFError, NotImplementedError):
+        raise PipelineError(f"{path}: not a valid .npz archive") from None
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read ({exc.strerror or 'not a valid .npz'})") \
+            from None
     missing = [key for key in keys if key not in arrays]
     if missing:
         raise PipelineError(f"{path}: missing array(s) {', '.join(missing)}")
     return arrays
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+_MAX_DEFLATE_RATIO = 1100  # deflate expands at most ~1032-fold
+
+
+def _read_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, archive_size: int,
+                path: str) -> np.ndarray:
+    """One .npy entry, its header checked against the entry's real size before reading."""
+    name = entry.filename
+    stored = entry.compress_type == zipfile.ZIP_STORED
+    if entry.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) \
+            or entry.compress_size > archive_size \
+            or entry.file_size > (entry.compress_size if stored
+                                  else _MAX_DEFLATE_RATIO * entry.compress_size + 64):
+        raise PipelineError(f"{path}: entry {short(name)} claims {entry.file_size} bytes, "
+                            f"more than the archive can hold ({archive_size} bytes)")
+    with archive.open(entry) as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+        except ValueError:
+            raise PipelineError(f"{path}: not a valid .npz archive "
+                                "(holds entries that are not arrays)") from None
+        if version not in _HEADER_READERS:
+            raise PipelineError(f"{path}: entry {short(name)} is .npy format {version}, "
+                                "not 1.0 or 2.0")
+        shape, _, dtype = _HEADER_READERS[version](handle)
+        data_bytes = entry.file_size - handle.tell()
+    if dtype.hasobject:
+        raise PipelineError(f"{path}: holds pickled objects, which are never loaded")
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed != data_bytes:
+        raise PipelineError(f"{path}: entry {short(name)} claims shape {short(shape)} of "
+                            f"{dtype} ({claimed} bytes) but holds {data_bytes} bytes")
+    with archive.open(entry) as handle:
+        return np.lib.format.read_array(handle, allow_pickle=False)
 
 
 def read_xy(path: str) -> tuple[np.ndarray, np.ndarray]:
