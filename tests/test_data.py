@@ -94,17 +94,6 @@ def test_spiral_frame_columns():
 
 # --- random data ------------------------------------------------------------------------------
 
-def test_make_random_data_shapes_and_range():
-    X, y = data.make_random_data(50, 3, 4, np.random.RandomState(0))
-    assert X.shape == (150, 4) and y.shape == (150,)
-    assert X.min() >= 0.0 and X.max() < 1.0
-    np.testing.assert_array_equal(y, np.repeat([0, 1, 2], 50))
-    X2, _ = data.make_random_data(50, 3, 4, np.random.RandomState(0))
-    np.testing.assert_array_equal(X, X2)
-    X3, _ = data.make_random_data(50, 3, 4, np.random.RandomState(1))
-    assert not np.array_equal(X, X3)
-
-
 # --- read_source: local files -----------------------------------------------------------------
 
 def test_read_source_local_file(tmp_path):

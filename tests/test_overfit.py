@@ -15,6 +15,17 @@ RANDOM_MODELS = sorted(m for m, d in REGISTRY.items()
                        if f"{d}/train.npz" in STAGES["random_data"].outs)
 
 
+def test_make_random_data_shapes_and_range():
+    X, y = overfit.make_random_data(50, 3, 4, np.random.RandomState(0))
+    assert X.shape == (150, 4) and y.shape == (150,)
+    assert X.min() >= 0.0 and X.max() < 1.0
+    np.testing.assert_array_equal(y, np.repeat([0, 1, 2], 50))
+    X2, _ = overfit.make_random_data(50, 3, 4, np.random.RandomState(0))
+    np.testing.assert_array_equal(X, X2)
+    X3, _ = overfit.make_random_data(50, 3, 4, np.random.RandomState(1))
+    assert not np.array_equal(X, X3)
+
+
 def test_make_splits_stratified_and_scales_on_train_only():
     made = overfit.make(50, 3, 2, SIZES, seed=7)
     sizes = {name: len(y) for name, (_, y) in made.splits.items()}
