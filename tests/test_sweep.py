@@ -26,6 +26,7 @@ import yaml
 from deps import ROOT
 from e2e_util import copy_repo, run, with_changes
 from local_http import closed_port, serve
+from warm_util import stop_servers
 
 GRID = ["-S", "train_torch_mlp.lr=0.01,0.02,-1", "-S", "train_torch_mlp.epochs=5"]
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
@@ -115,12 +116,14 @@ def test_the_grid_expands_as_dvc_queue_does_and_an_empty_one_is_refused():
 @pytest.fixture(scope="module")
 def remotes():
     """A working repo whose HEAD is on a bare git remote and whose outputs are on a DVC
-    remote at a path with a space; Ray keeps its files under the same temp dir."""
+    remote at a path with a space; Ray, the trials' clones and their warm server keep their
+    files under the same temp dir (RAY_TMPDIR, TMPDIR)."""
     tmp = Path(tempfile.mkdtemp(prefix="nps", dir="/tmp"))  # short: Ray's socket paths
     paths = {"root": tmp, "git": tmp / "remote.git", "dvc": tmp / "dvc store",
              "work": tmp / "work", "ray": tmp / "r"}
-    saved = {key: os.environ.get(key) for key in ("RAY_TMPDIR", *RAY_ENV)}
-    os.environ.update(RAY_TMPDIR=str(paths["ray"]), **RAY_ENV)
+    saved = {key: os.environ.get(key) for key in ("RAY_TMPDIR", "TMPDIR", *RAY_ENV)}
+    (tmp / "t").mkdir()  # the trials' clones and their warm server
+    os.environ.update(RAY_TMPDIR=str(paths["ray"]), TMPDIR=str(tmp / "t"), **RAY_ENV)
     try:
         run(tmp, "git", "init", "-q", "--bare", "-b", "main", str(paths["git"]))
         work = paths["work"]
@@ -139,6 +142,8 @@ def remotes():
     finally:
         for key, value in saved.items():
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+        for warm in tmp.glob("*/nnpipe-sweep-warm-*"):
+            stop_servers(warm)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -5,10 +5,11 @@ needs the requirements and the two remotes, not a copy of nnpipe. A trial clones
 remote at the sweep's commit into a temporary directory, runs ``dvc exp run --pull
 --allow-missing`` with its overrides under a name derived from commit and overrides, pushes
 the outputs to the DVC remote and only then the experiment's git ref, so a ref on the git
-remote always has its outputs on the DVC remote. It returns its metrics; a failure comes back
-as one line, not an exception, so Ray retries only trials whose worker died. A cancelled
-trial (KeyboardInterrupt, as ``ray.cancel`` raises it) kills its running step and removes
-its clone before it ends.
+remote always has its outputs on the DVC remote. The trials of one machine share one warm
+server (the pipeline's warm start). A trial returns its metrics; a failure comes back as one
+line, not an exception, so Ray retries only trials whose worker died. A cancelled trial
+(KeyboardInterrupt, as ``ray.cancel`` raises it) kills its running step and removes its clone
+before it ends.
 """
 from __future__ import annotations
 
@@ -23,15 +24,18 @@ import time
 from typing import Any
 
 CLONE_PREFIX = "nnpipe-trial-"  # the temporary clone: <tempdir>/nnpipe-trial-XXXX/repo
+WARM_IDLE = "60"  # seconds a machine's warm server outlives the last stage of its trials
 # A step dies with the Ray worker that runs it (a worker killed outright): it asks the kernel
-# for SIGKILL when its parent dies (PR_SET_PDEATHSIG), then becomes the step. A wrapper, not
-# preexec_fn, which is unsafe in a process with threads such as a Ray worker.
+# for SIGKILL when its parent (argv[1]) dies (PR_SET_PDEATHSIG), then becomes the step. A
+# wrapper, not preexec_fn, which is unsafe in a process with threads such as a Ray worker.
 DIE_WITH_PARENT = ("import ctypes, os, signal, sys\n"
                    "try:\n"
                    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)\n"
                    "except (OSError, AttributeError):\n"
                    "    pass\n"
-                   "os.execvp(sys.argv[1], sys.argv[1:])\n")
+                   "if os.getppid() != int(sys.argv[1]):\n"
+                   "    os._exit(137)\n"
+                   "os.execvp(sys.argv[2], sys.argv[2:])\n")
 
 
 def trial_name(commit: str, overrides: list[str]) -> str:
@@ -63,24 +67,23 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
     result = {"name": spec["name"], "overrides": spec["overrides"], "ok": False,
               "error": "", "metrics": {}, "node": _node()}
     with tempfile.TemporaryDirectory(prefix=CLONE_PREFIX) as tmp:
-        repo = os.path.join(tmp, "repo")
-        env = {**os.environ, "NNPIPE_WARM_DIR": os.path.join(tmp, "warm"),
-               "NNPIPE_WARM_IDLE": "30"}
-        try:
-            for what, argv, cwd in steps(spec, tmp):
-                failure = _run(argv, cwd, env, tmp)
-                if failure:
-                    result["error"] = f"{what}: {failure}"
-                    break
-            else:
-                result["metrics"] = _metrics(repo)
-                result["ok"] = True
-        finally:
-            if os.path.isdir(os.path.join(repo, "stages")):  # the trial's own warm servers
-                subprocess.run([sys.executable, "-m", "stages", "--stop"], cwd=repo, env=env,
-                               capture_output=True, check=False)
+        for what, argv, cwd in steps(spec, tmp):
+            failure = _run(argv, cwd, _env(), tmp)
+            if failure:
+                result["error"] = f"{what}: {failure}"
+                break
+        else:
+            result["metrics"] = _metrics(os.path.join(tmp, "repo"))
+            result["ok"] = True
     result["seconds"] = round(time.monotonic() - start, 2)
     return result
+
+
+def _env() -> dict[str, str]:
+    """The steps' environment: the trials of one machine share one warm server (the
+    pipeline's warm start), which exits WARM_IDLE seconds after their last stage."""
+    warm = os.path.join(tempfile.gettempdir(), f"nnpipe-sweep-warm-{os.getuid()}")
+    return {**os.environ, "NNPIPE_WARM_DIR": warm, "NNPIPE_WARM_IDLE": WARM_IDLE}
 
 
 def _run(argv: list[str], cwd: str, env: dict[str, str], tmp: str) -> str:
@@ -91,7 +94,8 @@ def _run(argv: list[str], cwd: str, env: dict[str, str], tmp: str) -> str:
     process it started before the clone is removed.
     """
     with tempfile.TemporaryFile(dir=tmp) as output:
-        proc = subprocess.Popen([sys.executable, "-c", DIE_WITH_PARENT, *argv], cwd=cwd,
+        proc = subprocess.Popen([sys.executable, "-c", DIE_WITH_PARENT, str(os.getpid()), *argv],
+                                cwd=cwd,
                                 env=env, stdout=output, stderr=output,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
