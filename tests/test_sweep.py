@@ -26,7 +26,7 @@ import yaml
 from deps import ROOT
 from e2e_util import copy_repo, run, with_changes
 from local_http import closed_port, serve
-from warm_util import stop_servers
+from warm_util import alive, stop_servers
 
 GRID = ["-S", "train_torch_mlp.lr=0.01,0.02,-1", "-S", "train_torch_mlp.epochs=5"]
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
@@ -111,6 +111,25 @@ def test_the_grid_expands_as_dvc_queue_does_and_an_empty_one_is_refused():
         grid(["a.b=range(0,0)"])
 
 
+def test_a_step_dies_with_the_process_that_started_it(tmp_path):
+    from nnpipe.sweep.trial import DIE_WITH_PARENT
+
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import os, subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {DIE_WITH_PARENT!r}, str(os.getpid()),"
+        " 'sleep', '60'], start_new_session=True)\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        _wait(lambda: Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"sleep"), 10,
+              "the step never started")
+    finally:
+        parent.kill()
+        parent.wait()
+    _wait(lambda: not alive(child), 10, "the step outlived its parent")
+
+
 # --- a repository with its two remotes -----------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -169,6 +188,18 @@ def test_setup_errors_are_one_line_exit_2_within_seconds(remotes, change, messag
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("sweep: error: ")
     assert message in result.stderr
+
+
+@pytest.mark.slow
+def test_an_address_where_no_ray_answers_is_one_line_within_30_s(remotes, tmp_path):
+    with serve(tmp_path) as url:  # a port that answers, but not as Ray's GCS
+        start = time.monotonic()
+        result = sweep(remotes["work"], "-S", "train_torch_mlp.lr=0.1",
+                       "--address", url.split("//")[1])
+    assert time.monotonic() - start < 30 and result.returncode == 2
+    assert re.fullmatch(r"sweep: error: --address 127\.0\.0\.1:\d+: no Ray cluster answers there "
+                        r"\(.+\); start one with `ray start --head`, or drop --address to run on "
+                        r"this machine\n", result.stderr), result.stderr
 
 
 @pytest.mark.slow
