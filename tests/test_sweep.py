@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 from deps import ROOT
-from e2e_util import copy_repo, run, with_changes
+from e2e_util import copy_repo, run
+from pipeline import with_changes
 from local_http import closed_port, serve
 from warm_util import alive, stop_servers
 
