@@ -76,9 +76,15 @@ def test_debug_env_shows_the_environmental_error(monkeypatch):
 @pytest.fixture
 def fetch_command(tmp_path) -> tuple[list[str], Path]:
     """``python -m stages.fetch`` (no warm server: it runs in the limited process itself) on
-    params writing a ~70 kB spiral, and its --out, holding a previous output."""
+    a ~70 kB spiral CSV, and its --out, holding a previous output."""
+    from nnpipe import data
+    from nnpipe.core import files
+
     params = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    params["fetch"]["samples_per_class"] = 500
+    spiral = params["spiral"]
+    files.write_csv(str(tmp_path / "spiral.csv"), data.spiral_frame(
+        spiral["samples_per_class"], spiral["classes"], spiral["noise"], params["seed"]))
+    params["fetch"]["source"] = str(tmp_path / "spiral.csv")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "data" / "raw.csv"
     out.parent.mkdir()

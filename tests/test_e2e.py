@@ -28,9 +28,11 @@ RESOLVED = resolve_stages(yaml.safe_load((ROOT / "dvc.yaml").read_text()))
 def status(path) -> set[str]:
     """The stages `dvc status` lists (check_params, always changed, left out), from DVC's
     Python API: the same answer as the CLI, without a process per call."""
+    import contextlib
+
     from dvc.repo import Repo
 
-    with Repo(str(path)) as repo:
+    with contextlib.chdir(path), Repo(".") as repo:
         return set(repo.status()) - ALWAYS
 
 
