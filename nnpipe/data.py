@@ -1,7 +1,9 @@
-"""Data sources: the lesson's spiral, random data, and a user's CSV (path or URL), with checks.
+"""Data sources: the lesson's spiral and a user's CSV (path or URL), with checks.
 
-A data set here is a pandas DataFrame of D numeric feature columns plus one
-label column. Everything that can be wrong with a user's file is reported as a
+A data set here is a pandas DataFrame of feature columns plus one label column. A feature
+column holds numbers, or categories (text, or numbers the user lists in ``data.categorical``);
+a cell that pandas reads as missing (empty, ``NA``, ``NaN``, ...) is kept as NaN when
+``data.missing`` accepts it. Everything that can be wrong with a user's file is reported as a
 :class:`PipelineError` naming the file, column or value.
 """
 from __future__ import annotations
@@ -124,8 +126,11 @@ def check_sha256(data: bytes, expected: str | None, source: str) -> None:
         raise PipelineError(f"{source}: sha256 {actual} does not match fetch.sha256 {expected}")
 
 
-def parse_csv(data: bytes, source: str) -> Any:
+def parse_csv(data: bytes, source: str, text_columns: Sequence[str] = ()) -> Any:
     """Parse CSV bytes with pandas; the header must be a row of unique, non-empty names.
+
+    ``text_columns`` are read as text (``2007`` stays ``"2007"``), the others as pandas
+    infers; in both, pandas' missing-value cells (empty, ``NA``, ``NaN``, ...) are NaN.
 
     Every other non-blank line must have as many fields as the header: a row with more
     would make pandas take its first field as the index (shifting every column), a row with
@@ -153,7 +158,7 @@ def parse_csv(data: bytes, source: str) -> Any:
         seen.add(name)
     check_field_counts(data, text, len(header), source)
     try:
-        return pd.read_csv(io.StringIO(text))
+        return pd.read_csv(io.StringIO(text), dtype={name: str for name in text_columns})
     except (ValueError, pd.errors.ParserError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PipelineError(f"{source}: not a readable CSV ({first})") from None
@@ -233,21 +238,30 @@ def _is_number(text: str) -> bool:
     return True
 
 
+MAX_LEVELS = 1000  # categories of one categorical column (each is an input of the model)
+MISSING_HINT = "set data.missing to drop, mean, median or most_frequent to accept missing cells"
+
+
 class CheckedData(NamedTuple):
-    """A validated table: the feature columns (float64) and the target column (str)."""
+    """A validated table: numeric feature columns (float64, NaN where missing), categorical
+    ones (str, NaN where missing) and the target column (str); the class counts and the
+    names of the categorical columns, in data.features order."""
     frame: Any
     class_counts: dict[str, int]
+    categorical: tuple[str, ...] = ()
 
 
-def validate_frame(frame: Any, features: Sequence[str], target: str, source: str) -> CheckedData:
-    """Check the columns a run needs and return just those, features as float64, target as str."""
-    import pandas as pd
+def _row(mask: Any) -> int:
+    """The CSV line (header = line 1) of the first True of a boolean mask."""
+    return int(np.flatnonzero(np.asarray(mask))[0]) + 2
 
-    if target in features:
+
+def _check_columns(frame: Any, names: Sequence[str], target: str, source: str) -> None:
+    if target in names:
         raise PipelineError(f"{source}: data.target '{short(target)}' is also listed in "
                             "data.features")
     columns = [str(c) for c in frame.columns]
-    for name in [*features, target]:
+    for name in [*names, target]:
         if name not in columns:
             hint = "; the first row looks like data: the file needs a header row" \
                 if any(_is_number(c) for c in columns) else ""
@@ -255,22 +269,69 @@ def validate_frame(frame: Any, features: Sequence[str], target: str, source: str
                                 f"(columns: {short(', '.join(columns) or 'none', 200)}){hint}")
     if len(frame) == 0:
         raise PipelineError(f"{source}: has a header but no data rows")
+
+
+def _is_numeric(values: Any) -> bool:
+    """pandas read the column as numbers (booleans are categories)."""
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def feature_column(values: Any, name: str, source: str, declared: bool,
+                   missing: str) -> tuple[Any, bool]:
+    """One feature column checked: (float64 numbers or str categories, NaN where missing;
+    whether it is categorical). Categorical: ``declared``, or text in every non-missing cell."""
+    import pandas as pd
+
+    absent = values.isna().to_numpy()
+    if absent.all():
+        raise PipelineError(f"{source}: column '{name}' has no values (every cell is empty, "
+                            "NA or NaN)")
+    if missing == "error" and absent.any():
+        raise PipelineError(f"{source}: column '{name}' row {_row(absent)} is missing (empty, "
+                            f"NA or nan); {MISSING_HINT}")
+    text = None if _is_numeric(values) and not declared else \
+        values.astype(object).where(absent, values.astype(str))  # NaN stays NaN
+    numbers = values if text is None else pd.to_numeric(text, errors="coerce")
+    numbers = numbers.to_numpy(dtype=np.float64)
+    if text is not None and (declared or np.isnan(numbers[~absent]).all()):
+        levels = text[~absent].nunique()
+        if levels > MAX_LEVELS:
+            raise PipelineError(f"{source}: categorical column '{name}' has {levels} categories, "
+                                f"more than the {MAX_LEVELS} allowed")
+        return text, True
+    bad = ~np.isfinite(numbers) & ~absent
+    if bad.any():
+        row = _row(bad)
+        hint = f", or categories (list '{name}' in data.categorical)" \
+            if np.isnan(numbers[row - 2]) else ""
+        raise PipelineError(f"{source}: column '{name}' row {row} has value "
+                            f"{_shown(values.iloc[row - 2])}; features must be finite numbers"
+                            f"{hint}")
+    return numbers, False
+
+
+def validate_frame(frame: Any, features: Sequence[str], target: str, source: str,
+                   categorical: Sequence[str] = (), missing: str = "error") -> CheckedData:
+    """Check the columns a run needs and return just those: numeric features as float64,
+    categorical ones and the target as str. ``missing`` (data.missing) ``error`` refuses a
+    missing feature cell; any other policy keeps it (NaN) for split or scale_encode."""
+    import pandas as pd
+
+    _check_columns(frame, features, target, source)
     out = pd.DataFrame(index=range(len(frame)))
+    kinds = []
     for name in features:
-        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise PipelineError(f"{source}: column '{name}' row {row + 2} has value "
-                                f"{_shown(frame[name].iloc[row])}; features must be finite numbers")
-        out[name] = values
+        out[name], is_categorical = feature_column(frame[name].reset_index(drop=True), name,
+                                                   source, name in categorical, missing)
+        kinds += [name] * is_categorical
     labels = frame[target]
     if labels.isna().any():
-        row = int(np.flatnonzero(labels.isna().to_numpy())[0])
-        raise PipelineError(f"{source}: column '{target}' row {row + 2} has no label")
+        raise PipelineError(f"{source}: column '{target}' row {_row(labels.isna())} has no label")
     out[target] = labels.astype(str).to_numpy()
     counts = out[target].value_counts().sort_index()
     if len(counts) < 2:
         raise PipelineError(f"{source}: column '{target}' has {len(counts)} class "
                             f"({short(', '.join(map(str, counts.index)))}); at least 2 are needed")
-    return CheckedData(out, {str(k): int(v) for k, v in counts.items()})
+    return CheckedData(out, {str(k): int(v) for k, v in counts.items()}, tuple(kinds))

@@ -3,7 +3,8 @@
 A model directory is self-describing and pickle-free:
 
 - ``config.json``: the architecture (backend, activation, D, hidden_dims, C) and the
-  scaler/encoder state of the data it was trained on;
+  preprocess state of the data it was trained on (imputer, scaler, one-hot and label
+  encoders: nnpipe.preprocess), which turns raw rows into its D inputs;
 - ``weights.npz``: W1 (D, H1), b1 (H1,), ..., Wn (Hn-1, C), bn (C,), one pair per affine
   layer, loaded with allow_pickle=False;
 
@@ -79,7 +80,7 @@ class LoadedModel:
     preprocessor: Preprocessor
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(N, C)`` for already standardized ``X: (N, D)``."""
+        """Class probabilities ``(N, C)`` for already encoded ``X: (N, D)``."""
         return predict_proba(self.spec, self.weights, X)
 
 

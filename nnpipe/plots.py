@@ -45,6 +45,47 @@ def data_by_class(X: np.ndarray, labels: np.ndarray, features: Sequence[str],
     return fig
 
 
+def numeric_features(frame: Any, features: Sequence[str], categorical: Sequence[str],
+                     source: str = "data") -> list[str]:
+    """The features of ``frame`` that hold numbers: read as numbers (not booleans) by pandas
+    and not listed in data.categorical (fetch's CSV: numbers or categories per column)."""
+    import pandas as pd
+
+    missing = [name for name in features if name not in frame.columns]
+    if missing:
+        raise PipelineError(f"{source}: column '{missing[0]}' not found; re-run fetch")
+    return [name for name in features if name not in categorical
+            and pd.api.types.is_numeric_dtype(frame[name])
+            and not pd.api.types.is_bool_dtype(frame[name])]
+
+
+def data_figure(frame: Any, features: Sequence[str], categorical: Sequence[str], target: str,
+                max_points: int, source: str = "data") -> tuple[Any, str | None]:
+    """The data by class over its first two numeric features (rows with a missing one left
+    out), or a placeholder and the one line that says why (fewer than 2 numeric features)."""
+    numeric = numeric_features(frame, features, categorical, source)
+    if target not in frame.columns:
+        raise PipelineError(f"{source}: column '{target}' not found; re-run fetch")
+    if len(numeric) < 2:
+        note = (f"data figure skipped: it needs 2 numeric features, data.features has "
+                f"{len(numeric)}{' (' + ', '.join(numeric) + ')' if numeric else ''}")
+        return placeholder(note), note
+    X = frame[numeric[:2]].to_numpy(np.float64)  # (N, 2)
+    keep = np.isfinite(X).all(axis=1)
+    labels = frame[target].to_numpy(str)
+    return data_by_class(X[keep], labels[keep], numeric[:2], max_points), None
+
+
+def boundary_note(model: str, numeric: Sequence[str], categorical: Sequence[str]) -> str | None:
+    """Why ``model``'s decision boundary cannot be drawn (None if it can): the boundary is
+    drawn over exactly 2 numeric features and no categorical one."""
+    if len(numeric) == 2 and not categorical:
+        return None
+    return (f"decision boundary skipped: it needs exactly 2 numeric features and no "
+            f"categorical one, {model} has {len(numeric)} numeric and {len(categorical)} "
+            "categorical")
+
+
 def activations() -> Any:
     """Sigmoid, tanh and ReLU on [-5, 5) (the lesson's activation figure)."""
     fig = _figure(12, 3)

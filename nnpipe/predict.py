@@ -1,16 +1,23 @@
-"""Inference on new points from the saved artifacts alone (NumPy; no torch, no params.yaml).
+"""Inference on new rows from the saved artifacts alone (NumPy; no torch, no params.yaml).
 
     python -m nnpipe.predict --model torch_mlp X1=0.1 X2=0.1
+    python -m nnpipe.predict --model torch_mlp island=Biscoe sex= bill_length_mm=45 ...
     python -m nnpipe.predict --model numpy_mlp --input new.csv [--output predictions.csv|-]
     python -m nnpipe.predict --model linear --json X1=0.1 X2=0.1
 
-Exit code 2 with a one-line message for unknown, missing or repeated features, values
-that are not finite numbers, points so far from the training data that their scaled values
-or probabilities are not finite, an --input that is not a regular file of at most --max-mb
-or has a row whose number of fields is not the header's, --output without --input or naming
-anything but a regular file (a symlink, a device, a FIFO, a directory), an output that cannot
-be written (a full disk: nothing half-written), and missing or broken artifacts. A bad
---max-mb is a usage error.
+A row is raw, as in the training CSV: a numeric input is a number, a categorical one any text,
+and an empty, NA or NaN value is missing. The model's state (config.json) applies what
+scale_encode fit: the imputer (a missing value needs a model trained with data.missing=mean,
+median or most_frequent), the scaler and the one-hot encoder (a category the train split never
+had is all zeros with data.handle_unknown=ignore, refused with error).
+
+Exit code 2 with a one-line message for unknown, missing or repeated features, numeric values
+that are not finite numbers, a missing value or an unknown category the model refuses, rows
+so far from the training data that their scaled values or probabilities are not finite, an
+--input that is not a regular file of at most --max-mb or has a row whose number of fields
+is not the header's, --output without --input or naming anything but a regular file (a
+symlink, a device, a FIFO, a directory), an output that cannot be written (a full disk:
+nothing half-written), and missing or broken artifacts. A bad --max-mb is a usage error.
 """
 from __future__ import annotations
 
@@ -18,36 +25,53 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from nnpipe import models
 from nnpipe.core import cli, files
 from nnpipe.core.errors import PipelineError, short
+from nnpipe.preprocess import Preprocessor, as_text
 
 MAX_MB = 1 << 20  # the largest --max-mb, as fetch.max_mb's
+# pandas' default na_values: the cells fetch (and --input) read as missing.
+MISSING_CELLS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+                           "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None",
+                           "n/a", "nan", "null"})
+IMPUTES = "a missing value needs a model trained with data.missing=mean, median or most_frequent"
 
 
-def parse_assignments(pairs: Sequence[str], features: Sequence[str]) -> np.ndarray:
-    """``["X1=0.1", "X2=0.1"]`` -> one row ``(1, D)`` in the model's feature order."""
-    values: dict[str, float] = {}
+def _value(text: str, numeric: bool, state: Preprocessor, what: str) -> Any:
+    """One raw value: a float (numeric input) or the text (categorical), NaN if missing."""
+    if text in MISSING_CELLS:
+        if state.fill:
+            return math.nan
+        problem = f": {short(repr(text))} is not a finite number" if numeric else " is missing"
+        raise PipelineError(f"{what}{problem}; {IMPUTES} (this one: data.missing={state.missing})")
+    return _number(text, what) if numeric else text
+
+
+def parse_assignments(pairs: Sequence[str], state: Preprocessor) -> dict[str, list[Any]]:
+    """``["X1=0.1", "X2=0.1"]`` -> one raw row (column -> [value]) of the model's inputs."""
+    inputs = state.inputs
+    values: dict[str, Any] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep:
             raise PipelineError(f"argument {short(repr(pair))}: expected NAME=VALUE, "
-                                f"e.g. {features[0]}=0.1")
-        if name not in features:
+                                f"e.g. {inputs[0]}=0.1")
+        if name not in inputs:
             raise PipelineError(f"unknown feature '{short(name)}' "
-                                f"(the model takes {short(', '.join(features), 200)})")
+                                f"(the model takes {short(', '.join(inputs), 200)})")
         if name in values:
             raise PipelineError(f"feature '{name}' given twice")
-        values[name] = _number(text, f"feature '{name}'")
-    missing = [f for f in features if f not in values]
+        values[name] = _value(text, name not in state.categorical, state, f"feature '{name}'")
+    missing = [f for f in inputs if f not in values]
     if missing:
         raise PipelineError(f"missing feature(s) {', '.join(missing)} "
-                            f"(the model takes {', '.join(features)})")
-    return np.array([[values[f] for f in features]])
+                            f"(the model takes {', '.join(inputs)})")
+    return {name: [values[name]] for name in inputs}
 
 
 def _number(text: str, what: str) -> float:
@@ -60,64 +84,87 @@ def _number(text: str, what: str) -> float:
     return value
 
 
-def read_inputs(path: str, features: Sequence[str], max_mb: float = 1024) -> np.ndarray:
-    """Rows ``(N, D)`` of a CSV holding (at least) the model's feature columns."""
+def read_inputs(path: str, state: Preprocessor, max_mb: float = 1024) -> Any:
+    """The raw rows of a CSV holding (at least) the model's input columns, as a DataFrame."""
+    import pandas as pd
+
     from nnpipe import data
 
     raw = data.read_source(path, timeout=30, max_bytes=int(max_mb * 2**20), what="--input",
                            limit="--max-mb")
-    frame = data.parse_csv(raw, path)
-    missing = [f for f in features if f not in frame.columns]
+    frame = data.parse_csv(raw, path, text_columns=state.categorical)
+    missing = [f for f in state.inputs if f not in frame.columns]
     if missing:
         raise PipelineError(f"{path}: missing feature column(s) {', '.join(missing)}")
     if len(frame) == 0:
         raise PipelineError(f"{path}: has a header but no data rows")
-    X = np.empty((len(frame), len(features)))
-    for j, name in enumerate(features):
-        for i, value in enumerate(frame[name].tolist()):
-            X[i, j] = _number(str(value), f"{path}: column '{name}' row {i + 2}")
-    return X
+    out = pd.DataFrame(index=range(len(frame)))
+    for name in state.inputs:
+        column = frame[name].reset_index(drop=True)
+        if name in state.categorical:
+            text = as_text(column)
+            if not state.fill and text.isna().any():
+                row = int(np.flatnonzero(text.isna().to_numpy())[0])
+                _value("", False, state, f"{path}: column '{name}' row {row + 2}")
+            out[name] = text
+        else:
+            out[name] = [_value("nan" if isinstance(v, float) and math.isnan(v) else str(v),
+                                True, state, f"{path}: column '{name}' row {i + 2}")
+                         for i, v in enumerate(column.tolist())]
+    return out
 
 
-def predict(model: models.LoadedModel, X_raw: np.ndarray, source: str | None = None) -> Any:
-    """A DataFrame: the predicted label, its probability and every class's probability.
+def _cell(source: str | None) -> Callable[[int, str], str]:
+    if source:
+        return lambda row, name: f"{source}: column '{name}' row {row + 2}"
+    return lambda row, name: f"feature '{name}'"
 
-    A row whose scaled values or probabilities are not finite (a point far beyond the
-    training data, e.g. X1=1e308) is refused naming it: row i of ``source``, or the point.
+
+def predict(model: models.LoadedModel, rows: Any, source: str | None = None) -> Any:
+    """A DataFrame: the raw inputs, the predicted label, its probability and every class's.
+
+    ``rows``: raw rows (a DataFrame or column -> values; an all-numeric model also takes an
+    ``(N, D)`` array). A row whose scaled values or probabilities are not finite (a point far
+    beyond the training data, e.g. X1=1e308) is refused naming it: row i of ``source``, or
+    the point.
     """
-    import pandas as pd
-
+    pre = model.preprocessor
+    table = pre.table(rows)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # checked right after
-        scaled = model.preprocessor.transform(X_raw)  # (N, D)
-        _check_finite(scaled, X_raw, model, source, "its scaled values are")
+        scaled = pre.transform(table, _cell(source))  # (N, D)
+        _check_finite(scaled, table, source, "its scaled values are")
         proba = model.predict_proba(scaled)  # (N, C)
-        _check_finite(proba, X_raw, model, source, "the model's probabilities are")
-    classes = model.preprocessor.classes
+        _check_finite(proba, table, source, "the model's probabilities are")
     best = proba.argmax(axis=1)
-    frame = pd.DataFrame(X_raw, columns=list(model.preprocessor.features))
-    frame["label"] = np.asarray(classes)[best]
+    frame = table.copy()
+    frame["label"] = np.asarray(pre.classes)[best]
     frame["probability"] = proba[np.arange(len(best)), best]
-    for i, name in enumerate(classes):
+    for i, name in enumerate(pre.classes):
         frame[f"p_{name}"] = proba[:, i]
     return frame
 
 
-def _check_finite(values: np.ndarray, X_raw: np.ndarray, model: models.LoadedModel,
-                  source: str | None, what: str) -> None:
+def _check_finite(values: np.ndarray, table: Any, source: str | None, what: str) -> None:
     bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if len(bad):
         i = int(bad[0])
-        point = ", ".join(f"{name}={value!r}" for name, value
-                          in zip(model.preprocessor.features, X_raw[i].tolist()))
+        point = ", ".join(f"{name}={_plain(value)!r}" for name, value in table.iloc[i].items())
         where = f"{source}: row {i + 2} ({short(point, 200)})" if source else short(point, 200)
         raise PipelineError(f"{where}: {what} not finite; the point is too far from the "
                             "data the model was trained on")
 
 
+def _plain(value: Any) -> Any:
+    """An input value for JSON: a number, a string, or None (missing)."""
+    if isinstance(value, str):
+        return value
+    return None if value is None or math.isnan(value) else float(value)
+
+
 def to_records(frame: Any, model: models.LoadedModel) -> list[dict[str, Any]]:
-    """JSON-ready rows: the input features, the label, its probability, every class's."""
+    """JSON-ready rows: the raw inputs, the label, its probability, every class's."""
     pre = model.preprocessor
-    return [{"features": {f: float(row[f]) for f in pre.features},
+    return [{"features": {f: _plain(row[f]) for f in pre.inputs},
              "label": str(row["label"]), "probability": float(row["probability"]),
              "probabilities": {c: float(row[f"p_{c}"]) for c in pre.classes}}
             for row in frame.to_dict(orient="records")]
@@ -146,11 +193,11 @@ def _emit(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m nnpipe.predict",
-                                     description="Predict classes for new points.")
+                                     description="Predict classes for new rows.")
     parser.add_argument("--model", required=True,
                         help="a model's name: a directory of --models-dir (see dvc.yaml's models)")
     parser.add_argument("--models-dir", default="models", help="where the model directories are")
-    parser.add_argument("--input", help="CSV of points to predict (one row each)")
+    parser.add_argument("--input", help="CSV of rows to predict (the model's input columns)")
     parser.add_argument("--output", help="with --input: write the predictions CSV here "
                         "(a new or regular file; - for stdout, the default)")
     parser.add_argument("--max-mb", type=_max_mb, default=1024,
@@ -167,10 +214,10 @@ def main(argv: list[str] | None = None) -> None:
         if output:
             files.check_replaceable(output, "--output")
         model = models.load(models.find(args.models_dir, args.model))
-        features = model.preprocessor.features
-        X = read_inputs(args.input, features, args.max_mb) if args.input else \
-            parse_assignments(args.features, features)
-        result = predict(model, X, args.input)
+        state = model.preprocessor
+        rows = read_inputs(args.input, state, args.max_mb) if args.input else \
+            parse_assignments(args.features, state)
+        result = predict(model, rows, args.input)
         if args.json:
             _emit(json.dumps({"model": args.model, "predictions": to_records(result, model)},
                              sort_keys=True, allow_nan=False) + "\n")

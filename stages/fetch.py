@@ -20,11 +20,14 @@ def main(argv: list[str] | None = None) -> None:
         source = p.fetch.source
         raw = data.read_source(source, p.fetch.timeout, int(p.fetch.max_mb * 2**20))
         data.check_sha256(raw, p.fetch.sha256, source)
-        frame = data.parse_csv(raw, source)
-        checked = data.validate_frame(frame, p.data.features, p.data.target, source)
+        frame = data.parse_csv(raw, source, text_columns=p.data.categorical)
+        checked = data.validate_frame(frame, p.data.features, p.data.target, source,
+                                      p.data.categorical, p.data.missing)
         files.write_csv(args.out, checked.frame)
-        log.info("%d rows from %s, classes %s -> %s", len(checked.frame), short(source),
-                 short(checked.class_counts, 200), args.out)
+        log.info("%d rows from %s, classes %s%s -> %s", len(checked.frame), short(source),
+                 short(checked.class_counts, 200),
+                 f", categorical {short(', '.join(checked.categorical), 200)}"
+                 if checked.categorical else "", args.out)
 
 
 if __name__ == "__main__":

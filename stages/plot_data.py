@@ -1,4 +1,5 @@
-"""plot_data: the data by class and the activation functions, as PNGs."""
+"""plot_data: the data by class (its first two numeric features) and the activation functions,
+as PNGs."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,7 @@ from nnpipe.core import cli, params, portable
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", required=True, help="CSV written by fetch")
     parser.add_argument("--data-png", required=True)
@@ -16,15 +17,14 @@ def main(argv: list[str] | None = None) -> None:
     with cli.stage("plot_data") as log:
         p = params.load(args.params, "math", "data", "plot")
         portable.pin(p.math.portable)
-        import numpy as np  # numpy/torch load here, after pinning
-        from nnpipe import plots
+        from nnpipe import plots  # numpy/torch load here, after pinning
         from nnpipe.core import files
-        features = list(p.data.features)
-        frame = files.read_csv(args.data, text_columns=(p.data.target,))
-        X = frame[features].to_numpy(np.float64)
-        labels = frame[p.data.target].to_numpy(str)
-        files.save_figure(args.data_png, plots.data_by_class(X, labels, features,
-                                                          p.plot.max_points))
+        frame = files.read_csv(args.data, text_columns=(p.data.target, *p.data.categorical))
+        figure, note = plots.data_figure(frame, p.data.features, p.data.categorical,
+                                         p.data.target, p.plot.max_points, source=args.data)
+        if note:
+            log.info(note)
+        files.save_figure(args.data_png, figure)
         files.save_figure(args.activations_png, plots.activations())
         log.info("wrote %s, %s", args.data_png, args.activations_png)
 

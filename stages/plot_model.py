@@ -28,12 +28,12 @@ def main(argv: list[str] | None = None) -> None:
         train, test = files.read_xy(args.train), files.read_xy(args.test)
         curves = files.read_numeric_csv(args.curves, required=models.COLUMNS)
         confusion = plots.confusion_for(files.read_json(args.confusion), args.name, args.confusion)
-        if model.spec.input_dim == 2:
+        note = plots.boundary_note(args.name, model.preprocessor.numeric,
+                                   model.preprocessor.categorical)
+        if note is None:
             boundary = plots.decision_boundary(model.predict_proba, train, test, args.name,
                                                p.plot.grid_size, p.plot.max_points)
         else:
-            note = (f"decision boundary skipped: it needs exactly 2 features, "
-                    f"{args.name} has {model.spec.input_dim}")
             log.info(note)
             boundary = plots.placeholder(note)
         figures = {args.boundary_png: boundary,

@@ -212,6 +212,32 @@ def test_lists_become_tuples(write_params):
     assert isinstance(loaded.data.features, tuple)
 
 
+@pytest.mark.parametrize("missing", params.MISSING)
+@pytest.mark.parametrize("unknown", params.HANDLE_UNKNOWN)
+def test_data_missing_and_handle_unknown_take_their_policies(missing, unknown):
+    def edit(raw):
+        raw["data"].update(features=["a", "b", "k"], categorical=["k"], missing=missing,
+                           handle_unknown=unknown)
+    data = build("data", edit)
+    assert (data.missing, data.handle_unknown, data.categorical) == (missing, unknown, ("k",))
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("missing", "impute", "data.missing='impute' must be one of error, drop, mean, median, "
+                          "most_frequent"),
+    ("missing", None, "data.missing=None must be one of error, drop, mean, median, most_frequent"),
+    ("handle_unknown", "warn", "data.handle_unknown='warn' must be one of error, ignore"),
+    ("categorical", "X1", "data.categorical='X1' must be a list of strings"),
+    ("categorical", ["X1", "X1"], "data.categorical=['X1', 'X1'] must not repeat a name"),
+    ("categorical", ["X3"], "data.categorical=['X3'] names 'X3', which is not in data.features"),
+    ("categorical", [""], "data.categorical=[''] must be a list of strings"),
+], ids=["missing", "missing_null", "handle_unknown", "categorical_text", "categorical_twice",
+        "categorical_not_a_feature", "categorical_empty_name"])
+def test_bad_data_policies_name_key_and_value(key, value, message):
+    with _raises(f"params.yaml: {message}"):
+        build("data", _set("data", key, value))
+
+
 def test_int_is_accepted_where_a_number_is_expected():
     assert build(TORCH, _set(TORCH, "lr", 1)).lr == 1
 

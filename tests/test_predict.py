@@ -23,6 +23,7 @@ import yaml
 from nnpipe import models, numpy_mlp, torch_models
 from nnpipe import predict as predict_cli
 from stages import fetch, random_data, scale_encode, split, train
+from stages import spiral as spiral_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -36,7 +37,7 @@ SENTENCE = re.compile(r"^The probability that you have (\S+) is (\d{1,3})% \((\w
 
 def tiny_params() -> dict:
     p = copy.deepcopy(PARAMS)
-    p["fetch"]["samples_per_class"] = 60
+    p["spiral"]["samples_per_class"] = 60
     p["train_linear"].update(epochs=5, hidden_dims=[16])
     p["train_numpy_mlp"].update(epochs=100, hidden_dims=[32])
     p["train_torch_mlp"].update(epochs=30, hidden_dims=[32, 16], lr=0.05)  # two hidden layers
@@ -51,8 +52,11 @@ def models_dir(tmp_path_factory) -> Path:
     spiral (and overfit_random's random data)."""
     root = tmp_path_factory.mktemp("pipeline")
     params = root / "params.yaml"
-    params.write_text(yaml.safe_dump(tiny_params()))
+    p = tiny_params()
+    p["fetch"]["source"] = str(root / "spiral.csv")
+    params.write_text(yaml.safe_dump(p))
     P = ["--params", str(params)]
+    spiral_stage.main([*P, "--out", str(root / "spiral.csv")])
     raw = str(root / "raw.csv")
     splits = [str(root / f"split/{s}.csv") for s in ("train", "val", "test")]
     sets = {d: [str(root / d / f"{s}.npz") for s in ("train", "val", "test")]
@@ -505,3 +509,122 @@ def test_a_full_stdout_is_one_line(models_dir, points, args):
                          process=True, stdout=full, stderr=subprocess.PIPE, capture_output=False)
     assert result.returncode == 2, result.stderr
     assert result.stderr == "predict: error: stdout: cannot write (No space left on device)\n"
+
+
+# --- raw rows of a table with text columns and missing cells ------------------------------------
+
+SPIRAL_DATA = DVC["vars"][0]["spiral_dir"]
+OWN_MODELS = tuple(m for m, d in REGISTRY.items() if d == SPIRAL_DATA)
+RAW_ROW = {"island": "Biscoe", "sex": "female", "bill_length_mm": "45", "bill_depth_mm": "15",
+           "flipper_length_mm": "215", "body_mass_g": "5000"}
+
+
+@pytest.fixture(scope="module")
+def own_models(tmp_path_factory) -> dict[str, Path]:
+    """Models of the penguin-like table (tests/penguins.py) under two policies: ``impute``
+    (data.missing=median, handle_unknown=ignore) and ``refuse`` (drop, error)."""
+    import penguins
+    from pipeline import Run, tiny_params, with_changes
+
+    root = tmp_path_factory.mktemp("own")
+    source = penguins.write(root / "penguins.csv")
+    dirs = {}
+    for name, missing, unknown in (("impute", "median", "ignore"), ("refuse", "drop", "error")):
+        run = Run(root / name, with_changes(tiny_params(), {
+            "fetch.source": str(source), "data.features": penguins.FEATURES,
+            "data.target": penguins.TARGET, "data.missing": missing,
+            "data.handle_unknown": unknown}))
+        run.run(["fetch", "split", "scale_encode", *(f"train@{m}" for m in OWN_MODELS)])
+        dirs[name] = run.root / "models"
+    return dirs
+
+
+def row_args(**changes: str) -> list[str]:
+    return [f"{k}={v}" for k, v in {**RAW_ROW, **changes}.items()]
+
+
+@pytest.mark.parametrize("model", OWN_MODELS)
+def test_a_raw_row_with_text_is_served_by_every_model(own_models, model):
+    data = json.loads(predict(own_models["impute"], "--json", *row_args(), model=model).stdout)
+    (record,) = data["predictions"]
+    assert record["features"] == {"island": "Biscoe", "sex": "female", "bill_length_mm": 45.0,
+                                  "bill_depth_mm": 15.0, "flipper_length_mm": 215.0,
+                                  "body_mass_g": 5000.0}
+    assert list(record["probabilities"]) == ["Adelie", "Chinstrap", "Gentoo"]
+    assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("gap", ["", "NA", "NaN", "nan"])
+def test_a_gap_is_imputed_with_the_train_splits_value(own_models, gap):
+    models_dir = own_models["impute"]
+    state = models.load(str(models_dir / "torch_mlp")).preprocessor
+    fill = dict(zip(state.inputs, state.fill))
+    gapped = json.loads(predict(models_dir, "--json", *row_args(sex=gap, bill_depth_mm=gap)).stdout)
+    filled = json.loads(predict(models_dir, "--json", *row_args(
+        sex=fill["sex"], bill_depth_mm=repr(fill["bill_depth_mm"]))).stdout)
+    (a,), (b,) = gapped["predictions"], filled["predictions"]
+    assert a["features"]["sex"] is None and a["features"]["bill_depth_mm"] is None
+    assert a["probabilities"] == b["probabilities"]
+
+
+def test_an_unseen_category_is_all_zeros_with_ignore(own_models):
+    models_dir = own_models["impute"]
+    loaded = models.load(str(models_dir / "torch_mlp"))
+    unseen = predict_cli.parse_assignments(row_args(island="Atlantis"), loaded.preprocessor)
+    X = loaded.preprocessor.transform(unseen)
+    island = [i for i, f in enumerate(loaded.preprocessor.features) if f.startswith("island_")]
+    assert len(island) == 3 and X[0, island].tolist() == [0.0, 0.0, 0.0]
+    text = predict(models_dir, *row_args(island="Atlantis")).stdout
+    assert SENTENCE.match(text.strip())
+
+
+def test_an_input_csv_of_raw_rows_with_gaps_and_an_unseen_category(own_models, tmp_path):
+    rows = pd.DataFrame([RAW_ROW, {**RAW_ROW, "sex": "", "island": "Atlantis"},
+                         {**RAW_ROW, "bill_length_mm": "NA", "island": "Dream"}])
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    out = pd.read_csv(_io.StringIO(predict(own_models["impute"], "--input",
+                                           str(tmp_path / "rows.csv")).stdout))
+    inputs = models.load(str(own_models["impute"] / "torch_mlp")).preprocessor.inputs
+    assert list(out.columns[:6]) == list(inputs) and set(inputs) == set(RAW_ROW)
+    assert len(out) == 3
+    assert out["island"].tolist() == ["Biscoe", "Atlantis", "Dream"]
+    assert out["sex"].isna().tolist() == [False, True, False]
+    one = json.loads(predict(own_models["impute"], "--json", *row_args()).stdout)
+    assert out["probability"][0] == one["predictions"][0]["probability"]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (row_args(island="Atlantis"), ["feature 'island': category 'Atlantis' was not in the train "
+                                   "split (Biscoe, Dream, Torgersen)",
+                                   "data.handle_unknown=error refuses it"]),
+    (row_args(sex="NA"), ["feature 'sex' is missing; a missing value needs a model "
+                          "trained with data.missing=mean, median or most_frequent (this one: "
+                          "data.missing=drop)"]),
+    (row_args(bill_depth_mm=""), ["feature 'bill_depth_mm': '' is not a finite number; a missing "
+                                  "value needs a model trained with data.missing=mean"]),
+    (row_args(bill_depth_mm="deep"), ["feature 'bill_depth_mm': 'deep' is not a number"]),
+    (row_args()[:-1], ["missing feature(s) body_mass_g"]),
+], ids=["unseen_category", "missing_category", "missing_number", "text_number", "no_column"])
+def test_a_model_that_imputes_nothing_or_refuses_unknowns_says_so(own_models, args, fragments):
+    expect_error(predict(own_models["refuse"], *args, check=False), *fragments)
+
+
+def test_an_input_csv_row_the_model_refuses_is_named(own_models, tmp_path):
+    pd.DataFrame([RAW_ROW, {**RAW_ROW, "island": "Atlantis"}]).to_csv(tmp_path / "rows.csv",
+                                                                     index=False)
+    expect_error(predict(own_models["refuse"], "--input", str(tmp_path / "rows.csv"),
+                         check=False),
+                 f"{tmp_path / 'rows.csv'}: column 'island' row 3: category 'Atlantis'")
+    pd.DataFrame([RAW_ROW, {**RAW_ROW, "sex": "NA"}]).to_csv(tmp_path / "rows.csv", index=False)
+    expect_error(predict(own_models["refuse"], "--input", str(tmp_path / "rows.csv"),
+                         check=False),
+                 f"{tmp_path / 'rows.csv'}: column 'sex' row 3 is missing; a missing value")
+
+
+def test_missing_cells_are_the_ones_pandas_reads_as_missing():
+    """NAME=VALUE and --input agree with fetch on what a missing cell is."""
+    tokens = sorted(predict_cli.MISSING_CELLS - {""})
+    frame = pd.read_csv(_io.StringIO("a,b\n" + "".join(f"{t},x\n" for t in tokens) + ",x\n"),
+                        dtype=str)
+    assert frame["a"].isna().all()
+    assert not pd.read_csv(_io.StringIO("a\nNAN\nnil\n-\n"), dtype=str)["a"].isna().any()

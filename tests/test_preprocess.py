@@ -3,10 +3,12 @@ the processed splits a model trains on."""
 from __future__ import annotations
 
 import copy
+import io
 import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 
@@ -230,3 +232,187 @@ def test_load_train_data_missing_split(tmp_path, fitted):
     missing = tmp_path / "train.npz"
     with pytest.raises(PipelineError, match=re.escape(f"{missing}: file not found")):
         preprocess.load_train_data(str(missing), val, fitted)
+
+
+# --- tables: numbers, categories and missing cells (ColumnTransformer) ------------------------
+
+INPUTS = ("size", "depth", "island", "year")
+CATEGORICAL = ("island", "year")
+
+
+def _table(n: int, seed: int, islands=("Biscoe", "Dream", "Torgersen")):
+    rng = np.random.RandomState(seed)
+    frame = pd.DataFrame({"size": rng.randn(n) * 3 + 40, "depth": rng.randn(n) + 17,
+                          "island": rng.choice(islands, n).astype(object),
+                          "year": rng.choice(["2007", "2008"], n).astype(object)})
+    frame.loc[[1, 4], "size"] = np.nan
+    frame.loc[2, "island"] = np.nan
+    return frame
+
+
+@pytest.fixture(scope="module")
+def table_splits():
+    train, test = _table(60, 0), _table(20, 1)
+    labels = np.array(["a", "b", "c"])[np.arange(60) % 3]
+    return train, test, labels
+
+
+def _fit_table(table_splits, missing="median", handle_unknown="ignore"):
+    train, _, labels = table_splits
+    return preprocess.fit_frame(train, INPUTS, CATEGORICAL, labels, missing, handle_unknown,
+                                rows=80, source="train.csv")
+
+
+def _sklearn(train, missing="median"):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    return ColumnTransformer([
+        ("n", make_pipeline(SimpleImputer(strategy=missing), StandardScaler()), ["size", "depth"]),
+        ("c", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                            OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+         list(CATEGORICAL))], sparse_threshold=0.0).fit(train)
+
+
+@pytest.mark.parametrize("missing", ["mean", "median", "most_frequent"])
+def test_fit_frame_is_scikit_learns_column_transformer_fit_on_train(table_splits, missing):
+    train, test, _ = table_splits
+    state = _fit_table(table_splits, missing)
+    reference = _sklearn(train, missing)
+    for split in (train, test):
+        np.testing.assert_array_equal(state.transform(split), reference.transform(split))
+    assert state.features == ("size", "depth", "island_Biscoe", "island_Dream",
+                              "island_Torgersen", "year_2007", "year_2008")
+    assert state.categories == (("island", ("Biscoe", "Dream", "Torgersen")),
+                                ("year", ("2007", "2008")))
+    fill = dict(zip(state.inputs, state.fill))
+    if missing != "most_frequent":
+        assert fill["size"] == pytest.approx(getattr(train["size"], missing)(), rel=1e-15)
+    assert fill["island"] == train["island"].mode()[0]  # categories: the most frequent
+
+
+def test_the_imputers_values_come_from_train_only(table_splits):
+    train, test, _ = table_splits
+    fill = dict(zip(INPUTS, _fit_table(table_splits).fill))
+    assert fill["size"] == train["size"].median() != pd.concat([train, test])["size"].median()
+    assert fill["depth"] == train["depth"].median()
+
+
+@pytest.mark.parametrize("rebuild", [lambda s: Preprocessor.from_dict(s.to_dict()),
+                                     _json_round_trip], ids=["dict", "json"])
+def test_a_table_state_round_trips_and_transforms_to_the_same_bytes(table_splits, rebuild):
+    state = _fit_table(table_splits)
+    rebuilt = rebuild(state)
+    assert rebuilt == state
+    for split in table_splits[:2]:
+        assert rebuilt.transform(split).tobytes() == state.transform(split).tobytes()
+    text = json.dumps(state.to_dict(), allow_nan=False)
+    assert json.loads(text)["imputer"]["island"] == dict(zip(INPUTS, state.fill))["island"]
+
+
+def test_rebuilding_and_transforming_warns_nothing(table_splits):
+    import warnings
+
+    state = _fit_table(table_splits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Preprocessor.from_dict(state.to_dict()).transform(table_splits[1])
+        preprocess.fit(np.eye(3), ["a", "b", "a"], ["p", "q", "r"], rows=3).transform(np.eye(3))
+
+
+def test_an_unknown_category_is_all_zeros_with_ignore_and_refused_with_error(table_splits):
+    unseen = _table(5, 2, islands=("Atlantis",))
+    X = _fit_table(table_splits, handle_unknown="ignore").transform(unseen)
+    assert X[[0, 1, 3, 4], 2:5].tolist() == [[0.0, 0.0, 0.0]] * 4
+    assert X[2, 2:5].sum() == 1.0  # row 2's island is missing: imputed, a known one
+    with pytest.raises(PipelineError, match=re.escape(
+            "column 'island' row 2: category 'Atlantis' was not in the train split (Biscoe, "
+            "Dream, Torgersen); data.handle_unknown=error refuses it (ignore: all zeros)")):
+        _fit_table(table_splits, handle_unknown="error").transform(unseen)
+
+
+@pytest.mark.parametrize("missing", ["error", "drop"])
+def test_a_state_that_imputes_nothing_refuses_a_missing_cell(table_splits, missing):
+    complete = table_splits[0].dropna().reset_index(drop=True)
+    labels = np.array(["a", "b"])[np.arange(len(complete)) % 2]
+    state = preprocess.fit_frame(complete, INPUTS, CATEGORICAL, labels, missing, "error",
+                                 rows=len(complete))
+    assert state.fill == ()
+    with pytest.raises(PipelineError, match=re.escape(
+            f"in.csv row 3 'size' is missing; data.missing={missing} imputes nothing")):
+        state.transform(table_splits[0], lambda row, name: f"in.csv row {row + 2} '{name}'")
+    with pytest.raises(PipelineError, match=re.escape(
+            f"train.csv: column 'size' row 3 is missing; data.missing={missing} imputes nothing")):
+        preprocess.fit_frame(table_splits[0], INPUTS, CATEGORICAL, table_splits[2], missing,
+                             "error", rows=60, source="train.csv")
+
+
+def test_a_column_empty_in_train_cannot_be_imputed(table_splits):
+    train = table_splits[0].assign(depth=np.nan)
+    with pytest.raises(PipelineError, match=re.escape(
+            "train.csv: column 'depth' has no value in the train split; data.missing=mean has "
+            "nothing to impute it from")):
+        preprocess.fit_frame(train, INPUTS, CATEGORICAL, table_splits[2], "mean", "error",
+                             rows=60, source="train.csv")
+
+
+def test_all_categorical_inputs_need_no_scaler(table_splits):
+    train, test, labels = table_splits
+    state = preprocess.fit_frame(train, CATEGORICAL, CATEGORICAL, labels, "most_frequent",
+                                 "ignore", rows=80)
+    assert state.mean == () and state.numeric == () and len(state.features) == 5
+    assert Preprocessor.from_dict(state.to_dict()).transform(test).shape == (20, 5)
+
+
+def test_categorical_columns_are_declared_text_or_booleans():
+    numbers = pd.DataFrame({"a": [1.0, np.nan], "b": ["x", "y"], "c": [True, False],
+                            "d": [2007, 2008], "e": [np.nan, np.nan]})
+    text_e = numbers.assign(e=["k", np.nan])
+    assert preprocess.categorical_columns([numbers], list(numbers), ["d"]) == ("b", "c", "d")
+    assert preprocess.categorical_columns([numbers, text_e], list(numbers), []) == ("b", "c", "e")
+
+
+def test_numbers_declared_categorical_are_their_text():
+    values = pd.Series([2007, np.nan, 2008], dtype=object)
+    assert preprocess.as_text(values).tolist()[::2] == ["2007", "2008"]
+    assert pd.isna(preprocess.as_text(values)[1])
+
+
+@pytest.mark.parametrize("change", [
+    lambda s: s.__setitem__("missing", "impute"),
+    lambda s: s["encoder"].__setitem__("handle_unknown", "warn"),
+    lambda s: s.__setitem__("imputer", {}),
+    lambda s: s["imputer"].__setitem__("size", float("nan")),
+    lambda s: s["imputer"].__setitem__("size", "big"),
+    lambda s: s["imputer"].__setitem__("island", 3),
+    lambda s: s["imputer"].pop("year"),
+    lambda s: s["encoder"]["categories"].__setitem__("island", ["Biscoe", "Biscoe", "Dream"]),
+    lambda s: s["encoder"]["categories"].__setitem__("island", [1, 2, 3]),
+    lambda s: s["encoder"]["categories"].__setitem__("colour", ["red"]),
+], ids=["policy", "handle_unknown", "no_imputer", "nan_fill", "text_fill", "number_fill",
+        "fill_missing_a_column", "repeated_level", "number_levels", "unknown_column"])
+def test_malformed_table_state(table_splits, change):
+    state = copy.deepcopy(_fit_table(table_splits).to_dict())
+    change(state)
+    with pytest.raises(PipelineError, match=re.escape("s.json: malformed scaler/encoder state")):
+        Preprocessor.from_dict(state, source="s.json")
+
+
+def test_a_table_state_whose_features_do_not_fit_its_categories(table_splits):
+    state = copy.deepcopy(_fit_table(table_splits).to_dict())
+    state["encoder"]["categories"]["island"].append("Atlantis")
+    with pytest.raises(PipelineError, match=re.escape("s.json: scaler/encoder state has "
+                                                      "inconsistent lengths")):
+        Preprocessor.from_dict(state, source="s.json")
+
+
+def test_an_all_numeric_table_fits_as_the_array_does(splits, fitted):
+    X_train, labels_train, X_test, _ = splits
+    frame = pd.read_csv(io.StringIO(pd.DataFrame(X_train, columns=FEATURES).to_csv(index=False)))
+    state = preprocess.fit_frame(frame, FEATURES, (), labels_train, "error", "error", rows=ROWS)
+    np.testing.assert_allclose(state.mean, fitted.mean, rtol=1e-15)
+    np.testing.assert_allclose(state.var, fitted.var, rtol=1e-15)
+    assert state.features == state.inputs == FEATURES and state.classes == fitted.classes
+    np.testing.assert_allclose(state.transform(X_test), fitted.transform(X_test), rtol=1e-14)

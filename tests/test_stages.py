@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 import local_http
+import penguins
 from local_http import good_csv_text
 from nnpipe.core.errors import PipelineError
 from pipeline import (MODELS, REGISTRY, ROOT, SPLITS, STAGES, Run, model_sections, tiny_params,
@@ -81,9 +82,12 @@ def test_split_sizes_are_stratified_and_partition_the_rows(tiny):
 
 def test_scale_encode_writes_npz_and_state(tiny):
     state = json.loads((tiny / "data/processed/preprocess.json").read_text())
-    assert set(state) == {"features", "scaler", "classes", "class_counts", "class_weights", "rows"}
+    assert set(state) == {"inputs", "missing", "imputer", "scaler", "encoder", "features",
+                          "classes", "class_counts", "class_weights", "rows"}
     assert set(state["scaler"]) == {"mean", "scale", "var", "n_samples_seen"}
-    assert state["features"] == ["X1", "X2"]
+    assert state["features"] == state["inputs"] == ["X1", "X2"]
+    assert state["encoder"] == {"categories": {}, "handle_unknown": TINY["data"]["handle_unknown"]}
+    assert state["missing"] == TINY["data"]["missing"] == "error" and state["imputer"] == {}
     classes = sorted(TINY["spiral"]["classes"])
     assert state["classes"] == classes
     train_labels = pd.read_csv(tiny / "data/split/train.csv")["color"]
@@ -303,10 +307,191 @@ def test_user_csv_with_three_features_runs_every_model(tmp_path, caplog):
         assert png_size(boundary) == (600, 150)  # the placeholder that says why
         skipped = [r.getMessage() for r in caplog.records if "decision boundary skipped" in
                    r.getMessage() and r.name == f"plot_model {model}"]
-        assert skipped == [f"decision boundary skipped: it needs exactly 2 features, "
-                           f"{model} has 3"]
+        assert skipped == [f"decision boundary skipped: it needs exactly 2 numeric features "
+                           f"and no categorical one, {model} has 3 numeric and 0 categorical"]
     numpy_models = [m for m in spiral_models if section(m)["backend"] == "numpy"]
     assert all(metrics[m]["test"]["accuracy"] > 0.5 for m in numpy_models)  # separated blobs
+
+
+# --- a user CSV with text columns and missing cells --------------------------------------------
+
+OWN = {"data.features": [*penguins.FEATURES, "year"], "data.target": penguins.TARGET,
+       "data.categorical": ["year"], "data.missing": "median", "data.handle_unknown": "ignore"}
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory) -> Run:
+    """The whole pipeline on the penguin-like table: numbers, text, a year declared
+    categorical, NA and empty cells imputed (median; most frequent for categories)."""
+    root = tmp_path_factory.mktemp("own")
+    source = penguins.write(root / "penguins.csv")
+    return Run(root / "run", with_changes(TINY, {"fetch.source": str(source), **OWN})).run()
+
+
+def test_own_fetch_keeps_text_numbers_and_gaps(own):
+    raw = pd.read_csv(own / "data/raw.csv", dtype={"year": str})
+    table = penguins.frame()
+    assert list(raw.columns) == [*OWN["data.features"], "species"] and len(raw) == len(table)
+    assert raw["island"].tolist() == table["island"].tolist()
+    assert set(raw["year"]) == {"2007", "2008", "2009"}  # text, as declared
+    for (row, column) in penguins.GAPS:
+        assert pd.isna(raw.loc[row, column]), (row, column)
+    assert raw[penguins.MEASUREMENTS].dtypes.tolist() == [np.float64] * 4
+
+
+def test_own_state_is_fit_on_train_and_encodes_every_category(own):
+    state = json.loads((own / "data/processed/preprocess.json").read_text())
+    train = pd.read_csv(own / "data/split/train.csv", dtype={"year": str})
+    assert state["inputs"] == OWN["data.features"] and state["missing"] == "median"
+    assert state["encoder"] == {"handle_unknown": "ignore", "categories": {
+        "island": ["Biscoe", "Dream", "Torgersen"], "sex": ["female", "male"],
+        "year": ["2007", "2008", "2009"]}}
+    assert state["imputer"] == {**{m: train[m].median() for m in penguins.MEASUREMENTS},
+                                **{c: train[c].mode()[0] for c in ("island", "sex", "year")}}
+    assert state["features"][:5] == [*penguins.MEASUREMENTS, "island_Biscoe"]
+    assert len(state["features"]) == 4 + 3 + 2 + 3
+    X = npz_arrays(own / "data/processed/train.npz")["X"]
+    assert X.shape == (len(train), 12) and np.isfinite(X).all()
+    np.testing.assert_allclose(X[:, :4].mean(axis=0), 0.0, atol=1e-12)  # imputed, then scaled
+    one_hot = X[:, 4:]
+    assert set(np.unique(one_hot)) == {0.0, 1.0}
+    assert (one_hot[:, :3].sum(axis=1) == 1).all() and (one_hot[:, 3:5].sum(axis=1) == 1).all()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_own_models_take_the_encoded_width(own, model, caplog):
+    config = json.loads((own.model_dir(model) / "config.json").read_text())
+    width = 12 if REGISTRY[model] == "data/processed" else TINY["random_data"]["num_features"]
+    assert config["model"]["input_dim"] == width
+    boundary = png_size(own / f"reports/figures/{model}_boundary.png")
+    assert boundary == ((600, 150) if width == 12 else (1200, 500))
+    assert png_size(own / "reports/figures/data.png") == (600, 500)  # bill length x depth
+
+
+def test_own_boundary_and_data_figures_say_why_they_are_skipped(own, tmp_path, caplog):
+    model = next(m for m in MODELS if REGISTRY[m] == "data/processed")
+    caplog.set_level(logging.INFO)
+    own.run([f"plot_model@{model}"])
+    assert f"decision boundary skipped: it needs exactly 2 numeric features and no " \
+        f"categorical one, {model} has 4 numeric and 3 categorical" in caplog.messages
+    one = Run(tmp_path, with_changes(own.params and yaml_params(own),
+                                     {"data.features": ["bill_length_mm", "island"],
+                                      "data.categorical": []}))
+    one.run(["fetch", "plot_data"])
+    assert png_size(one / "reports/figures/data.png") == (600, 150)
+    assert "data figure skipped: it needs 2 numeric features, data.features has 1 " \
+        "(bill_length_mm)" in caplog.messages
+
+
+def test_own_predict_serves_a_raw_row_with_a_gap_and_an_unseen_category(own):
+    from nnpipe import models, predict
+
+    model = models.load(str(own.model_dir(next(m for m in MODELS
+                                               if REGISTRY[m] == "data/processed"))))
+    row = {"bill_length_mm": ["45"], "bill_depth_mm": [np.nan], "flipper_length_mm": [215.0],
+           "body_mass_g": [5000], "island": ["Atlantis"], "sex": [np.nan], "year": ["2008"]}
+    X = model.preprocessor.transform(row)  # (1, 12)
+    state = json.loads((own / "data/processed/preprocess.json").read_text())
+    scaler = state["scaler"]
+    expected_depth = (state["imputer"]["bill_depth_mm"] - scaler["mean"][1]) / scaler["scale"][1]
+    assert X[0, 1] == pytest.approx(expected_depth)
+    assert X[0, 4:].tolist() == [0, 0, 0, *(state["imputer"]["sex"] == s for s in
+                                            ("female", "male")), 0, 1, 0]
+    result = predict.predict(model, row)
+    assert result["label"][0] in state["classes"]
+
+
+def yaml_params(run: Run) -> dict:
+    import yaml
+
+    return yaml.safe_load(run.params.read_text())
+
+
+def _raw_with_gaps(path: Path, rows: int, gaps: int) -> Path:
+    """A fetched CSV: 24 rows of c1 and c2, then c3: ``rows`` rows, ``gaps`` of them missing X2."""
+    lines = [good_csv_text(rows_per_class=8).rstrip("\n").replace("c3", "c1")]
+    lines += [f"{i},{'' if i < gaps else i},c3" for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("rows, gaps, fragments", [
+    (9, 3, ["(after data.missing=drop removed 3 rows with missing cells): class 'c3' has 6 "
+            "row(s)", "at least 7 per class"]),
+    (5, 5, ["(after data.missing=drop removed 5 rows with missing cells): class 'c3' has no "
+            "row left"]),
+], ids=["too_few_left", "none_left"])
+def test_split_says_when_drop_leaves_a_class_too_small(tmp_path, capsys, rows, gaps, fragments):
+    raw = _raw_with_gaps(tmp_path / "raw.csv", rows, gaps)
+    params = write_params(tmp_path / "p.yaml", with_changes(TINY, {"data.missing": "drop"}))
+    argv = STAGES["split"].with_args(params=str(params), data=str(raw),
+                                     train=str(tmp_path / "out/train.csv"))
+    expect_error(capsys, "split", lambda: STAGES["split"].main(argv), str(raw), *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_split_drop_removes_the_rows_with_a_missing_cell(tmp_path, caplog):
+    raw = _raw_with_gaps(tmp_path / "raw.csv", 12, 3)
+    params = write_params(tmp_path / "p.yaml", with_changes(TINY, {"data.missing": "drop"}))
+    outs = {s: tmp_path / f"{s}.csv" for s in SPLITS}
+    caplog.set_level(logging.INFO)
+    STAGES["split"].main(STAGES["split"].with_args(params=str(params), data=str(raw),
+                                                   **{s: str(p) for s, p in outs.items()}))
+    parts = [pd.read_csv(p) for p in outs.values()]
+    assert sum(map(len, parts)) == 24 + 12 - 3 and not any(f.isna().any().any() for f in parts)
+    assert any("(after data.missing=drop removed 3 rows with missing cells)" in m
+               for m in caplog.messages)
+
+
+def _splits(tmp_path: Path, tables: dict[str, str]) -> list[str]:
+    paths = []
+    for name, text in tables.items():
+        (tmp_path / f"{name}.csv").write_text(text)
+        paths.append(str(tmp_path / f"{name}.csv"))
+    return paths
+
+
+KINDS = "X1,kind,color\n"
+TRAIN_KINDS = KINDS + "".join(f"{i},{'ab'[i % 2]},c{i % 3}\n" for i in range(12))
+
+
+@pytest.mark.parametrize("val, changes, fragments", [
+    (KINDS + "1,a,c1\n2,zz,c2\n", {"data.handle_unknown": "error"},
+     ["val.csv: column 'kind' row 3: category 'zz' was not in the train split (a, b)",
+      "data.handle_unknown=error refuses it (ignore: all zeros)"]),
+    (KINDS + "1,a,c1\n2,,c2\n", {"data.missing": "error"},
+     ["val.csv: column 'kind' row 3 is missing; data.missing=error imputes nothing"]),
+], ids=["unknown_category", "missing_cell_not_imputed"])
+def test_scale_encode_refuses_what_its_state_cannot_encode(tmp_path, capsys, val, changes,
+                                                          fragments):
+    splits = _splits(tmp_path, {"train": TRAIN_KINDS, "val": val, "test": TRAIN_KINDS})
+    params = write_params(tmp_path / "p.yaml", with_changes(TINY, {
+        "data.features": ["X1", "kind"], **changes}))
+    stage = STAGES["scale_encode"]
+    argv = stage.with_args(params=str(params), state=str(tmp_path / "out/state.json"))
+    argv[argv.index("--splits") + 1:argv.index("--splits") + 4] = splits
+    argv[argv.index("--out") + 1:argv.index("--out") + 4] = [str(tmp_path / f"out/{s}.npz")
+                                                            for s in SPLITS]
+    expect_error(capsys, "scale_encode", lambda: stage.main(argv), *fragments)
+    assert not (tmp_path / "out").exists()
+    if "data.handle_unknown" in changes:  # ignore: an all-zero one-hot row
+        params.write_text(params.read_text().replace("handle_unknown: error",
+                                                     "handle_unknown: ignore"))
+        stage.main(argv)
+        assert npz_arrays(tmp_path / "out/val.npz")["X"][1, 1:].tolist() == [0.0, 0.0]
+
+
+def test_scale_encode_refuses_to_impute_a_column_empty_in_train(tmp_path, capsys):
+    empty = KINDS + "".join(f"{i},,c{i % 3}\n" for i in range(12))
+    splits = _splits(tmp_path, {"train": empty, "val": TRAIN_KINDS, "test": TRAIN_KINDS})
+    params = write_params(tmp_path / "p.yaml", with_changes(TINY, {
+        "data.features": ["X1", "kind"], "data.missing": "most_frequent"}))
+    stage = STAGES["scale_encode"]
+    argv = stage.with_args(params=str(params))
+    argv[argv.index("--splits") + 1:argv.index("--splits") + 4] = splits
+    expect_error(capsys, "scale_encode", lambda: stage.main(argv),
+                 f"{splits[0]}: column 'kind' has no value in the train split; "
+                 "data.missing=most_frequent has nothing to impute it from")
 
 
 # --- error contract ---------------------------------------------------------------------------
@@ -375,7 +560,8 @@ FETCH_CASES = {
     "missing_target": ("X1,X2,colour\n" + good_csv_text().split("\n", 1)[1], {},
                        ["{src}", "column 'color' not found"]),
     "non_numeric": (_body("abc,0.5,c1\n"), {}, ["{src}", "column 'X1' row 26", "'abc'"]),
-    "nan": (_body("0.5,nan,c1\n"), {}, ["{src}", "column 'X2' row 26", "nan", "finite"]),
+    "nan": (_body("0.5,nan,c1\n"), {}, ["{src}", "column 'X2' row 26", "is missing",
+                                        "set data.missing to drop, mean, median"]),
     "empty_value": (_body(",0.5,c1\n"), {}, ["{src}", "column 'X1' row 26"]),
     "inf": (_body("inf,0.5,c1\n"), {}, ["{src}", "column 'X1' row 26", "inf", "finite"]),
     "missing_label": (_body("0.5,0.5,\n"), {}, ["{src}", "column 'color' row 26", "no label"]),
@@ -385,6 +571,24 @@ FETCH_CASES = {
                           ["{src}", "duplicate column name 'X1'"]),
     "features_name_target": (good_csv_text(), {"data.features": ["X1", "color"]},
                              ["{src}", "data.target 'color'", "data.features"]),
+    # what another data.missing policy still refuses, and categorical columns
+    "mixed_column_imputed": (_body("abc,0.5,c1\n"), {"data.missing": "median"},
+                             ["{src}", "column 'X1' row 26 has value 'abc'",
+                              "or categories (list 'X1' in data.categorical)"]),
+    "all_missing_column": ("X1,X2,color\n" + "".join(f"{i},,c{i % 3}\n" for i in range(12)),
+                           {"data.missing": "mean"},
+                           ["{src}", "column 'X2' has no values (every cell is empty, NA or NaN)"]),
+    "too_many_categories": ("X1,X2,kind,color\n" + "".join(f"{i},{i},k{i},c{i % 3}\n"
+                                                          for i in range(1001)),
+                            {"data.features": ["X1", "X2", "kind"]},
+                            ["{src}", "categorical column 'kind' has 1001 categories, more than "
+                             "the 1000 allowed"]),
+    "categorical_not_a_feature": (good_csv_text(), {"data.categorical": ["X3"]},
+                                  ["data.categorical=['X3'] names 'X3', which is not in "
+                                   "data.features"]),
+    "unknown_missing_policy": (good_csv_text(), {"data.missing": "impute"},
+                               ["data.missing='impute' must be one of error, drop, mean, "
+                                "median, most_frequent"]),
     "binary_garbage": (np.random.RandomState(0).bytes(300_000), {}, ["{src}", "not a"]),
     "sha256_mismatch": (good_csv_text(), {"fetch.sha256": "0" * 64},
                         ["{src}", "sha256", "0" * 64, "fetch.sha256", GOOD_SHA]),
@@ -420,7 +624,8 @@ def test_fetch_error_is_one_line_and_writes_nothing(tiny, server, tmp_path, caps
     fails_and_keeps(capsys, tiny, tmp_path, "fetch", changes, *fragments)
 
 
-@pytest.mark.parametrize("case, shown", [("nan", "has value nan;"), ("inf", "has value inf;"),
+@pytest.mark.parametrize("case, shown", [("nan", "is missing (empty, NA or nan);"),
+                                         ("inf", "has value inf;"),
                                          ("non_numeric", "has value 'abc';")])
 def test_fetch_bad_value_message_shows_the_plain_value(tiny, tmp_path, capsys, case, shown):
     changes, _ = fetch_case(case, tmp_path, "")

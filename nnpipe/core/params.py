@@ -86,12 +86,39 @@ class SpiralParams(Section):
         return self
 
 
+MISSING = ("error", "drop", "mean", "median", "most_frequent")
+HANDLE_UNKNOWN = ("error", "ignore")
+
+
 class DataParams(Section):
+    """The data set's columns and how its cells are read.
+
+    ``categorical``: feature columns one-hot encoded even if they hold numbers (a column of
+    text always is); ``missing``: what an empty, NA or NaN feature cell does: ``error``
+    refuses it (fetch), ``drop`` removes its row (split), ``mean``, ``median`` or
+    ``most_frequent`` impute it (SimpleImputer fit on the train split; a categorical column
+    takes its most frequent category); ``handle_unknown``: a category the train split never
+    had is refused (``error``) or encoded as all zeros (``ignore``), in the val/test splits
+    and at predict time.
+    """
     features: tuple[Text, ...] = param("a list of strings", min_length=1, max_length=MAX_NAMES,
                                        message_too_long=f"must name at most {MAX_NAMES}")
     target: Text = param("a string")
+    categorical: tuple[Text, ...] = param("a list of strings", max_length=MAX_NAMES,
+                                          message_too_long=f"must name at most {MAX_NAMES}")
+    missing: Literal["error", "drop", "mean", "median", "most_frequent"] = param(
+        f"one of {', '.join(MISSING)}")
+    handle_unknown: Literal["error", "ignore"] = param(f"one of {', '.join(HANDLE_UNKNOWN)}")
 
-    _features = field_validator("features")(_unique)
+    _features = field_validator("features", "categorical")(_unique)
+
+    @model_validator(mode="after")
+    def _categorical_are_features(self) -> "DataParams":
+        stray = [name for name in self.categorical if name not in self.features]
+        if stray:
+            raise ValueError(f"categorical={list(self.categorical)} names "
+                             f"{short(repr(stray[0]))}, which is not in data.features")
+        return self
 
 
 class SplitParams(Section):
