@@ -11,7 +11,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", nargs=3, required=True, metavar=("TRAIN", "VAL", "TEST"),
                         help="standardized splits (.npz: X (N, D) float64, y (N,) int64)")
-    parser.add_argument("--state", required=True, help="scaler/encoder state JSON")
+    parser.add_argument("--state", required=True, help="preprocessing state JSON")
     args = parser.parse_args(argv)
     with cli.stage("random_data") as log:
         p = params.load(args.params, "seed", "math", "random_data", "split")

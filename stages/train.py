@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
                         "params section train_NAME")
     parser.add_argument("--train", required=True, help="processed train split (.npz)")
     parser.add_argument("--val", required=True, help="processed val split (.npz)")
-    parser.add_argument("--state", required=True, help="the splits' scaler/encoder state (JSON)")
+    parser.add_argument("--state", required=True, help="the splits' preprocessing state (JSON)")
     parser.add_argument("--model-dir", required=True, help="output model directory")
     parser.add_argument("--curves", required=True, help="output per-epoch CSV")
     args = parser.parse_args(argv)

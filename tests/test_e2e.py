@@ -187,19 +187,6 @@ def test_editing_the_data_sets_csv_reruns_fetch_and_below(repo):
     assert status(path) == set()
 
 
-def test_changing_split_sizes_reruns_split_and_below_but_not_fetch(repo):
-    path, _ = repo
-    try:
-        result = run(path, "dvc", "exp", "run", "-S", "split.val_size=0.2",
-                     "-S", "split.test_size=0.1")
-        ran = stages_run(result.stdout)
-        assert {"split", "scale_encode", "random_data", "evaluate"} <= ran
-        assert not ran & {"fetch", "spiral", "plot_data"}
-    finally:
-        restore(path)
-    assert status(path) == set()
-
-
 # --- experiments --------------------------------------------------------------------------------
 
 def test_a_misspelled_param_is_refused_with_or_without_plus(repo):
@@ -372,12 +359,13 @@ def test_readme_recipe_adds_a_fifth_model_without_python(repo):
         served = run(path, sys.executable, "-m", "nnpipe.predict", "--model", name,
                      "X1=0.1", "X2=0.1")
         assert f"({name})" in served.stdout
-        # the module tests and the tiny pipeline follow the registry: the fifth model breaks
-        # none of them (tests/test_stages.py and test_dvc_yaml.py run against this copy)
-        for test_file in ("tests/test_dvc_yaml.py", "tests/test_stages.py"):
-            result = run(path, sys.executable, "-m", "pytest", "-q", "-x", "-p",
-                         "no:cacheprovider", "-m", "not slow", test_file, check=False)
-            assert result.returncode == 0, result.stdout[-3000:]
+        # the tests follow the registry: the fifth model breaks none of those that read it
+        # (dvc.yaml's checks, and the tiny pipeline's, with the fifth model in it)
+        result = run(path, sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                     "-m", "not slow", "tests/test_dvc_yaml.py", "tests/test_stages.py", "-k",
+                     "dvc_yaml or model_dir or curves or metrics or headline or registry",
+                     check=False)
+        assert result.returncode == 0, result.stdout[-3000:]
     finally:
         run(path, "git", "checkout", "--", ".")
         for leftover in (path / "models" / name, *path.glob(f"reports/*/{name}[._]*")):
