@@ -1,8 +1,9 @@
-"""check_params: validate every section of params.yaml, on every run.
+"""check_params: validate every section of params.yaml, whenever the file changes.
 
 DVC compares params values with Python's ==, so a value that equals the old one (1 for true,
-1234.0 for 1234) re-runs no stage and would be recorded unchecked; this stage runs always
-(dvc.yaml: always_changed) and refuses such a value in one line.
+1234.0 for 1234) re-runs no stage that reads it and would be recorded unchecked. This stage
+depends on params.yaml's bytes (dvc.yaml), so it runs on any edit and refuses such a value in
+one line.
 """
 from __future__ import annotations
 

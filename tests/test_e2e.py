@@ -20,20 +20,20 @@ from e2e_util import copy_repo, run, stages_run, terminal
 from pipeline import MODELS, REGISTRY, STAGES
 
 pytestmark = pytest.mark.slow
-ALWAYS = {"check_params"}  # always_changed: listed by `dvc status`, run by every repro
+CHECK = {"check_params"}  # depends on params.yaml's bytes: any edit of it re-runs the check
 ALL_STAGES = set(STAGES)
 RESOLVED = resolve_stages(yaml.safe_load((ROOT / "dvc.yaml").read_text()))
 
 
 def status(path) -> set[str]:
-    """The stages `dvc status` lists (check_params, always changed, left out), from DVC's
-    Python API: the same answer as the CLI, without a process per call."""
+    """The stages `dvc status` lists, from DVC's Python API: the same answer as the CLI,
+    without a process per call."""
     import contextlib
 
     from dvc.repo import Repo
 
     with contextlib.chdir(path), Repo(".") as repo:
-        return set(repo.status()) - ALWAYS
+        return set(repo.status())
 
 
 def restore(path) -> None:
@@ -69,11 +69,11 @@ def test_default_metrics_meet_the_lesson(repo):
     assert overfit["train"]["accuracy"] - overfit["test"]["accuracy"] >= 0.3
 
 
-def test_second_repro_runs_only_the_params_check(repo):
+def test_second_repro_runs_nothing(repo):
     path, _ = repo
     result = run(path, "dvc", "repro")
-    assert stages_run(result.stdout) == ALWAYS
-    assert status(path) == set()
+    assert stages_run(result.stdout) == set()
+    assert "up to date" in result.stdout and status(path) == set()
 
 
 def test_metrics_show_lists_every_model(repo):
@@ -126,12 +126,12 @@ def test_every_param_key_makes_exactly_its_stages_out_of_date(repo):
     path, _ = repo
     params_file = path / "params.yaml"
     original = params_file.read_text()
-    expected = {key: readers(key) for key in param_keys(yaml.safe_load(original))}
-    assert expected["math.portable"] == ALL_STAGES - ALWAYS  # every stage computes with it
+    expected = {key: readers(key) | CHECK for key in param_keys(yaml.safe_load(original))}
+    assert expected["math.portable"] == ALL_STAGES  # every stage computes with it
     expected.pop("fetch.source")  # also a dep: test_editing_the_data_sets_csv_reruns_fetch
     try:
         for key, stages in expected.items():
-            assert stages, f"{key} is read by no stage"
+            assert stages - CHECK, f"{key} is read by no stage"
             params = yaml.safe_load(original)
             if "." in key:
                 section, name = key.split(".")
@@ -159,7 +159,7 @@ def test_editing_a_module_makes_exactly_its_importers_out_of_date(repo):
         original = target.read_text()
         target.write_text(original + "\n# touched by test_e2e\n")
         try:
-            assert status(path) == expected - ALWAYS, module
+            assert status(path) == expected, module
         finally:
             target.write_text(original)
 
@@ -175,7 +175,7 @@ def test_editing_the_data_sets_csv_reruns_fetch_and_below(repo):
         assert status(path) == set()
         before = json.loads((path / "reports/metrics.json").read_text())
         mine.write_text("".join(raw[:800]))  # fewer rows
-        assert status(path) == {"fetch"}
+        assert status(path) == {"fetch"}  # params.yaml as it was: check_params up to date
         assert "data/mine.csv" in run(path, "dvc", "status").stdout
         ran = stages_run(run(path, "dvc", "repro").stdout)
         assert {"fetch", "split", "scale_encode", "evaluate"} <= ran
@@ -205,7 +205,8 @@ def test_a_misspelled_param_is_refused_with_or_without_plus(repo):
 @pytest.mark.parametrize("override, fragment", [("math.portable=1", "math.portable=1"),
                                                 ("seed=1234.0", "seed=1234.0")])
 def test_a_value_dvc_deems_unchanged_is_still_validated(repo, override, fragment):
-    """Python finds 1 == True and 1234.0 == 1234, so DVC re-runs no stage: check_params does."""
+    """Python finds 1 == True and 1234.0 == 1234, so DVC re-runs no stage that reads the key;
+    check_params, a dependent of params.yaml's bytes, runs and refuses it."""
     path, _ = repo
     try:
         result = run(path, "dvc", "exp", "run", "-S", override, check=False)
@@ -224,7 +225,7 @@ def test_exp_run_changes_only_torch_mlp_metrics_and_diffs_report_it(repo):
     try:
         result = run(path, "dvc", "exp", "run", "-S", "train_torch_mlp.lr=0.001")
         assert stages_run(result.stdout) == {"train@torch_mlp", "evaluate",
-                                              "plot_model@torch_mlp"} | ALWAYS
+                                              "plot_model@torch_mlp"} | CHECK
         after = json.loads((path / "reports/metrics.json").read_text())
         assert after["torch_mlp"] != before["torch_mlp"]
         assert all(after[m] == before[m] for m in MODELS if m != "torch_mlp")
@@ -287,7 +288,7 @@ def test_shared_cache_clone_pulls_and_runs_no_stage(repo, tmp_path):
     run(tmp_path, "git", "clone", "-q", str(path), str(clone))
     run(clone, "dvc", "remote", "add", "--local", "shared", str(remote))
     run(clone, "dvc", "pull", "-r", "shared")
-    assert stages_run(run(clone, "dvc", "repro").stdout) == ALWAYS
+    assert stages_run(run(clone, "dvc", "repro").stdout) == set()
     assert run(clone, "git", "status", "--porcelain").stdout == ""
 
 
@@ -299,7 +300,7 @@ def test_two_hidden_layer_mlps_run_end_to_end_from_exp_run(repo):
                      "-S", "train_numpy_mlp.hidden_dims=[64,32]")
         assert stages_run(result.stdout) == {"train@torch_mlp", "train@numpy_mlp", "evaluate",
                                               "plot_model@torch_mlp", "plot_model@numpy_mlp"} \
-            | ALWAYS
+            | CHECK
         metrics = json.loads((path / "reports/metrics.json").read_text())
         for model, dims in (("torch_mlp", [32, 32]), ("numpy_mlp", [64, 32])):
             assert metrics[model]["test"]["accuracy"] >= 0.9, (model, metrics[model])
