@@ -13,6 +13,7 @@ kernels no stage uses do differ, which shows the comparison can fail; the real I
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,12 +75,16 @@ CONFLICTING = {"OPENBLAS_CORETYPE": "Sandybridge", "ATEN_CPU_CAPABILITY": "defau
 TINY = tiny_params()
 
 
-def _trainers(root: Path, portable_math: bool, env: dict, head: str = "launcher") -> dict:
-    """The tiny pipeline's data and training stages, each a real process started with ``env``,
-    as ``python -m stages X`` (launcher: warm or, with NNPIPE_WARM=0, cold) or
-    ``python -m stages.X`` (module); the bytes of what they wrote."""
+def _trainers(root: Path, portable_math: bool, env: dict, head: str = "launcher",
+              data: Path | None = None) -> dict:
+    """The tiny pipeline's data and training stages (only the training ones on a copy of
+    ``data``, if given), each a real process started with ``env``, as ``python -m stages X``
+    (launcher: warm or, with NNPIPE_WARM=0, cold) or ``python -m stages.X`` (module); the bytes
+    of what they wrote."""
     run = Run(root, with_changes(TINY, {"math.portable": portable_math}))
-    for name in TRAINING:
+    if data is not None:
+        shutil.copytree(data, run / "data")
+    for name in TRAINING if data is None else [n for n in TRAINING if n.startswith("train@")]:
         stage = STAGES[name]
         argv = stage.command() if head == "launcher" else \
             [sys.executable, "-m", stage.module, *stage.argv]
@@ -89,8 +94,9 @@ def _trainers(root: Path, portable_math: bool, env: dict, head: str = "launcher"
 
 
 @pytest.fixture(scope="module")
-def pinned(tmp_path_factory) -> dict:
-    return _trainers(tmp_path_factory.mktemp("pinned"), True, caller_env())
+def pinned(tmp_path_factory) -> tuple[dict, Path]:
+    root = tmp_path_factory.mktemp("pinned")
+    return _trainers(root, True, caller_env()), root / "data"
 
 
 @pytest.mark.slow
@@ -98,17 +104,19 @@ def pinned(tmp_path_factory) -> dict:
                          ids=["warm", "cold", "module"])
 def test_each_way_of_starting_a_stage_pins_the_same_kernels(pinned, tmp_path, head, warm):
     """Under a caller environment that asks for other kernels and threads, every way a stage
-    starts computes with the pinned ones: the same bytes as with the caller's own."""
+    starts computes with the pinned ones: the same bytes as with the caller's own (cold: the
+    data stages too; warm and module: the training stages, on the same data)."""
     env = caller_env(CONFLICTING, NNPIPE_WARM=warm)
-    assert _trainers(tmp_path, True, env, head) == pinned
+    data = None if warm == "0" else pinned[1]
+    assert _trainers(tmp_path, True, env, head, data) == pinned[0]
 
 
 @pytest.mark.slow
 def test_the_conflicting_environment_does_change_native_results(pinned, tmp_path):
     """math.portable: false honours the caller's environment: the same variables then change
     the torch models' bytes, so the check above can fail."""
-    native = _trainers(tmp_path / "native", False, caller_env(CONFLICTING))
-    assert native["models"] != pinned["models"]
+    native = _trainers(tmp_path / "native", False, caller_env(CONFLICTING), data=pinned[1])
+    assert native["models"] != pinned[0]["models"]
 
 
 def test_pinned_kernels_are_in_effect_under_a_conflicting_environment():
