@@ -198,8 +198,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="a model's name: a directory of --models-dir (see dvc.yaml's models)")
     parser.add_argument("--models-dir", default="models", help="where the model directories are")
     parser.add_argument("--input", help="CSV of rows to predict (the model's input columns)")
-    parser.add_argument("--output", help="with --input: write the predictions CSV here "
-                        "(a new or regular file; - for stdout, the default)")
+    parser.add_argument("--output", help="with --input: write the predictions (CSV, or JSON "
+                        "with --json) here (a new or regular file; - for stdout, the default)")
     parser.add_argument("--max-mb", type=_max_mb, default=1024,
                         help=f"largest --input CSV read, in MB (default 1024, at most {MAX_MB})")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -219,8 +219,9 @@ def main(argv: list[str] | None = None) -> None:
             parse_assignments(args.features, state)
         result = predict(model, rows, args.input)
         if args.json:
-            _emit(json.dumps({"model": args.model, "predictions": to_records(result, model)},
-                             sort_keys=True, allow_nan=False) + "\n")
+            text = json.dumps({"model": args.model, "predictions": to_records(result, model)},
+                              sort_keys=True, allow_nan=False) + "\n"
+            files.write_text(output, text) if output else _emit(text)
         elif output:
             files.write_csv(output, result)
         elif args.input:

@@ -431,6 +431,13 @@ def test_json_output_is_strict_json(models_dir, points, model):
         assert all(math.isfinite(p) for r in data["predictions"] for p in r["probabilities"].values())
 
 
+def test_json_with_output_writes_the_json_to_the_file(models_dir, points, tmp_path):
+    to_stdout = predict(models_dir, "--json", "--input", str(points)).stdout
+    out = tmp_path / "predictions.json"
+    result = predict(models_dir, "--json", "--input", str(points), "--output", str(out))
+    assert result.stdout == "" and out.read_text() == to_stdout
+
+
 # --- malformed rows, sizes and planted headers --------------------------------------------------
 
 @pytest.mark.parametrize("content, line, fields", [("X1,X2\n1,2,3\n", 2, 3),
