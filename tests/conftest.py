@@ -1,5 +1,7 @@
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,9 +23,29 @@ from warm_util import stop_servers  # noqa: E402
 
 
 def pytest_collection_finish(session):
-    """The emulated-CPU runs take minutes: start them now if a selected test needs them."""
+    """The emulated-CPU runs take minutes: start them now if a selected test needs them, so
+    they overlap the rest of the suite. Under pytest-xdist every worker collects every test,
+    so there the worker that runs tests/test_portable.py starts them when it needs them (the
+    other workers keep the cores busy meanwhile)."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        return
     if any(item.get_closest_marker("emulated") for item in session.items):
         emulation.start()
+
+
+# The files that take longest (`--durations`), longest first: run first, they leave the
+# short files to fill the workers' time at the end instead of one worker finishing alone.
+# tests/test_portable.py waits for the emulated-CPU runs.
+LONGEST_FIRST = ("test_e2e.py", "test_portable.py", "test_sweep.py", "test_own_data.py",
+                 "test_warm_contract.py", "test_reliability.py", "test_warm.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -38,3 +60,14 @@ def warm_servers(tmp_path_factory):
     os.environ["NNPIPE_WARM_IDLE"] = "300"
     yield warm_dir
     stop_servers(warm_dir)
+
+
+@pytest.fixture
+def own_dir():
+    """A warm directory of the test's own (not made yet), at a short path: a socket path over
+    100 bytes runs every stage cold (warmstart.key), and tmp_path's can be longer."""
+    parent = tempfile.mkdtemp(prefix="nnw", dir="/tmp")
+    warm_dir = Path(parent) / "w"
+    yield warm_dir
+    stop_servers(warm_dir)
+    shutil.rmtree(parent, ignore_errors=True)

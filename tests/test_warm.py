@@ -39,13 +39,6 @@ def shared_dir(tmp_path_factory):
     stop_servers(warm_dir)
 
 
-@pytest.fixture
-def own_dir(tmp_path):
-    warm_dir = tmp_path / "w"
-    yield warm_dir
-    stop_servers(warm_dir)
-
-
 @pytest.fixture(scope="module")
 def quick_dir(tmp_path_factory, repo):
     """A warm directory with a server for ``repo`` that preloads numpy only."""

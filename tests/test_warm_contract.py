@@ -31,13 +31,6 @@ def repo(tmp_path_factory) -> Path:
     return probe_repo_at(tmp_path_factory.mktemp("contractrepo"))
 
 
-@pytest.fixture
-def own_dir(tmp_path):
-    warm_dir = tmp_path / "w"
-    yield warm_dir
-    stop_servers(warm_dir)
-
-
 def served_warm(result, warm_dir: Path) -> bool:
     return report(result)["ppid"] in server_pids(warm_dir)
 
