@@ -2,8 +2,9 @@
 
 QEMU user-mode emulation (`qemu-x86_64 -cpu NAME`) runs this machine's Python on another CPU
 model: numpy, OpenBLAS, MKL and torch see that CPU's vendor and features. An emulated run takes
-minutes, so conftest starts every run when the session has collected a test that needs them
-(marked ``emulated``); they overlap the rest of the suite, and results() waits for them.
+minutes, so they start early and overlap the rest of the suite: conftest starts them when the
+session has collected a test that needs them (marked ``emulated``), or under pytest-xdist the
+first call of results() in the worker that runs those tests; results() waits for them.
 """
 from __future__ import annotations
 
