@@ -221,7 +221,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.json:
             text = json.dumps({"model": args.model, "predictions": to_records(result, model)},
                               sort_keys=True, allow_nan=False) + "\n"
-            files.write_text(output, text) if output else _emit(text)
+            if output:
+                files.write_text(output, text)
+            else:
+                _emit(text)
         elif output:
             files.write_csv(output, result)
         elif args.input:
