@@ -23,6 +23,25 @@ def stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
+CHECK = {"check_params"}  # depends on params.yaml's bytes: any edit of it re-runs the check
+
+
+def status(path) -> set[str]:
+    """The stages `dvc status` lists, from DVC's Python API: the same answer as the CLI,
+    without a process per call."""
+    import contextlib
+
+    from dvc.repo import Repo
+
+    with contextlib.chdir(path), Repo(".") as repo:
+        return set(repo.status())
+
+
+def restore(path) -> None:
+    run(path, "git", "checkout", "--", ".")
+    run(path, "dvc", "checkout", "--quiet")
+
+
 def copy_repo(target) -> None:
     """Tracked and untracked-but-not-ignored files, as a fresh clone plus the work tree."""
     files = run(ROOT, "git", "ls-files", "-co", "--exclude-standard", "-z").stdout.split("\0")
