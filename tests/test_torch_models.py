@@ -71,22 +71,14 @@ def test_identity_activation_has_no_relu():
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_export_weights_matches_torch_forward(activation):
-    spec, module = torch_model(activation, d=3, h=7, c=4)
+@pytest.mark.parametrize("h, dropout_p", [(7, 0.0), ((8, 6, 5), 0.5)], ids=["one", "deep"])
+def test_export_weights_match_torch_forward(activation, h, dropout_p):
+    spec, module = torch_model(activation, d=3, h=h, c=4, dropout_p=dropout_p)
     weights = torch_models.export_weights(module)
-    assert {k: v.shape for k, v in weights.items()} == \
-        {"W1": (3, 7), "b1": (7,), "W2": (7, 4), "b2": (4,)}
-    assert all(v.dtype == np.float64 for v in weights.values())
-    X = np.random.RandomState(3).randn(40, 3)
-    np.testing.assert_allclose(models.predict_proba(spec, weights, X), torch_proba(module, X),
-                               atol=1e-6)
-
-
-@pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_deep_export_weights_match_torch_forward(activation):
-    spec, module = torch_model(activation, d=3, h=(8, 6, 5), c=4, dropout_p=0.5)
-    weights = torch_models.export_weights(module)
-    assert [weights[f"W{i}"].shape for i in (1, 2, 3, 4)] == [(3, 8), (8, 6), (6, 5), (5, 4)]
+    widths = [3, *(h if isinstance(h, tuple) else (h,)), 4]
+    assert {k: v.shape for k, v in weights.items()} == {
+        **{f"W{i}": (a, b) for i, (a, b) in enumerate(zip(widths, widths[1:]), 1)},
+        **{f"b{i}": (b,) for i, b in enumerate(widths[1:], 1)}}
     assert all(v.dtype == np.float64 for v in weights.values())
     X = np.random.RandomState(3).randn(40, 3)
     np.testing.assert_allclose(models.predict_proba(spec, weights, X), torch_proba(module, X),
