@@ -9,11 +9,7 @@ a cell that pandas reads as missing (empty, ``NA``, ``NaN``, ...) is kept as NaN
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import os
-import urllib.error
-import urllib.request
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -54,76 +50,6 @@ def spiral_frame(samples_per_class: int, classes: Sequence[str], noise: float,
     frame = pd.DataFrame(X, columns=list(SPIRAL_FEATURES))
     frame[SPIRAL_TARGET] = labels
     return frame
-
-
-def is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
-
-
-DEFAULT_MAX_MB = 1024
-
-
-def read_source(source: str, timeout: float, max_bytes: int = DEFAULT_MAX_MB << 20,
-                what: str = "fetch.source", limit: str = "fetch.max_mb") -> bytes:
-    """The raw bytes of a local CSV file or an http(s) URL, at most ``max_bytes`` of them.
-
-    A path must name a regular file: a device (/dev/zero), a FIFO or a directory would read
-    forever, block, or fail later, so they are refused before anything is read.
-    """
-    if is_url(source):
-        try:
-            with urllib.request.urlopen(source, timeout=timeout) as response:
-                return _read_capped(response, max_bytes, source, limit)
-        except urllib.error.HTTPError as exc:
-            raise PipelineError(f"{source}: HTTP {exc.code} {short(exc.reason)}") from None
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise PipelineError(f"{source}: cannot fetch ({short(str(reason))})") from None
-    check_regular_file(source, max_bytes, what, limit)
-    try:
-        with open(source, "rb") as handle:
-            return _read_capped(handle, max_bytes, source, limit)
-    except OSError as exc:
-        raise PipelineError(f"{source}: cannot read ({exc.strerror})") from None
-
-
-def check_regular_file(path: str, max_bytes: int, what: str, limit: str) -> None:
-    """A one-line error unless ``path`` is a regular file of at most ``max_bytes``."""
-    import stat
-
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: file not found ({what})") from None
-    except OSError as exc:
-        raise PipelineError(f"{path}: cannot read ({exc.strerror})") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise PipelineError(f"{path}: is a directory, not a CSV file ({what})")
-    if not stat.S_ISREG(info.st_mode):
-        raise PipelineError(f"{path}: not a regular file (a device, FIFO or socket) ({what})")
-    if info.st_size > max_bytes:
-        raise PipelineError(f"{path}: {info.st_size} bytes, more than the {max_bytes} "
-                            f"allowed ({limit})")
-
-
-def _read_capped(stream: Any, max_bytes: int, source: str, limit: str) -> bytes:
-    data = stream.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise PipelineError(f"{source}: more than the {max_bytes} bytes allowed ({limit})")
-    return data
-
-
-def check_sha256(data: bytes, expected: str | None, source: str) -> None:
-    """The bytes must have the sha256 ``expected``; a URL source must name one (DVC tracks a
-    URL by what its server reports, which may not change with the content)."""
-    actual = hashlib.sha256(data).hexdigest()
-    if expected is None:
-        if is_url(source):
-            raise PipelineError(f"{source}: a URL source must be pinned: set fetch.sha256 to "
-                                f"{actual} (the sha256 of what it serves now)")
-        return
-    if actual != expected.lower():
-        raise PipelineError(f"{source}: sha256 {actual} does not match fetch.sha256 {expected}")
 
 
 def parse_csv(data: bytes, source: str, text_columns: Sequence[str] = ()) -> Any:

@@ -88,9 +88,9 @@ def read_inputs(path: str, state: Preprocessor, max_mb: float = 1024) -> Any:
     """The raw rows of a CSV holding (at least) the model's input columns, as a DataFrame."""
     import pandas as pd
 
-    from nnpipe import data
+    from nnpipe import data, source
 
-    raw = data.read_source(path, timeout=30, max_bytes=int(max_mb * 2**20), what="--input",
+    raw = source.read_source(path, timeout=30, max_bytes=int(max_mb * 2**20), what="--input",
                            limit="--max-mb")
     frame = data.parse_csv(raw, path, text_columns=state.categorical)
     missing = [f for f in state.inputs if f not in frame.columns]

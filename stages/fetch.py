@@ -15,11 +15,11 @@ def main(argv: list[str] | None = None) -> None:
     with cli.stage("fetch") as log:
         p = params.load(args.params, "math", "fetch", "data")
         portable.pin(p.math.portable)
-        from nnpipe import data
+        from nnpipe import data, source as sources
         from nnpipe.core import files  # numpy/torch load here, after pinning
         source = p.fetch.source
-        raw = data.read_source(source, p.fetch.timeout, int(p.fetch.max_mb * 2**20))
-        data.check_sha256(raw, p.fetch.sha256, source)
+        raw = sources.read_source(source, p.fetch.timeout, int(p.fetch.max_mb * 2**20))
+        sources.check_sha256(raw, p.fetch.sha256, source)
         frame = data.parse_csv(raw, source, text_columns=p.data.categorical)
         checked = data.validate_frame(frame, p.data.features, p.data.target, source,
                                       p.data.categorical, p.data.missing)

@@ -1,0 +1,99 @@
+"""nnpipe.source: a data set's bytes from a path or a URL, bounded, and pinned by sha256."""
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+
+import local_http
+from nnpipe import source
+from nnpipe.core.errors import PipelineError
+
+SRC = "in.csv"
+
+
+def _raises(message: str):
+    return pytest.raises(PipelineError, match=re.escape(message))
+
+
+# --- read_source: local files -----------------------------------------------------------------
+
+def test_read_source_local_file(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"X1,X2,color\n1,2,a\n")
+    assert source.read_source(str(path), timeout=1) == b"X1,X2,color\n1,2,a\n"
+
+
+def test_read_source_missing_file(tmp_path):
+    path = tmp_path / "missing.csv"
+    with _raises(f"{path}: file not found (fetch.source)"):
+        source.read_source(str(path), timeout=1)
+
+
+def test_read_source_directory(tmp_path):
+    with _raises(f"{tmp_path}: is a directory, not a CSV file (fetch.source)"):
+        source.read_source(str(tmp_path), timeout=1)
+
+
+def test_is_url():
+    assert source.is_url("http://x/y.csv") and source.is_url("https://x/y.csv")
+    assert not source.is_url("data/spiral.csv") and not source.is_url("ftp://x/y.csv")
+
+
+# --- read_source: URLs ------------------------------------------------------------------------
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setenv("NO_PROXY", "*")
+
+
+@pytest.fixture
+def static_server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "spiral.csv").write_bytes(b"X1,X2,color\n0.5,-0.25,c1\n")
+    with local_http.serve(root) as url:
+        yield url
+
+
+def test_read_source_url_200(static_server):
+    assert source.read_source(f"{static_server}/spiral.csv", timeout=5) == \
+        b"X1,X2,color\n0.5,-0.25,c1\n"
+
+
+def test_read_source_url_404(static_server):
+    url = f"{static_server}/missing.csv"
+    with pytest.raises(PipelineError, match=re.escape(f"{url}: HTTP 404")):
+        source.read_source(url, timeout=5)
+
+
+def test_read_source_url_500(static_server):
+    url = f"{static_server}/error500/spiral.csv"
+    with _raises(f"{url}: HTTP 500 Server Exploded"):
+        source.read_source(url, timeout=5)
+
+
+def test_read_source_unreachable_url(no_proxy):
+    url = "http://127.0.0.1:1/x.csv"
+    with _raises(f"{url}: cannot fetch ("):
+        source.read_source(url, timeout=5)
+
+
+# --- sha256 -----------------------------------------------------------------------------------
+
+def test_check_sha256_match_and_none():
+    payload = b"X1,X2,color\n"
+    digest = hashlib.sha256(payload).hexdigest()
+    source.check_sha256(payload, digest, SRC)
+    source.check_sha256(payload, digest.upper(), SRC)
+    source.check_sha256(payload, None, SRC)
+
+
+def test_check_sha256_mismatch_names_both_digests():
+    payload = b"X1,X2,color\n"
+    actual = hashlib.sha256(payload).hexdigest()
+    expected = "0" * 64
+    with _raises(f"{SRC}: sha256 {actual} does not match fetch.sha256 {expected}"):
+        source.check_sha256(payload, expected, SRC)
