@@ -1,20 +1,22 @@
-"""Data sources: the lesson's spiral and a user's CSV (path or URL), with checks.
+"""Data sets: the lesson's spiral, and a user's CSV read once and typed (fetch).
 
-A data set here is a pandas DataFrame of feature columns plus one label column. A feature
-column holds numbers, or categories (text, or numbers the user lists in ``data.categorical``);
-a cell that pandas reads as missing (empty, ``NA``, ``NaN``, ...) is kept as NaN when
-``data.missing`` accepts it. Everything that can be wrong with a user's file is reported as a
-:class:`PipelineError` naming the file, column or value.
+:func:`read_typed` parses the CSV bytes once (Arrow), types each column by the rules of
+:mod:`nnpipe.schema` and applies the row policies (``data.missing``, ``data.missing_label``).
+Everything that can be wrong with a user's file is reported as a :class:`PipelineError`
+naming the file, line, column or value.
 """
 from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from nnpipe import schema
 from nnpipe.core.errors import PipelineError, short
+from nnpipe.schema import Schema
 
 SPIRAL_FEATURES = ("X1", "X2")
 SPIRAL_TARGET = "color"
@@ -52,52 +54,36 @@ def spiral_frame(samples_per_class: int, classes: Sequence[str], noise: float,
     return frame
 
 
-def parse_csv(data: bytes, source: str, text_columns: Sequence[str] = ()) -> Any:
-    """Parse CSV bytes with pandas; the header must be a row of unique, non-empty names.
-
-    ``text_columns`` are read as text (``2007`` stays ``"2007"``), the others as pandas
-    infers; in both, pandas' missing-value cells (empty, ``NA``, ``NaN``, ...) are NaN.
-
-    Every other non-blank line must have as many fields as the header: a row with more
-    would make pandas take its first field as the index (shifting every column), a row with
-    fewer is a malformed line (a field left out), both refused naming the line. An empty
-    field (``1,,c1`` or a trailing ``1,2,``) is a missing value, which the checks of the
-    columns report (:func:`validate_frame`). Blank lines are skipped, as pandas does.
-    """
-    import pandas as pd
-
+def parse_header(data: bytes, source: str) -> list[str]:
+    """The header row of CSV bytes: unique, non-empty names; the file must be UTF-8 text."""
+    if b"\x00" in data:
+        raise PipelineError(f"{source}: not a text CSV file (contains NUL bytes)")
+    first = data[:data.find(b"\n") + 1 or len(data)].split(b"\r")[0]
     try:
-        text = data.decode("utf-8-sig")
+        header = next(csv.reader([first.decode("utf-8-sig")]), None)
     except UnicodeDecodeError:
         raise PipelineError(f"{source}: not a UTF-8 text CSV file") from None
-    if "\x00" in text:
-        raise PipelineError(f"{source}: not a text CSV file (contains NUL bytes)")
-    header = next(csv.reader(io.StringIO(text)), None)
     if not header or all(not name.strip() for name in header):
         raise PipelineError(f"{source}: empty file, expected a CSV with a header row")
     seen: set[str] = set()
     for name in header:
         if name in seen:
             hint = "; the first row looks like data: the file needs a header row" \
-                if _is_number(name) else ""
+                if re.fullmatch(schema.NUMBER, name) else ""
             raise PipelineError(f"{source}: duplicate column name '{short(name)}'{hint}")
         seen.add(name)
-    check_field_counts(data, text, len(header), source)
-    try:
-        return pd.read_csv(io.StringIO(text), dtype={name: str for name in text_columns})
-    except (ValueError, pd.errors.ParserError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PipelineError(f"{source}: not a readable CSV ({first})") from None
+    return header
 
 
-def check_field_counts(data: bytes, text: str, width: int, source: str) -> None:
+def check_field_counts(data: bytes, width: int, source: str) -> None:
     """A one-line error naming the first line (the header is line 1) whose number of fields
-    is not ``width``; blank lines are skipped. ``text`` is ``data`` decoded. Without quotes
-    (or lone CR line ends) the commas of ``data`` are counted with NumPy, a fraction of
-    pandas' parse time; otherwise the csv module reads ``text``."""
+    is not ``width`` (more would shift columns, fewer leave a field out); blank lines are
+    skipped. Without quotes or lone CR line ends the commas are counted with NumPy, a
+    fraction of the parse's time; otherwise the csv module reads the text (strictly: an
+    unterminated quote is refused)."""
     plain = b'"' not in data and (b"\r" not in data
                                   or data.count(b"\r") == data.count(b"\r\n"))
-    found = _first_bad_plain(data, width) if plain else _first_bad_quoted(text, width)
+    found = _first_bad_plain(data, width) if plain else _first_bad_quoted(data, width, source)
     if found:
         line, fields = found
         raise PipelineError(f"{source}: line {line} has {fields} field{'s' * (fields != 1)}, "
@@ -131,133 +117,149 @@ def _is_blank(fields: Sequence[str]) -> bool:
     return len(fields) <= 1 and not "".join(fields).strip(" \t\r")
 
 
-def _first_bad_quoted(text: str, width: int) -> tuple[int, int] | None:
+def _first_bad_quoted(data: bytes, width: int, source: str) -> tuple[int, int] | None:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise PipelineError(f"{source}: not a UTF-8 text CSV file") from None
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, len(text) + 1))  # a field may be as long as the file
     try:
-        reader = csv.reader(io.StringIO(text, newline=""))
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
         next(reader, None)
         start = reader.line_num + 1
         for row in reader:
             if len(row) != width and not _is_blank(row):
                 return start, len(row)
             start = reader.line_num + 1
-    except csv.Error:
-        return None  # pandas reports what the csv module cannot read
+    except csv.Error as exc:
+        raise PipelineError(f"{source}: not a readable CSV (line {start}: {exc})") from None
     finally:
         csv.field_size_limit(limit)
     return None
 
 
-def _shown(value: Any) -> str:
-    """A cell value as a user would write it: nan, inf, 'abc'."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    return short(repr(value) if isinstance(value, float) else repr(str(value)))
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-MAX_LEVELS = 1000  # categories of one categorical column (each is an input of the model)
 MISSING_HINT = "set data.missing to drop, mean, median or most_frequent to accept missing cells"
 
 
-class CheckedData(NamedTuple):
-    """A validated table: numeric feature columns (float64, NaN where missing), categorical
-    ones (str, NaN where missing) and the target column (str); the class counts and the
-    names of the categorical columns, in data.features order."""
-    frame: Any
-    class_counts: dict[str, int]
-    categorical: tuple[str, ...] = ()
+class Typed(NamedTuple):
+    """fetch's result: the typed table (an Arrow table of the feature columns, float64 or
+    string, and the target, string; missing cells null), its schema, and one line per row
+    policy that dropped rows."""
+    table: Any
+    schema: Schema
+    notes: tuple[str, ...]
 
 
-def _row(mask: Any) -> int:
-    """The CSV line (header = line 1) of the first True of a boolean mask."""
-    return int(np.flatnonzero(np.asarray(mask))[0]) + 2
-
-
-def _check_columns(frame: Any, names: Sequence[str], target: str, source: str) -> None:
+def _check_columns(header: Sequence[str], names: Sequence[str], target: str,
+                   source: str) -> None:
     if target in names:
         raise PipelineError(f"{source}: data.target '{short(target)}' is also listed in "
                             "data.features")
-    columns = [str(c) for c in frame.columns]
     for name in [*names, target]:
-        if name not in columns:
+        if name not in header:
             hint = "; the first row looks like data: the file needs a header row" \
-                if any(_is_number(c) for c in columns) else ""
+                if any(re.fullmatch(schema.NUMBER, c) for c in header) else ""
             raise PipelineError(f"{source}: column '{short(name)}' not found "
-                                f"(columns: {short(', '.join(columns) or 'none', 200)}){hint}")
-    if len(frame) == 0:
+                                f"(columns: {short(', '.join(header) or 'none', 200)}){hint}")
+
+
+def _null(values: Any) -> np.ndarray:
+    return values.is_null().to_numpy(zero_copy_only=False)
+
+
+def read_typed(raw: bytes, source: str, features: Sequence[str], target: str,
+               categorical: Sequence[str] = (), missing: str = "error",
+               missing_label: str = "error") -> Typed:
+    """Parse the source CSV once and type it by the rules of :mod:`nnpipe.schema`, then apply
+    the row policies: ``missing`` (data.missing) ``error`` refuses a missing feature cell,
+    ``drop`` drops its row, the others keep it (null) for scale_encode's imputer;
+    ``missing_label`` (data.missing_label) ``error`` refuses a row with no label, ``drop``
+    drops it."""
+    header = parse_header(raw, source)
+    _check_columns(header, features, target, source)
+    check_field_counts(raw, len(header), source)
+    table = schema.arrow_read(raw, header, [*features, target], [*categorical, target], source)
+    if table.num_rows == 0:
         raise PipelineError(f"{source}: has a header but no data rows")
-
-
-def _is_numeric(values: Any) -> bool:
-    """pandas read the column as numbers (booleans are categories)."""
-    import pandas as pd
-
-    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-
-
-def feature_column(values: Any, name: str, source: str, declared: bool,
-                   missing: str) -> tuple[Any, bool]:
-    """One feature column checked: (float64 numbers or str categories, NaN where missing;
-    whether it is categorical). Categorical: ``declared``, or text in every non-missing cell."""
-    import pandas as pd
-
-    absent = values.isna().to_numpy()
-    if absent.all():
-        raise PipelineError(f"{source}: column '{name}' has no values (every cell is empty, "
-                            "NA or NaN)")
-    if missing == "error" and absent.any():
-        raise PipelineError(f"{source}: column '{name}' row {_row(absent)} is missing (empty, "
-                            f"NA or nan); {MISSING_HINT}")
-    text = None if _is_numeric(values) and not declared else \
-        values.astype(object).where(absent, values.astype(str))  # NaN stays NaN
-    numbers = values if text is None else pd.to_numeric(text, errors="coerce")
-    numbers = numbers.to_numpy(dtype=np.float64)
-    if text is not None and (declared or np.isnan(numbers[~absent]).all()):
-        levels = text[~absent].nunique()
-        if levels > MAX_LEVELS:
-            raise PipelineError(f"{source}: categorical column '{name}' has {levels} categories, "
-                                f"more than the {MAX_LEVELS} allowed")
-        return text, True
-    bad = ~np.isfinite(numbers) & ~absent
-    if bad.any():
-        row = _row(bad)
-        hint = f", or categories (list '{name}' in data.categorical)" \
-            if np.isnan(numbers[row - 2]) else ""
-        raise PipelineError(f"{source}: column '{name}' row {row} has value "
-                            f"{_shown(values.iloc[row - 2])}; features must be finite numbers"
-                            f"{hint}")
-    return numbers, False
-
-
-def validate_frame(frame: Any, features: Sequence[str], target: str, source: str,
-                   categorical: Sequence[str] = (), missing: str = "error") -> CheckedData:
-    """Check the columns a run needs and return just those: numeric features as float64,
-    categorical ones and the target as str. ``missing`` (data.missing) ``error`` refuses a
-    missing feature cell; any other policy keeps it (NaN) for split or scale_encode."""
-    import pandas as pd
-
-    _check_columns(frame, features, target, source)
-    out = pd.DataFrame(index=range(len(frame)))
-    kinds = []
+    labels = schema.text_cells(table[target].combine_chunks())
+    no_label = _null(labels)
+    if missing_label == "error" and no_label.any():
+        raise PipelineError(f"{source}: column '{target}' row {schema._row(no_label)} has no "
+                            "label; set data.missing_label to drop to drop such rows")
+    columns, kinds, keep, cell = {}, {}, ~no_label, schema.in_file(source)
     for name in features:
-        out[name], is_categorical = feature_column(frame[name].reset_index(drop=True), name,
-                                                   source, name in categorical, missing)
-        kinds += [name] * is_categorical
-    labels = frame[target]
-    if labels.isna().any():
-        raise PipelineError(f"{source}: column '{target}' row {_row(labels.isna())} has no label")
-    out[target] = labels.astype(str).to_numpy()
-    counts = out[target].value_counts().sort_index()
-    if len(counts) < 2:
-        raise PipelineError(f"{source}: column '{target}' has {len(counts)} class "
-                            f"({short(', '.join(map(str, counts.index)))}); at least 2 are needed")
-    return CheckedData(out, {str(k): int(v) for k, v in counts.items()}, tuple(kinds))
+        kinds[name], columns[name] = schema.typed_column(table[name], name, cell,
+                                                         True if name in categorical else None)
+        absent = _null(columns[name])
+        if absent.all():
+            raise PipelineError(f"{source}: column '{name}' has no values (every cell is "
+                                "empty, NA or NaN)")
+        if missing == "error" and (absent & keep).any():
+            raise PipelineError(f"{source}: column '{name}' row {schema._row(absent & keep)} is "
+                                f"missing (empty, NA or nan); {MISSING_HINT}")
+    incomplete = np.zeros(len(keep), bool)
+    for values in columns.values():
+        incomplete |= _null(values)
+    if missing == "drop":
+        keep &= ~incomplete
+    return _kept(table.num_rows, keep, columns, kinds, target, labels, no_label, incomplete,
+                 missing, source)
+
+
+def _kept(rows: int, keep: np.ndarray, columns: dict, kinds: dict, target: str, labels: Any,
+          no_label: np.ndarray, incomplete: np.ndarray, missing: str, source: str) -> Typed:
+    """The kept rows as a table and its schema (levels, classes and counts of what is kept)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    notes = []
+    if no_label.any():
+        notes.append(f"data.missing_label=drop dropped {int(no_label.sum())} rows with no label")
+    if missing == "drop" and (incomplete & ~no_label).any():
+        notes.append(f"data.missing=drop dropped {int((incomplete & ~no_label).sum())} rows "
+                     "with a missing feature")
+    if not keep.any():
+        raise PipelineError(f"{source}: no row left ({'; '.join(notes)})")
+    mask = pa.array(keep)
+    table = pa.table({**{name: values.filter(mask) for name, values in columns.items()},
+                      target: labels.filter(mask)})
+    described = []
+    for name, kind in kinds.items():
+        levels = tuple(sorted(pc.unique(table[name]).drop_null().to_pylist())) \
+            if kind == schema.CATEGORICAL else ()
+        if len(levels) > schema.MAX_LEVELS:
+            raise PipelineError(f"{source}: categorical column '{name}' has {len(levels)} "
+                                f"categories, more than the {schema.MAX_LEVELS} allowed")
+        described.append(schema.Column(name, kind, levels, table[name].null_count))
+    counts = pc.value_counts(table[target].combine_chunks()).to_pylist()
+    classes = sorted((item["values"], item["counts"]) for item in counts)
+    if len(classes) < 2:
+        raise PipelineError(f"{source}: column '{target}' has {len(classes)} class "
+                            f"({short(', '.join(c for c, _ in classes))}); at least 2 are needed")
+    return Typed(table, Schema(tuple(described), target, tuple(c for c, _ in classes),
+                               tuple(n for _, n in classes),
+                               {"read": rows, "kept": int(keep.sum()),
+                                "dropped_missing_label": int(no_label.sum()),
+                                "dropped_missing_feature": int((~keep & ~no_label).sum())}),
+                 tuple(notes))
+
+
+def read_columns(raw: bytes, source: str, numeric: Sequence[str], categorical: Sequence[str],
+                 cell: schema.Cell | None = None) -> Any:
+    """Rows for a trained model (predict): the named columns of CSV bytes typed as its schema
+    says, by the same parser and rules as fetch (an Arrow table, missing cells null)."""
+    import pyarrow as pa
+
+    header = parse_header(raw, source)
+    absent = [name for name in (*numeric, *categorical) if name not in header]
+    if absent:
+        raise PipelineError(f"{source}: missing feature column(s) {', '.join(absent)}")
+    check_field_counts(raw, len(header), source)
+    names = [*numeric, *categorical]
+    table = schema.arrow_read(raw, header, names, categorical, source)
+    if table.num_rows == 0:
+        raise PipelineError(f"{source}: has a header but no data rows")
+    cell = cell or schema.in_file(source)
+    return pa.table({name: schema.typed_column(table[name], name, cell, name in categorical)[1]
+                     for name in names})

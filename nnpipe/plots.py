@@ -45,34 +45,17 @@ def data_by_class(X: np.ndarray, labels: np.ndarray, features: Sequence[str],
     return fig
 
 
-def numeric_features(frame: Any, features: Sequence[str], categorical: Sequence[str],
-                     source: str = "data") -> list[str]:
-    """The features of ``frame`` that hold numbers: read as numbers (not booleans) by pandas
-    and not listed in data.categorical (fetch's CSV: numbers or categories per column)."""
-    import pandas as pd
-
-    missing = [name for name in features if name not in frame.columns]
-    if missing:
-        raise PipelineError(f"{source}: column '{missing[0]}' not found; re-run fetch")
-    return [name for name in features if name not in categorical
-            and pd.api.types.is_numeric_dtype(frame[name])
-            and not pd.api.types.is_bool_dtype(frame[name])]
-
-
-def data_figure(frame: Any, features: Sequence[str], categorical: Sequence[str], target: str,
-                max_points: int, source: str = "data") -> tuple[Any, str | None]:
-    """The data by class over its first two numeric features (rows with a missing one left
-    out), or a placeholder and the one line that says why (fewer than 2 numeric features)."""
-    numeric = numeric_features(frame, features, categorical, source)
-    if target not in frame.columns:
-        raise PipelineError(f"{source}: column '{target}' not found; re-run fetch")
+def data_figure(X: np.ndarray, labels: np.ndarray, numeric: Sequence[str],
+                max_points: int) -> tuple[Any, str | None]:
+    """The data by class over its first two numeric features (``X: (N, >=2)`` float64, NaN
+    where missing: such rows left out; ``labels: (N,)``), or a placeholder and the one line
+    that says why (fewer than 2 numeric features)."""
     if len(numeric) < 2:
         note = (f"data figure skipped: it needs 2 numeric features, data.features has "
                 f"{len(numeric)}{' (' + ', '.join(numeric) + ')' if numeric else ''}")
         return placeholder(note), note
-    X = frame[numeric[:2]].to_numpy(np.float64)  # (N, 2)
+    X = X[:, :2]  # (N, 2)
     keep = np.isfinite(X).all(axis=1)
-    labels = frame[target].to_numpy(str)
     return data_by_class(X[keep], labels[keep], numeric[:2], max_points), None
 
 

@@ -5,8 +5,10 @@
     python -m nnpipe.predict --model numpy_mlp --input new.csv [--output predictions.csv|-]
     python -m nnpipe.predict --model linear --json X1=0.1 X2=0.1
 
-A row is raw, as in the training CSV: a numeric input is a number, a categorical one any text,
-and an empty, NA or NaN value is missing. The model's state (config.json) applies what
+A row is raw, as in the training CSV, and each value is read by the type fetch gave its column
+(nnpipe.schema: the same parser and rules): a numeric input is a number (``1_000`` is not), a
+categorical one the text as given (``flag=true`` is the category "true"), and an empty,
+whitespace-only, NA or NaN value is missing. The model's state (config.json) applies what
 scale_encode fit: the imputer (a missing value needs a model trained with data.missing=mean,
 median or most_frequent), the scaler and the one-hot encoder (a category the train split never
 had is all zeros with data.handle_unknown=ignore, refused with error).
@@ -22,6 +24,8 @@ nothing half-written), and missing or broken artifacts. A bad --max-mb is a usag
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import sys
@@ -29,33 +33,26 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from nnpipe import models
-from nnpipe.core import cli, files
+from nnpipe import data, models, source
+from nnpipe.core import cli, files, tables
 from nnpipe.core.errors import PipelineError, short
-from nnpipe.preprocess import Preprocessor, as_text
+from nnpipe.preprocess import Preprocessor
 
 MAX_MB = 1 << 20  # the largest --max-mb, as fetch.max_mb's
-# pandas' default na_values: the cells fetch (and --input) read as missing.
-MISSING_CELLS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
-                           "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None",
-                           "n/a", "nan", "null"})
-IMPUTES = "a missing value needs a model trained with data.missing=mean, median or most_frequent"
 
 
-def _value(text: str, numeric: bool, state: Preprocessor, what: str) -> Any:
-    """One raw value: a float (numeric input) or the text (categorical), NaN if missing."""
-    if text in MISSING_CELLS:
-        if state.fill:
-            return math.nan
-        problem = f": {short(repr(text))} is not a finite number" if numeric else " is missing"
-        raise PipelineError(f"{what}{problem}; {IMPUTES} (this one: data.missing={state.missing})")
-    return _number(text, what) if numeric else text
+def _csv_row(names: Sequence[str], values: Sequence[str]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    writer.writerows([names, values])
+    return buffer.getvalue().encode()
 
 
-def parse_assignments(pairs: Sequence[str], state: Preprocessor) -> dict[str, list[Any]]:
-    """``["X1=0.1", "X2=0.1"]`` -> one raw row (column -> [value]) of the model's inputs."""
+def parse_assignments(pairs: Sequence[str], state: Preprocessor) -> Any:
+    """``["X1=0.1", "X2=0.1"]`` -> one raw row of the model's inputs (a DataFrame), each
+    value read by the type fetch gave its column (the same parser and rules)."""
     inputs = state.inputs
-    values: dict[str, Any] = {}
+    values: dict[str, str] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep:
@@ -66,52 +63,24 @@ def parse_assignments(pairs: Sequence[str], state: Preprocessor) -> dict[str, li
                                 f"(the model takes {short(', '.join(inputs), 200)})")
         if name in values:
             raise PipelineError(f"feature '{name}' given twice")
-        values[name] = _value(text, name not in state.categorical, state, f"feature '{name}'")
+        values[name] = text
     missing = [f for f in inputs if f not in values]
     if missing:
         raise PipelineError(f"missing feature(s) {', '.join(missing)} "
                             f"(the model takes {', '.join(inputs)})")
-    return {name: [values[name]] for name in inputs}
-
-
-def _number(text: str, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise PipelineError(f"{what}: {short(repr(text))} is not a number") from None
-    if not math.isfinite(value):
-        raise PipelineError(f"{what}: {short(repr(text))} is not a finite number")
-    return value
+    raw = _csv_row(inputs, [values[name] for name in inputs])
+    table = data.read_columns(raw, "features", state.numeric, state.categorical,
+                              cell=lambda name, line: f"feature '{name}'")
+    return tables.to_frame(table, inputs)
 
 
 def read_inputs(path: str, state: Preprocessor, max_mb: float = 1024) -> Any:
-    """The raw rows of a CSV holding (at least) the model's input columns, as a DataFrame."""
-    import pandas as pd
-
-    from nnpipe import data, source
-
+    """The raw rows of a CSV holding (at least) the model's input columns, as a DataFrame,
+    each column read by the type fetch gave it."""
     raw = source.read_source(path, timeout=30, max_bytes=int(max_mb * 2**20), what="--input",
-                           limit="--max-mb")
-    frame = data.parse_csv(raw, path, text_columns=state.categorical)
-    missing = [f for f in state.inputs if f not in frame.columns]
-    if missing:
-        raise PipelineError(f"{path}: missing feature column(s) {', '.join(missing)}")
-    if len(frame) == 0:
-        raise PipelineError(f"{path}: has a header but no data rows")
-    out = pd.DataFrame(index=range(len(frame)))
-    for name in state.inputs:
-        column = frame[name].reset_index(drop=True)
-        if name in state.categorical:
-            text = as_text(column)
-            if not state.fill and text.isna().any():
-                row = int(np.flatnonzero(text.isna().to_numpy())[0])
-                _value("", False, state, f"{path}: column '{name}' row {row + 2}")
-            out[name] = text
-        else:
-            out[name] = [_value("nan" if isinstance(v, float) and math.isnan(v) else str(v),
-                                True, state, f"{path}: column '{name}' row {i + 2}")
-                         for i, v in enumerate(column.tolist())]
-    return out
+                             limit="--max-mb")
+    return tables.to_frame(data.read_columns(raw, path, state.numeric, state.categorical),
+                           state.inputs)
 
 
 def _cell(source: str | None) -> Callable[[int, str], str]:

@@ -238,23 +238,13 @@ def check_complete(frame: Any, missing: str, cell: Cell) -> None:
     if absent.any():
         row, col = (int(i[0]) for i in np.nonzero(absent))
         raise PipelineError(f"{cell(row, frame.columns[col])} is missing; "
-                            f"data.missing={missing} imputes nothing")
+                            "a missing value needs a model trained with data.missing=mean, median "
+                            f"or most_frequent (this one: data.missing={missing})")
 
 
 def as_text(values: Any) -> Any:
     """A column as categories: str cells (``True``, ``2007``), NaN where missing (object)."""
     return values.astype(object).where(values.isna(), values.astype(str))
-
-
-def categorical_columns(frames: Sequence[Any], features: Sequence[str],
-                        declared: Sequence[str]) -> tuple[str, ...]:
-    """The feature columns one-hot encoded: those listed in data.categorical, and those pandas
-    reads as text or booleans in any of ``frames`` (fetch refused a column mixing numbers and
-    text, and one with no value at all)."""
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-    return tuple(f for f in features if f in declared or not all(
-        is_numeric_dtype(x[f]) and not is_bool_dtype(x[f]) for x in frames))
 
 
 def _label_state(labels_train: Sequence[str]) -> dict[str, tuple]:
@@ -305,10 +295,11 @@ def _fit_transformer(frame: Any, categorical: Sequence[str], missing: str,
 
 
 def fit_frame(train: Any, features: Sequence[str], categorical: Sequence[str],
-              labels_train: Sequence[str], missing: str, handle_unknown: str, rows: int,
-              source: str = "train split") -> Preprocessor:
-    """Fit the ColumnTransformer and the LabelEncoder on the train split only (``train``: a
-    DataFrame holding the ``features`` columns, the ``categorical`` ones one-hot encoded)."""
+              y_train: np.ndarray, classes: Sequence[str], missing: str, handle_unknown: str,
+              rows: int, source: str = "train split") -> Preprocessor:
+    """Fit the ColumnTransformer on the train split only (``train``: a DataFrame holding the
+    ``features`` columns, the ``categorical`` ones one-hot encoded; ``y_train: (N,)`` its
+    labels as indices into the sorted ``classes``, all of which it holds)."""
     frame = table(train, features, categorical)
     empty = frame.isna().to_numpy().all(axis=0)  # (inputs,)
     if missing in IMPUTE and empty.any():
@@ -332,7 +323,8 @@ def fit_frame(train: Any, features: Sequence[str], categorical: Sequence[str],
     return Preprocessor(
         features=names, rows=int(rows), inputs=tuple(features),
         **_scaler_state(fitted["numeric"][-1] if "numeric" in fitted else None, len(frame)),
-        **_label_state(labels_train), missing=missing, handle_unknown=handle_unknown,
+        classes=tuple(classes), missing=missing, handle_unknown=handle_unknown,
+        class_counts=tuple(np.bincount(y_train, minlength=len(classes)).tolist()),
         categories=tuple((name, tuple(map(str, values)))
                          for name, values in zip(categorical, levels)),
         fill=tuple(fill[name] for name in features) if fill else ())

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -21,12 +21,13 @@ class SplitIndices(NamedTuple):
 
 
 def check_class_sizes(y: np.ndarray, train_size: float, val_size: float,
-                      test_size: float, source: str) -> None:
+                      test_size: float, source: str, classes: Sequence[str] = ()) -> None:
     """Every class must get at least one row in each split (and two in the first cut)."""
     labels, counts = np.unique(y, return_counts=True)
     smallest = min(train_size, val_size, test_size)
     needed = max(math.ceil(1.0 / smallest - 1e-9), MIN_ROWS_PER_CLASS)
     for label, count in zip(labels, counts):
+        label = classes[label] if len(classes) else label
         if count < needed:
             raise PipelineError(
                 f"{source}: class '{label}' has {count} row(s); split sizes "
@@ -34,14 +35,15 @@ def check_class_sizes(y: np.ndarray, train_size: float, val_size: float,
 
 
 def stratified_split(y: np.ndarray, train_size: float, val_size: float, test_size: float,
-                     seed: int, source: str = "data") -> SplitIndices:
-    """Split row indices of labels ``y: (N,)`` into train/val/test, stratified on ``y``.
+                     seed: int, source: str = "data", classes: Sequence[str] = ()) -> SplitIndices:
+    """Split row indices of labels ``y: (N,)`` into train/val/test, stratified on ``y``
+    (class names, or codes into ``classes``).
 
     As in the lesson: first train vs the rest, then the rest into val and test.
     """
     from sklearn.model_selection import train_test_split
 
-    check_class_sizes(y, train_size, val_size, test_size, source)
+    check_class_sizes(y, train_size, val_size, test_size, source, classes)
     index = np.arange(len(y))
     try:
         train, rest = train_test_split(index, train_size=train_size, stratify=y,

@@ -1,5 +1,5 @@
-"""plot_data: the data by class (its first two numeric features) and the activation functions,
-as PNGs."""
+"""plot_data: the data by class (its first two numeric features, as the schema types them) and
+the activation functions, as PNGs."""
 from __future__ import annotations
 
 import argparse
@@ -10,18 +10,25 @@ from nnpipe.core import cli, params, portable
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", required=True, help="CSV written by fetch")
+    parser.add_argument("--data", required=True, help="typed table (Parquet) written by fetch")
+    parser.add_argument("--schema", required=True, help="its schema (JSON)")
     parser.add_argument("--data-png", required=True)
     parser.add_argument("--activations-png", required=True)
     args = parser.parse_args(argv)
     with cli.stage("plot_data") as log:
-        p = params.load(args.params, "math", "data", "plot")
+        p = params.load(args.params, "math", "plot")
         portable.pin(p.math.portable)
-        from nnpipe import plots  # numpy/torch load here, after pinning
-        from nnpipe.core import files
-        frame = files.read_csv(args.data, text_columns=(p.data.target, *p.data.categorical))
-        figure, note = plots.data_figure(frame, p.data.features, p.data.categorical,
-                                         p.data.target, p.plot.max_points, source=args.data)
+        import numpy as np  # numpy/torch load here, after pinning
+        from nnpipe import plots, schema
+        from nnpipe.core import files, tables
+        typed = schema.load(args.schema)
+        numeric = typed.numeric[:2]
+        table = tables.read_parquet(args.data, (*numeric, typed.target))
+        X = np.column_stack([table[name].to_numpy() for name in numeric]) if numeric else \
+            np.empty((table.num_rows, 0))
+        labels = np.asarray(typed.classes)[schema.class_codes(table[typed.target], typed.classes,
+                                                              args.data)]
+        figure, note = plots.data_figure(X, labels, numeric, p.plot.max_points)
         if note:
             log.info(note)
         files.save_figure(args.data_png, figure)

@@ -87,6 +87,7 @@ class SpiralParams(Section):
 
 
 MISSING = ("error", "drop", "mean", "median", "most_frequent")
+MISSING_LABEL = ("error", "drop")
 HANDLE_UNKNOWN = ("error", "ignore")
 
 
@@ -95,9 +96,10 @@ class DataParams(Section):
 
     ``categorical``: feature columns one-hot encoded even if they hold numbers (a column of
     text always is); ``missing``: what an empty, NA or NaN feature cell does: ``error``
-    refuses it (fetch), ``drop`` removes its row (split), ``mean``, ``median`` or
+    refuses it (fetch), ``drop`` removes its row (fetch), ``mean``, ``median`` or
     ``most_frequent`` impute it (SimpleImputer fit on the train split; a categorical column
-    takes its most frequent category); ``handle_unknown``: a category the train split never
+    takes its most frequent category); ``missing_label``: a row with no label is refused
+    (``error``) or dropped (``drop``) by fetch; ``handle_unknown``: a category the train split never
     had is refused (``error``) or encoded as all zeros (``ignore``), in the val/test splits
     and at predict time.
     """
@@ -108,6 +110,7 @@ class DataParams(Section):
                                           message_too_long=f"must name at most {MAX_NAMES}")
     missing: Literal["error", "drop", "mean", "median", "most_frequent"] = param(
         f"one of {', '.join(MISSING)}")
+    missing_label: Literal["error", "drop"] = param(f"one of {', '.join(MISSING_LABEL)}")
     handle_unknown: Literal["error", "ignore"] = param(f"one of {', '.join(HANDLE_UNKNOWN)}")
 
     _features = field_validator("features", "categorical")(_unique)

@@ -1,0 +1,57 @@
+"""Typed tables between stages: Parquet files (Arrow), written atomically, read with one-line
+errors, and as the pandas DataFrames scikit-learn takes."""
+from __future__ import annotations
+
+import io
+import os
+from typing import Any, Sequence
+
+from nnpipe.core import files
+from nnpipe.core.errors import PipelineError
+
+
+def write_parquet(path: str, table: Any) -> None:
+    """An Arrow table as Parquet (no pandas metadata, no timestamps: the same bytes each run)."""
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(None), buffer)
+    files.write_bytes(path, buffer.getvalue())
+
+
+def read_parquet(path: str, columns: Sequence[str] = ()) -> Any:
+    """An Arrow table of a Parquet file this pipeline wrote; ``columns`` must all be there."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not os.path.exists(path):
+        raise PipelineError(f"{path}: file not found")
+    if not os.path.isfile(path):
+        raise PipelineError(f"{path}: not a regular file")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise PipelineError(f"{path}: not a readable Parquet file "
+                            f"({str(exc).strip().splitlines()[0][:120]})") from None
+    absent = [name for name in columns if name not in table.column_names]
+    if absent:
+        raise PipelineError(f"{path}: column '{absent[0]}' not found; re-run fetch")
+    return table
+
+
+def to_frame(table: Any, columns: Sequence[str]) -> Any:
+    """The ``columns`` as a pandas DataFrame: numbers float64 (NaN where missing), text as
+    objects (NaN where missing)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    out = {}
+    for name in columns:
+        values = table[name]
+        if pa.types.is_floating(values.type):
+            out[name] = values.to_numpy()
+        else:
+            out[name] = np.asarray(values.to_pylist(), dtype=object)
+    frame = pd.DataFrame(out, columns=list(columns))
+    return frame.where(frame.notna(), np.nan) if len(frame) else frame
