@@ -221,6 +221,11 @@ def _kept(rows: int, keep: np.ndarray, columns: dict, kinds: dict, target: str, 
                      "with a missing feature")
     if not keep.any():
         raise PipelineError(f"{source}: no row left ({'; '.join(notes)})")
+    lost = set(pc.unique(labels.filter(pa.array(~no_label))).to_pylist()) - \
+        set(pc.unique(labels.filter(pa.array(keep))).to_pylist())
+    if lost:
+        raise PipelineError(f"{source} ({'; '.join(notes)}): class '{short(min(lost))}' has no "
+                            "row left")
     mask = pa.array(keep)
     table = pa.table({**{name: values.filter(mask) for name, values in columns.items()},
                       target: labels.filter(mask)})

@@ -20,11 +20,11 @@ def main(argv: list[str] | None = None) -> None:
         portable.pin(p.math.portable)
         from nnpipe import data, schema, source as sources
         from nnpipe.core import tables  # numpy/torch load here, after pinning
-        source, d = p.fetch.source, p.data
+        source = p.fetch.source
         raw = sources.read_source(source, p.fetch.timeout, int(p.fetch.max_mb * 2**20))
         sources.check_sha256(raw, p.fetch.sha256, source)
-        typed = data.read_typed(raw, source, d.features, d.target, d.categorical, d.missing,
-                                d.missing_label)
+        typed = data.read_typed(raw, source, p.data.features, p.data.target,
+                                p.data.categorical, p.data.missing, p.data.missing_label)
         for note in typed.notes:
             log.info(note)
         tables.write_parquet(args.out, typed.table)

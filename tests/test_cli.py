@@ -86,11 +86,11 @@ def fetch_command(tmp_path) -> tuple[list[str], Path]:
         spiral["samples_per_class"], spiral["classes"], spiral["noise"], params["seed"]))
     params["fetch"]["source"] = str(tmp_path / "spiral.csv")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    out = tmp_path / "data" / "raw.csv"
+    out = tmp_path / "data" / "table.parquet"
     out.parent.mkdir()
     out.write_text("previous\n")
     return [sys.executable, "-m", "stages.fetch", "--params", str(tmp_path / "params.yaml"),
-            "--out", str(out)], out
+            "--out", str(out), "--schema", str(tmp_path / "data" / "schema.json")], out
 
 
 def _env() -> dict[str, str]:
@@ -117,7 +117,7 @@ def test_a_stage_hitting_the_file_size_limit_is_one_line_and_keeps_the_previous_
     assert result.stderr.splitlines()[-1] == f"fetch: error: {out}: cannot write (File too large)"
     assert "Traceback" not in result.stderr
     assert out.read_text() == "previous\n"
-    assert os.listdir(out.parent) == ["raw.csv"]
+    assert os.listdir(out.parent) == ["table.parquet"]
 
 
 @pytest.fixture
@@ -141,9 +141,9 @@ def tiny_tmpfs(tmp_path):
 def test_a_stage_writing_to_a_full_disk_is_one_line_and_keeps_the_previous_output(
         fetch_command, tiny_tmpfs):
     argv, _ = fetch_command
-    out = tiny_tmpfs / "raw.csv"
+    out = tiny_tmpfs / "table.parquet"
     out.write_text("previous\n")
-    (tiny_tmpfs / "filler").write_bytes(b"\0" * 40_000)  # leaves less room than the ~70 kB CSV
+    (tiny_tmpfs / "filler").write_bytes(b"\0" * 50_000)  # leaves less room than the ~26 kB table
     argv[argv.index("--out") + 1] = str(out)
     result = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True, text=True,
                             timeout=120, check=False)
@@ -152,4 +152,4 @@ def test_a_stage_writing_to_a_full_disk_is_one_line_and_keeps_the_previous_outpu
         f"fetch: error: {out}: cannot write (No space left on device)"
     assert "Traceback" not in result.stderr
     assert out.read_text() == "previous\n"
-    assert sorted(os.listdir(tiny_tmpfs)) == ["filler", "raw.csv"]
+    assert sorted(os.listdir(tiny_tmpfs)) == ["filler", "table.parquet"]

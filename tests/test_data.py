@@ -5,11 +5,9 @@ import os
 import re
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from deps import ROOT
-from nnpipe import data
+from nnpipe import data, schema
 from nnpipe.core.errors import PipelineError
 
 SRC = "in.csv"
@@ -92,245 +90,174 @@ def test_spiral_frame_columns():
 
 # --- random data ------------------------------------------------------------------------------
 
-# --- parse_csv --------------------------------------------------------------------------------
+# --- read_typed: what is refused ---------------------------------------------------------------
 
-@pytest.mark.parametrize("content", [b"", b"\n\n", b",,\n1,2,3\n", b"\xef\xbb\xbf"])
-def test_parse_csv_empty(content):
-    with _raises(f"{SRC}: empty file, expected a CSV with a header row"):
-        data.parse_csv(content, SRC)
+def typed(content: bytes, features=FEATURES, target=TARGET, **policies) -> data.Typed:
+    return data.read_typed(content, SRC, features, target, **policies)
 
 
-def test_parse_csv_header_only_then_no_data_rows():
-    frame = data.parse_csv(b"X1,X2,color\n", SRC)
-    assert list(frame.columns) == ["X1", "X2", "color"] and len(frame) == 0
-    with _raises(f"{SRC}: has a header but no data rows"):
-        data.validate_frame(frame, FEATURES, TARGET, SRC)
+FIELDS = "the header has 3"
+REFUSED = [  # (id, CSV bytes, read_typed keywords, the whole message after "in.csv: ")
+    ("empty", b"", {}, "empty file, expected a CSV with a header row"),
+    ("blank_lines", b"\n\n", {}, "empty file, expected a CSV with a header row"),
+    ("empty_names", b",,\n1,2,3\n", {}, "empty file, expected a CSV with a header row"),
+    ("bom_only", b"\xef\xbb\xbf", {}, "empty file, expected a CSV with a header row"),
+    ("header_only", b"X1,X2,color\n", {}, "has a header but no data rows"),
+    ("no_header", b"0.1,0.2,c1\n0.3,0.4,c2\n", {}, "column 'X1' not found (columns: 0.1, 0.2, "
+     "c1); the first row looks like data: the file needs a header row"),
+    ("absent_feature", b"a,b,color\n1,2,x\n", {}, "column 'X1' not found (columns: a, b, color)"),
+    ("absent_target", b"X1,X2,c\n1,2,x\n", {}, "column 'color' not found (columns: X1, X2, c)"),
+    ("target_is_feature", b"X1,X2,color\n1,2,a\n", {"features": ["X1", "color"]},
+     "data.target 'color' is also listed in data.features"),
+    ("duplicate_name", b"X1,X1,color\n1,2,a\n", {}, "duplicate column name 'X1'"),
+    ("nul_bytes", b"X1,X2,color\n1,2,a\x00b\n", {}, "not a text CSV file (contains NUL bytes)"),
+    ("invalid_utf8_header", b"X1,X\xe9,color\n1,2,a\n", {}, "not a UTF-8 text CSV file"),
+    ("unterminated_quote", b'X1,X2,color\n1,2,"c1\n', {},
+     "not a readable CSV (line 2: unexpected end of data)"),
+    ("extra_in_every_row", b"X1,X2,color\n1,2,3,c1\n4,5,6,c2\n", {}, f"line 2 has 4 fields, {FIELDS}"),
+    ("extra_later", b"X1,X2,color\n1,2,c1\n3,4,c2\n5,6,7,c1\n", {}, f"line 4 has 4 fields, {FIELDS}"),
+    ("missing_field", b"X1,X2,color\n1,2,c1\n3,4\n", {}, f"line 3 has 2 fields, {FIELDS}"),
+    ("one_field", b"X1,X2,color\n1,2,c1\n3\n", {}, f"line 3 has 1 field, {FIELDS}"),
+    ("trailing_comma", b"X1,X2,color\n1,2,c1\n1,2,c1,\n", {}, f"line 3 has 4 fields, {FIELDS}"),
+    ("crlf_blank_line", b"X1,X2,color\r\n1,2,c1\r\n\r\n3,4\r\n", {}, f"line 4 has 2 fields, {FIELDS}"),
+    ("lone_cr", b"X1,X2,color\r1,2,c1\r3,4\r", {}, f"line 3 has 2 fields, {FIELDS}"),
+    ("quoted_newline", b'X1,X2,color\n1,2,"c\n1"\n3,4,c2,"x"\n', {}, f"line 4 has 4 fields, {FIELDS}"),
+    ("quoted_missing", b'X1,X2,color\n1,2,"c1"\n\n"3",4\n', {}, f"line 4 has 2 fields, {FIELDS}"),
+    ("text_in_numbers", b"X1,X2,color\n1,2,a\n3,oops,b\n", {}, "column 'X2' row 3 has value "
+     "'oops'; features must be finite numbers, or categories (list 'X2' in data.categorical)"),
+    ("inf", b"X1,X2,color\n1,2,a\ninf,2,b\n", {}, "column 'X1' row 3 has value 'inf'; "
+     "features must be finite numbers"),
+    ("overflow", b"X1,X2,color\n1,2,a\n1e400,2,b\n", {}, "column 'X1' row 3 has value 'inf'; "
+     "features must be finite numbers"),
+    ("underscore_digits", b"X1,X2,color\n1,2,a\n1_000,2,b\n", {}, "column 'X1' row 3 has value "
+     "'1_000'; features must be finite numbers, or categories"),
+    ("arabic_digits", "X1,X2,color\n1,2,a\n\u0661\u0662,2,b\n".encode(), {}, "column 'X1' row 3 "
+     "has value '\u0661\u0662'; features must be finite numbers, or categories"),
+    ("missing_cell", b"X1,X2,color\n1,,a\n2,3,b\n", {}, "column 'X2' row 2 is missing (empty, "
+     "NA or nan); set data.missing to drop, mean, median or most_frequent to accept missing cells"),
+    ("whitespace_cell", b"X1,X2,color\n1,2,a\n  ,3,b\n", {}, "column 'X1' row 3 is missing"),
+    ("no_values", b"X1,X2,color\n,1,a\nNA,2,b\n", {"missing": "median"},
+     "column 'X1' has no values (every cell is empty, NA or NaN)"),
+    ("missing_label", b"X1,X2,color\n1,2,a\n3,4,\n5,6,b\n", {}, "column 'color' row 3 has no "
+     "label; set data.missing_label to drop to drop such rows"),
+    ("blank_label", b"X1,X2,color\n1,2,a\n3,4, \n5,6,b\n", {}, "column 'color' row 3 has no label"),
+    ("one_class", b"X1,X2,color\n1,2,only\n3,4,only\n", {},
+     "column 'color' has 1 class (only); at least 2 are needed"),
+    ("class_lost_to_drop", b"X1,X2,color\n1,2,a\n3,,b\n", {"missing": "drop"},
+     "(data.missing=drop dropped 1 rows with a missing feature): class 'b' has no row left"),
+    ("nothing_left", b"X1,X2,color\n1,2,\n3,4,\n", {"missing_label": "drop"},
+     "no row left (data.missing_label=drop dropped 2 rows with no label)"),
+]
 
 
-def test_parse_csv_without_header_gives_header_hint():
-    frame = data.parse_csv(b"0.1,0.2,c1\n0.3,0.4,c2\n", SRC)
-    with _raises(f"{SRC}: column 'X1' not found (columns: 0.1, 0.2, c1); the first row looks "
-                 "like data: the file needs a header row"):
-        data.validate_frame(frame, FEATURES, TARGET, SRC)
-
-
-def test_missing_column_without_numeric_header_has_no_hint():
-    frame = pd.DataFrame({"a": [1.0], "b": [2.0], "color": ["x"]})
-    with pytest.raises(PipelineError) as info:
-        data.validate_frame(frame, FEATURES, TARGET, SRC)
-    assert str(info.value) == f"{SRC}: column 'X1' not found (columns: a, b, color)"
-
-
-def test_parse_csv_duplicate_column_names():
-    with _raises(f"{SRC}: duplicate column name 'X1'"):
-        data.parse_csv(b"X1,X1,color\n1,2,a\n", SRC)
-
-
-def test_parse_csv_strips_utf8_bom():
-    frame = data.parse_csv(b"\xef\xbb\xbfX1,X2,color\n1,2,a\n", SRC)
-    assert list(frame.columns) == ["X1", "X2", "color"]
-
-
-def test_parse_csv_random_binary():
-    content = os.urandom(200_000) + b"\x00"
-    with pytest.raises(PipelineError, match=f"^{re.escape(SRC)}: not a (UTF-8 )?text CSV file"):
-        data.parse_csv(content, SRC)
-
-
-def test_parse_csv_nul_bytes_in_valid_utf8():
-    with _raises(f"{SRC}: not a text CSV file (contains NUL bytes)"):
-        data.parse_csv(b"X1,X2,color\n1,2,a\x00b\n", SRC)
-
-
-def test_parse_csv_invalid_utf8():
-    with _raises(f"{SRC}: not a UTF-8 text CSV file"):
-        data.parse_csv(b"X1,X2,color\n1,2,caf\xe9\n", SRC)
-
-
-def test_parse_csv_unterminated_quote():
-    with _raises(f"{SRC}: not a readable CSV ("):
-        data.parse_csv(b'"X1,X2\n1,2\n', SRC)
-
-
-def test_parse_csv_success():
-    frame = data.parse_csv(b"X1,X2,color\n1.5,-2,c1\n3,4e-3,c2\n", SRC)
-    assert list(frame.columns) == ["X1", "X2", "color"]
-    assert frame["X1"].tolist() == [1.5, 3.0]
-    assert frame["X2"].tolist() == [-2.0, 0.004]
-    assert frame["color"].tolist() == ["c1", "c2"]
-
-
-# --- rows with another number of fields than the header ----------------------------------------
-
-@pytest.mark.parametrize("content, line, fields", [
-    (b"X1,X2,color\n1,2,3,c1\n4,5,6,c2\n", 2, 4),        # pandas would index by the first
-    (b"X1,X2,color\n1,2,c1\n3,4,c2\n5,6,7,c1\n", 4, 4),
-    (b"X1,X2,color\n1,2,c1\n3,4\n", 3, 2),               # a field left out
-    (b"X1,X2,color\n1,2,c1\n3\n", 3, 1),
-    (b"X1,X2,color\n1,2,c1\n1,2,c1,\n", 3, 4),           # one trailing comma too many
-    (b"X1,X2,color\r\n1,2,c1\r\n\r\n3,4\r\n", 4, 2),       # CRLF, a blank line counted
-    (b'X1,X2,color\n1,2,"c\n1"\n3,4,c2,"x"\n', 4, 4),   # a quoted newline is in its record
-    (b'X1,X2,color\n1,2,"c1"\n\n"3",4\n', 4, 2),
-], ids=["extra_in_every_row", "extra_in_a_later_row", "missing_field", "one_field",
-        "trailing_comma_too_many", "crlf_blank_line", "quoted_newline", "quoted_missing"])
-def test_parse_csv_refuses_rows_whose_field_count_is_not_the_headers(content, line, fields):
+@pytest.mark.parametrize("content, kwargs, message", [r[1:] for r in REFUSED],
+                         ids=[r[0] for r in REFUSED])
+def test_read_typed_refuses_naming_the_file_line_column_or_value(content, kwargs, message):
     with pytest.raises(PipelineError) as caught:
-        data.parse_csv(content, SRC)
-    plural = "s" if fields != 1 else ""
-    assert str(caught.value) == f"{SRC}: line {line} has {fields} field{plural}, the header has 3"
+        typed(content, **kwargs)
+    assert str(caught.value).startswith(f"{SRC}: {message}"), str(caught.value)
 
 
-def test_parse_csv_an_empty_field_is_a_missing_value_not_a_malformed_row():
-    """``3,4,`` has the header's three fields, the last one empty: a missing value, which
-    validate_frame then reports by column and row."""
-    frame = data.parse_csv(b"X1,X2,color\n1,2,c1\n3,,c2\n5,6,\n\n   \n", SRC)
-    assert frame["X2"].isna().tolist() == [False, True, False]
-    assert frame["color"].isna().tolist() == [False, False, True]
-    with _raises(f"{SRC}: column 'X2' row 3 is missing (empty, NA or nan); set data.missing "
-                 "to drop, mean, median or most_frequent to accept missing cells"):
-        data.validate_frame(frame, FEATURES, TARGET, SRC)
+def test_random_binary_is_refused():
+    with pytest.raises(PipelineError, match=f"^{re.escape(SRC)}: not a (UTF-8 )?(text|readable) CSV"):
+        typed(b"X1,X2,color\n" + os.urandom(200_000).replace(b"\x00", b"") + b"\n")
 
 
-def test_parse_csv_field_check_handles_a_field_longer_than_the_csv_module_limit():
+# --- read_typed: the type rules -----------------------------------------------------------------
+
+def test_numbers_labels_and_the_schema():
+    result = typed(b"\xef\xbb\xbfX1,X2,color,extra\n1.5,-2,c1,z\n3,4e-3,c2,z\n 5 ,.5,c1,z\n")
+    assert result.table.column_names == ["X1", "X2", "color"]
+    assert result.table["X1"].to_pylist() == [1.5, 3.0, 5.0]
+    assert result.table["X2"].to_pylist() == [-2.0, 0.004, 0.5]
+    s = result.schema
+    assert (s.numeric, s.categorical, s.classes, s.class_counts) == (("X1", "X2"), (), ("c1", "c2"),
+                                                                      (2, 1))
+    assert s.rows == {"read": 3, "kept": 3, "dropped_missing_label": 0, "dropped_missing_feature": 0}
+
+
+def test_text_stays_the_text_the_file_has():
+    """true/false are categories as written; 01, 1, 1.0 and 10 are four labels; a declared
+    column of numbers keeps its text; a whitespace-only cell is missing."""
+    content = (b"flag,year,n,label\ntrue,2007,1,01\nfalse,07,2,1\nTrue,2007,3,1.0\n"
+               b"  ,2008,4,10\n")
+    result = typed(content, ["flag", "year", "n"], "label", categorical=["year"], missing="median")
+    t, s = result.table, result.schema
+    assert t["flag"].to_pylist() == ["true", "false", "True", None]
+    assert t["year"].to_pylist() == ["2007", "07", "2007", "2008"]
+    assert t["n"].to_pylist() == [1.0, 2.0, 3.0, 4.0]
+    assert s.classes == ("01", "1", "1.0", "10")
+    assert [(c.name, c.type, c.levels, c.missing) for c in s.features] == [
+        ("flag", "categorical", ("True", "false", "true"), 1),
+        ("year", "categorical", ("07", "2007", "2008"), 0), ("n", "numeric", (), 0)]
+
+
+@pytest.mark.parametrize("token", [*schema.MISSING_CELLS, " ", "\t", "  "])
+def test_every_missing_token_is_missing_in_numbers_text_and_labels(token):
+    quoted = '"' + token + '"'
+    content = f"X1,X2,color\n{quoted},a,c1\n1,{quoted},c2\n2,b,{quoted}\n3,c,c1\n".encode()
+    result = typed(content, missing="median", missing_label="drop")
+    assert result.table["X1"].to_pylist() == [None, 1.0, 3.0]
+    assert result.table["X2"].to_pylist() == ["a", None, "c"]
+    assert result.schema.rows["dropped_missing_label"] == 1
+
+
+@pytest.mark.parametrize("missing, missing_label, kept, notes", [
+    ("drop", "drop", [1.0, 7.0], ["data.missing_label=drop dropped 1 rows with no label",
+                             "data.missing=drop dropped 1 rows with a missing feature"]),
+    ("median", "drop", [1.0, None, 7.0], ["data.missing_label=drop dropped 1 rows with no label"]),
+])
+def test_row_policies_drop_and_say_how_many(missing, missing_label, kept, notes):
+    content = b"X1,X2,color\n1,2,a\n,3,b\n5,6,\n7,8,b\n"
+    result = typed(content, ["X1"], TARGET, missing=missing, missing_label=missing_label)
+    assert result.table["X1"].to_pylist()[:len(kept)] == kept
+    assert list(result.notes) == notes
+    assert result.schema.rows["read"] == 4
+
+
+NUMBERS = ["1", "01", "+1", "-0", "1.", ".5", "1e5", "1E+05", " 2 ", "-3.25e-2", "1e400", "inf",
+           "Infinity", "1_000", "0x10", "1d5", "1,5", "\u0661", "e5", "1e", ".", "+", "--1"]
+
+
+@pytest.mark.parametrize("text", NUMBERS)
+def test_one_number_grammar_whether_arrow_or_the_rules_read_it(text):
+    """fetch reads a clean numeric column with Arrow's float parser and anything else by
+    schema.NUMBER: both accept exactly the same finite numbers, with the same value."""
+    import pyarrow as pa
+
+    quoted = '"' + text + '"'
+    fast = schema.arrow_read(f"a,b\n{quoted},x\n".encode(), ["a", "b"], ["a"], [], SRC)["a"]
+    rules = re.fullmatch(schema.NUMBER, text) is not None
+    if pa.types.is_floating(fast.type) and np.isfinite(fast[0].as_py()):
+        assert rules and float(text.strip()) == fast[0].as_py()
+    elif rules:
+        assert not np.isfinite(float(text.strip()))
+
+
+def test_a_field_longer_than_the_csv_module_limit():
     import csv
 
     limit = csv.field_size_limit()
     label = "x" * (limit + 10)
     for quote in ("", '"'):
-        frame = data.parse_csv(f"X1,X2,color\n1,2,{quote}{label}{quote}\n".encode(), SRC)
-        assert frame["color"].tolist() == [label]
+        content = f"X1,X2,color\n1,2,{quote}{label}{quote}\n3,4,b\n".encode()
+        assert typed(content).table["color"].to_pylist()[0] == label
     with _raises(f"{SRC}: line 3 has 2 fields, the header has 3"):
-        data.parse_csv(f'X1,X2,color\n1,2,"{label}"\n3,4\n'.encode(), SRC)
+        typed(f'X1,X2,color\n1,2,"{label}"\n3,4\n'.encode())
     assert csv.field_size_limit() == limit
 
 
 def test_fetch_refuses_a_csv_with_an_extra_field_and_writes_nothing(tmp_path, capsys):
-    """The stage: today's pandas would shift every column by one and exit 0."""
-    import yaml
+    """The stage: a parser that takes the first field as the index would shift every column."""
+    import pipeline
 
-    from stages import fetch
-
-    source, out = tmp_path / "mine.csv", tmp_path / "raw.csv"
+    source = tmp_path / "mine.csv"
     rows = "".join(f"{i},{i / 10},{-i / 10},c{i % 3}\n" for i in range(30))
     source.write_text("X1,X2,color\n" + rows)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["fetch"]["source"] = str(source)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    run = pipeline.Run(tmp_path, pipeline.tiny_params({"fetch.source": str(source)}))
     with pytest.raises(SystemExit) as caught:
-        fetch.main(["--params", str(tmp_path / "params.yaml"), "--out", str(out)])
+        run.run(["fetch"])
     assert caught.value.code == 2
     assert capsys.readouterr().err == (f"fetch: error: {source}: line 2 has 4 fields, "
                                        "the header has 3\n")
-    assert not out.exists()
-
-
-# --- validate_frame ---------------------------------------------------------------------------
-
-def _frame(**overrides):
-    columns = {
-        "X1": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
-        "X2": [1, 2, 3, 4, 5, 6, 7, 8],
-        "color": ["b", "a", "b", "a", "b", "a", "b", "a"],
-        "extra": ["z"] * 8,
-    }
-    columns.update(overrides)
-    return pd.DataFrame(columns)
-
-
-def test_validate_frame_success():
-    checked = data.validate_frame(_frame(), FEATURES, TARGET, SRC)
-    frame = checked.frame
-    assert list(frame.columns) == ["X1", "X2", "color"]
-    assert frame["X1"].dtype == np.float64 and frame["X2"].dtype == np.float64
-    assert frame["X2"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
-    assert all(type(v) is str for v in frame["color"])
-    assert frame["color"].tolist() == ["b", "a", "b", "a", "b", "a", "b", "a"]
-    assert checked.class_counts == {"a": 4, "b": 4}
-    assert all(type(v) is int for v in checked.class_counts.values())
-
-
-def test_validate_frame_integer_labels_become_strings():
-    checked = data.validate_frame(_frame(color=[0, 1] * 4), FEATURES, TARGET, SRC)
-    assert checked.frame["color"].tolist() == ["0", "1"] * 4
-    assert checked.class_counts == {"0": 4, "1": 4}
-
-
-def test_validate_frame_does_not_mutate_input():
-    frame = _frame(X2=["1", "2", "3", "4", "5", "6", "7", "8"])
-    before = frame.copy()
-    data.validate_frame(frame, FEATURES, TARGET, SRC)
-    pd.testing.assert_frame_equal(frame, before)
-
-
-def test_validate_frame_missing_feature():
-    with _raises(f"{SRC}: column 'X3' not found (columns: X1, X2, color, extra)"):
-        data.validate_frame(_frame(), ["X1", "X3"], TARGET, SRC)
-
-
-def test_validate_frame_missing_target():
-    with _raises(f"{SRC}: column 'label' not found (columns: X1, X2, color, extra)"):
-        data.validate_frame(_frame(), FEATURES, "label", SRC)
-
-
-def test_validate_frame_target_listed_as_feature():
-    with _raises(f"{SRC}: data.target 'color' is also listed in data.features"):
-        data.validate_frame(_frame(), ["X1", "color"], TARGET, SRC)
-
-
-@pytest.mark.parametrize("value, shown", [(np.inf, "inf"), (-np.inf, "-inf")])
-def test_validate_frame_bad_feature_value(value, shown):
-    values = [0.1, 0.2, value, 0.4, 0.5, 0.6, 0.7, 0.8]
-    pattern = (re.escape(f"{SRC}: column 'X1' row 4 has value ") + r"(np\.float64\()?"
-               + re.escape(shown) + r"\)?" + re.escape("; features must be finite numbers"))
-    with pytest.raises(PipelineError, match=pattern):
-        data.validate_frame(_frame(X1=values), FEATURES, TARGET, SRC)
-
-
-def test_validate_frame_bad_value_shown_as_plain_number():
-    values = [0.1, 0.2, np.inf, 0.4, 0.5, 0.6, 0.7, 0.8]
-    with _raises(f"{SRC}: column 'X1' row 4 has value inf; features must be finite numbers"):
-        data.validate_frame(_frame(X1=values), FEATURES, TARGET, SRC)
-
-
-def test_validate_frame_non_numeric_from_csv_names_row_and_the_way_out():
-    frame = data.parse_csv(b"X1,X2,color\n1,2,a\n3,oops,b\n", SRC)
-    with _raises(f"{SRC}: column 'X2' row 3 has value 'oops'; features must be finite numbers, "
-                 "or categories (list 'X2' in data.categorical)"):
-        data.validate_frame(frame, FEATURES, TARGET, SRC)
-
-
-@pytest.mark.parametrize("value", [np.nan, None, "NA"])
-@pytest.mark.parametrize("missing", ["error", "drop", "median"])
-def test_validate_frame_a_missing_cell_is_refused_only_by_error(value, missing):
-    values = [0.1, 0.2, value, 0.4, 0.5, 0.6, 0.7, 0.8]
-    frame = data.parse_csv(_frame(X1=values).to_csv(index=False).encode(), SRC)
-    if missing == "error":
-        with _raises(f"{SRC}: column 'X1' row 4 is missing (empty, NA or nan); set data.missing "
-                     "to drop"):
-            data.validate_frame(frame, FEATURES, TARGET, SRC, missing=missing)
-        return
-    checked = data.validate_frame(frame, FEATURES, TARGET, SRC, missing=missing)
-    assert np.isnan(checked.frame["X1"].iloc[2]) and checked.frame["X1"].dtype == np.float64
-    assert checked.frame["X1"].drop(2).tolist() == [0.1, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8]
-
-
-def test_validate_frame_empty_cell_and_inf_from_csv():
-    frame = data.parse_csv(b"X1,X2,color\n1,,a\n2,3,b\n", SRC)
-    with _raises(f"{SRC}: column 'X2' row 2 is missing"):
-        data.validate_frame(frame, FEATURES, TARGET, SRC)
-    frame = data.parse_csv(b"X1,X2,color\n1,2,a\ninf,2,b\n", SRC)
-    with pytest.raises(PipelineError,
-                       match=re.escape(f"{SRC}: column 'X1' row 3 has value ") + r".*inf"):
-        data.validate_frame(frame, FEATURES, TARGET, SRC)
-
-
-def test_validate_frame_label_nan():
-    labels = ["b", "a", "b", None, "b", "a", "b", "a"]
-    with _raises(f"{SRC}: column 'color' row 5 has no label"):
-        data.validate_frame(_frame(color=labels), FEATURES, TARGET, SRC)
-
-
-def test_validate_frame_single_class():
-    with _raises(f"{SRC}: column 'color' has 1 class (only); at least 2 are needed"):
-        data.validate_frame(_frame(color=["only"] * 8), FEATURES, TARGET, SRC)
-
+    assert not any(path.exists() for path in run.outputs("fetch"))

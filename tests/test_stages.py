@@ -55,7 +55,7 @@ def classes_of(run: Run, model: str) -> list[str]:
 # --- data stages ------------------------------------------------------------------------------
 
 def test_spiral_and_fetch_write_the_spiral_csv(tiny):
-    frame = pd.read_csv(tiny / "data/raw.csv")
+    frame = pd.read_parquet(tiny / "data/table.parquet")
     spiral = TINY["spiral"]
     assert list(frame.columns) == ["X1", "X2", "color"]
     assert len(frame) == spiral["samples_per_class"] * len(spiral["classes"])
@@ -63,12 +63,17 @@ def test_spiral_and_fetch_write_the_spiral_csv(tiny):
         {c: spiral["samples_per_class"] for c in spiral["classes"]}
     assert frame[["X1", "X2"]].dtypes.tolist() == [np.float64, np.float64]
     assert np.all(np.hypot(frame["X1"], frame["X2"]) <= 1.0 + 1e-12)  # the unit disc
-    assert (tiny / "data/raw.csv").read_bytes() == (tiny / "data/spiral.csv").read_bytes()
+    spiral_csv = pd.read_csv(tiny / "data/spiral.csv")
+    pd.testing.assert_frame_equal(frame, spiral_csv, check_dtype=False)
+    typed = json.loads((tiny / "data/schema.json").read_text())
+    assert [(c["name"], c["type"]) for c in typed["features"]] == [("X1", "numeric"),
+                                                                    ("X2", "numeric")]
+    assert typed["target"]["classes"] == sorted(spiral["classes"])
 
 
 def test_split_sizes_are_stratified_and_partition_the_rows(tiny):
-    raw = pd.read_csv(tiny / "data/raw.csv")
-    parts = {s: pd.read_csv(tiny / f"data/split/{s}.csv") for s in SPLITS}
+    raw = pd.read_parquet(tiny / "data/table.parquet")
+    parts = {s: pd.read_parquet(tiny / f"data/split/{s}.parquet") for s in SPLITS}
     # train_test_split floors 0.7 * 180 (= 125.99999999999999) to 125
     assert {s: len(f) for s, f in parts.items()} == {"train": 125, "val": 27, "test": 28}
     for frame in parts.values():
@@ -90,14 +95,14 @@ def test_scale_encode_writes_npz_and_state(tiny):
     assert state["missing"] == TINY["data"]["missing"] == "error" and state["imputer"] == {}
     classes = sorted(TINY["spiral"]["classes"])
     assert state["classes"] == classes
-    train_labels = pd.read_csv(tiny / "data/split/train.csv")["color"]
+    train_labels = pd.read_parquet(tiny / f"data/split/train.parquet")["color"]
     counts = [int((train_labels == c).sum()) for c in classes]
     assert state["class_counts"] == counts
     assert state["class_weights"] == pytest.approx([1 / n for n in counts])
     assert state["scaler"]["n_samples_seen"] == len(train_labels)
-    assert state["rows"] == len(pd.read_csv(tiny / "data/raw.csv"))
+    assert state["rows"] == len(pd.read_parquet(tiny / "data/table.parquet"))
     for s in SPLITS:
-        labels = pd.read_csv(tiny / f"data/split/{s}.csv")["color"]
+        labels = pd.read_parquet(tiny / f"data/split/{s}.parquet")["color"]
         arrays = npz_arrays(tiny / f"data/processed/{s}.npz")
         assert set(arrays) == {"X", "y"}
         assert arrays["X"].shape == (len(labels), 2) and arrays["X"].dtype == np.float64
@@ -106,7 +111,7 @@ def test_scale_encode_writes_npz_and_state(tiny):
     X_train = npz_arrays(tiny / "data/processed/train.npz")["X"]
     np.testing.assert_allclose(X_train.mean(axis=0), 0.0, atol=1e-12)
     np.testing.assert_allclose(X_train.std(axis=0), 1.0, atol=1e-12)
-    raw_train = pd.read_csv(tiny / "data/split/train.csv")[["X1", "X2"]].to_numpy()
+    raw_train = pd.read_parquet(tiny / f"data/split/train.parquet")[["X1", "X2"]].to_numpy()
     np.testing.assert_allclose(state["scaler"]["mean"], raw_train.mean(axis=0))
 
 
@@ -294,7 +299,7 @@ def test_user_csv_with_three_features_runs_every_model(tmp_path, caplog):
         "fetch.source": str(source), "data.features": ["a", "b", "c"], "data.target": "label"}))
     caplog.set_level(logging.INFO)
     run.run()
-    raw = pd.read_csv(run / "data/raw.csv")
+    raw = pd.read_parquet(run / "data/table.parquet")
     assert list(raw.columns) == ["a", "b", "c", "label"]  # the extra "id" column is dropped
     assert len(raw) == 60
     spiral_models = [m for m in MODELS if REGISTRY[m] == "data/processed"]
@@ -329,7 +334,7 @@ def own(tmp_path_factory) -> Run:
 
 
 def test_own_fetch_keeps_text_numbers_and_gaps(own):
-    raw = pd.read_csv(own / "data/raw.csv", dtype={"year": str})
+    raw = pd.read_parquet(own / "data/table.parquet")
     table = penguins.frame()
     assert list(raw.columns) == [*OWN["data.features"], "species"] and len(raw) == len(table)
     assert raw["island"].tolist() == table["island"].tolist()
@@ -341,7 +346,7 @@ def test_own_fetch_keeps_text_numbers_and_gaps(own):
 
 def test_own_state_is_fit_on_train_and_encodes_every_category(own):
     state = json.loads((own / "data/processed/preprocess.json").read_text())
-    train = pd.read_csv(own / "data/split/train.csv", dtype={"year": str})
+    train = pd.read_parquet(own / f"data/split/train.parquet")
     assert state["inputs"] == OWN["data.features"] and state["missing"] == "median"
     assert state["encoder"] == {"handle_unknown": "ignore", "categories": {
         "island": ["Biscoe", "Dream", "Torgersen"], "sex": ["female", "male"],
@@ -407,90 +412,87 @@ def yaml_params(run: Run) -> dict:
     return yaml.safe_load(run.params.read_text())
 
 
-def _raw_with_gaps(path: Path, rows: int, gaps: int) -> Path:
-    """A fetched CSV: 24 rows of c1 and c2, then c3: ``rows`` rows, ``gaps`` of them missing X2."""
+def _source_with_gaps(path: Path, rows: int, gaps: int) -> Path:
+    """A CSV: 24 rows of c1 and c2, then c3: ``rows`` rows, ``gaps`` of them missing X2."""
     lines = [good_csv_text(rows_per_class=8).rstrip("\n").replace("c3", "c1")]
     lines += [f"{i},{'' if i < gaps else i},c3" for i in range(rows)]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-@pytest.mark.parametrize("rows, gaps, fragments", [
-    (9, 3, ["(after data.missing=drop removed 3 rows with missing cells): class 'c3' has 6 "
-            "row(s)", "at least 7 per class"]),
-    (5, 5, ["(after data.missing=drop removed 5 rows with missing cells): class 'c3' has no "
-            "row left"]),
+@pytest.mark.parametrize("rows, gaps, stage, fragments", [
+    (9, 3, "split", ["class 'c3' has 6 row(s)", "at least 7 per class"]),
+    (5, 5, "fetch", ["(data.missing=drop dropped 5 rows with a missing feature): class 'c3' has "
+                     "no row left"]),
 ], ids=["too_few_left", "none_left"])
-def test_split_says_when_drop_leaves_a_class_too_small(tmp_path, capsys, rows, gaps, fragments):
-    raw = _raw_with_gaps(tmp_path / "raw.csv", rows, gaps)
-    params = write_params(tmp_path / "p.yaml", with_changes(TINY, {"data.missing": "drop"}))
-    argv = STAGES["split"].with_args(params=str(params), data=str(raw),
-                                     train=str(tmp_path / "out/train.csv"))
-    expect_error(capsys, "split", lambda: STAGES["split"].main(argv), str(raw), *fragments)
-    assert not (tmp_path / "out").exists()
+def test_a_class_that_drop_leaves_too_small_is_named(tmp_path, capsys, rows, gaps, stage,
+                                                      fragments):
+    source = _source_with_gaps(tmp_path / "mine.csv", rows, gaps)
+    run = Run(tmp_path / "run", with_changes(TINY, {"fetch.source": str(source),
+                                                    "data.missing": "drop"}))
+    expect_error(capsys, stage, lambda: run.run(["fetch", "split"]), *fragments)
+    assert not any(path.exists() for path in run.outputs("split"))
 
 
-def test_split_drop_removes_the_rows_with_a_missing_cell(tmp_path, caplog):
-    raw = _raw_with_gaps(tmp_path / "raw.csv", 12, 3)
-    params = write_params(tmp_path / "p.yaml", with_changes(TINY, {"data.missing": "drop"}))
-    outs = {s: tmp_path / f"{s}.csv" for s in SPLITS}
+def test_drop_removes_the_rows_with_a_missing_cell_and_says_how_many(tmp_path, caplog):
+    source = _source_with_gaps(tmp_path / "mine.csv", 12, 3)
+    run = Run(tmp_path / "run", with_changes(TINY, {"fetch.source": str(source),
+                                                    "data.missing": "drop"}))
     caplog.set_level(logging.INFO)
-    STAGES["split"].main(STAGES["split"].with_args(params=str(params), data=str(raw),
-                                                   **{s: str(p) for s, p in outs.items()}))
-    parts = [pd.read_csv(p) for p in outs.values()]
+    run.run(["fetch", "split"])
+    parts = [pd.read_parquet(run / f"data/split/{s}.parquet") for s in SPLITS]
     assert sum(map(len, parts)) == 24 + 12 - 3 and not any(f.isna().any().any() for f in parts)
-    assert any("(after data.missing=drop removed 3 rows with missing cells)" in m
-               for m in caplog.messages)
-
-
-def _splits(tmp_path: Path, tables: dict[str, str]) -> list[str]:
-    paths = []
-    for name, text in tables.items():
-        (tmp_path / f"{name}.csv").write_text(text)
-        paths.append(str(tmp_path / f"{name}.csv"))
-    return paths
+    assert "data.missing=drop dropped 3 rows with a missing feature" in caplog.messages
+    typed = json.loads((run / "data/schema.json").read_text())
+    assert typed["rows"] == {"read": 36, "kept": 33, "dropped_missing_feature": 3,
+                             "dropped_missing_label": 0}
 
 
 KINDS = "X1,kind,color\n"
 TRAIN_KINDS = KINDS + "".join(f"{i},{'ab'[i % 2]},c{i % 3}\n" for i in range(12))
 
 
+def _splits(run: Run, tables: dict[str, str]) -> None:
+    """Typed splits (Parquet) and a schema as fetch and split would write them, from CSV text."""
+    from nnpipe import data, schema
+    from nnpipe.core import tables as parquet
+
+    for name, text in tables.items():
+        typed = data.read_typed(text.encode(), name, ["X1", "kind"], "color", ["kind"], "median")
+        parquet.write_parquet(str(run / f"data/split/{name}.parquet"), typed.table)
+        if name == "train":
+            schema.save(str(run / "data/schema.json"), typed.schema)
+
+
 @pytest.mark.parametrize("val, changes, fragments", [
     (KINDS + "1,a,c1\n2,zz,c2\n", {"data.handle_unknown": "error"},
-     ["val.csv: column 'kind' row 3: category 'zz' was not in the train split (a, b)",
+     ["val.parquet: column 'kind' row 2: category 'zz' was not in the train split (a, b)",
       "data.handle_unknown=error refuses it (ignore: all zeros)"]),
     (KINDS + "1,a,c1\n2,,c2\n", {"data.missing": "error"},
-     ["val.csv: column 'kind' row 3 is missing; data.missing=error imputes nothing"]),
+     ["val.parquet: column 'kind' row 2 is missing; a missing value needs"]),
 ], ids=["unknown_category", "missing_cell_not_imputed"])
 def test_scale_encode_refuses_what_its_state_cannot_encode(tmp_path, capsys, val, changes,
                                                           fragments):
-    splits = _splits(tmp_path, {"train": TRAIN_KINDS, "val": val, "test": TRAIN_KINDS})
-    params = write_params(tmp_path / "p.yaml", with_changes(TINY, {
-        "data.features": ["X1", "kind"], **changes}))
-    stage = STAGES["scale_encode"]
-    argv = stage.with_args(params=str(params), state=str(tmp_path / "out/state.json"))
-    argv[argv.index("--splits") + 1:argv.index("--splits") + 4] = splits
-    argv[argv.index("--out") + 1:argv.index("--out") + 4] = [str(tmp_path / f"out/{s}.npz")
-                                                            for s in SPLITS]
-    expect_error(capsys, "scale_encode", lambda: stage.main(argv), *fragments)
-    assert not (tmp_path / "out").exists()
+    run = Run(tmp_path, with_changes(TINY, {"data.features": ["X1", "kind"], **changes}))
+    _splits(run, {"train": TRAIN_KINDS, "val": val, "test": TRAIN_KINDS})
+    expect_error(capsys, "scale_encode", lambda: run.run(["scale_encode"]), *fragments)
+    assert not any(path.exists() for path in run.outputs("scale_encode"))
     if "data.handle_unknown" in changes:  # ignore: an all-zero one-hot row
-        params.write_text(params.read_text().replace("handle_unknown: error",
-                                                     "handle_unknown: ignore"))
-        stage.main(argv)
-        assert npz_arrays(tmp_path / "out/val.npz")["X"][1, 1:].tolist() == [0.0, 0.0]
+        write_params(run.params, with_changes(yaml_params(run), {"data.handle_unknown": "ignore"}))
+        run.run(["scale_encode"])
+        assert npz_arrays(run / "data/processed/val.npz")["X"][1, 1:].tolist() == [0.0, 0.0]
 
 
 def test_scale_encode_refuses_to_impute_a_column_empty_in_train(tmp_path, capsys):
-    empty = KINDS + "".join(f"{i},,c{i % 3}\n" for i in range(12))
-    splits = _splits(tmp_path, {"train": empty, "val": TRAIN_KINDS, "test": TRAIN_KINDS})
-    params = write_params(tmp_path / "p.yaml", with_changes(TINY, {
-        "data.features": ["X1", "kind"], "data.missing": "most_frequent"}))
-    stage = STAGES["scale_encode"]
-    argv = stage.with_args(params=str(params))
-    argv[argv.index("--splits") + 1:argv.index("--splits") + 4] = splits
-    expect_error(capsys, "scale_encode", lambda: stage.main(argv),
-                 f"{splits[0]}: column 'kind' has no value in the train split; "
+    run = Run(tmp_path, with_changes(TINY, {"data.features": ["X1", "kind"],
+                                            "data.missing": "most_frequent"}))
+    empty = KINDS + "".join(f"{i},{'a' if i == 0 else ''},c{i % 3}\n" for i in range(12))
+    _splits(run, {"train": empty, "val": TRAIN_KINDS, "test": TRAIN_KINDS})
+    table = pd.read_parquet(run / "data/split/train.parquet")
+    table.loc[0, "kind"] = None
+    table.to_parquet(run / "data/split/train.parquet")
+    expect_error(capsys, "scale_encode", lambda: run.run(["scale_encode"]),
+                 "train.parquet: column 'kind' has no value in the train split; "
                  "data.missing=most_frequent has nothing to impute it from")
 
 
@@ -625,7 +627,7 @@ def test_fetch_error_is_one_line_and_writes_nothing(tiny, server, tmp_path, caps
 
 
 @pytest.mark.parametrize("case, shown", [("nan", "is missing (empty, NA or nan);"),
-                                         ("inf", "has value inf;"),
+                                         ("inf", "has value 'inf';"),
                                          ("non_numeric", "has value 'abc';")])
 def test_fetch_bad_value_message_shows_the_plain_value(tiny, tmp_path, capsys, case, shown):
     changes, _ = fetch_case(case, tmp_path, "")
@@ -636,7 +638,7 @@ def test_fetch_from_url_with_matching_sha256(server, tmp_path):
     run = Run(tmp_path, with_changes(TINY, {"fetch.source": f"{server}/good.csv",
                                             "fetch.sha256": GOOD_SHA}))
     run.run(["fetch"])
-    frame = pd.read_csv(run / "data/raw.csv")
+    frame = pd.read_parquet(run / "data/table.parquet")
     assert list(frame.columns) == ["X1", "X2", "color"] and len(frame) == 24
 
 
@@ -706,18 +708,16 @@ def test_hidden_dims_auto_too_wide_for_the_data_is_one_line(tiny, tmp_path, caps
     ({"split.test_size": 0}, ["{params}", "split.test_size=0", "(0, 1)"]),
     ({"split.extra": 1}, ["{params}", "unknown key split.extra"]),
     ({"seed": -1}, ["seed=-1", "[0, 2**32)"]),
-    ({"data.target": ""}, ["{params}", "data.target=''"]),
-], ids=["sum", "zero", "unknown", "seed", "target"])
+], ids=["sum", "zero", "unknown", "seed"])
 def test_split_params_error_writes_nothing(tiny, tmp_path, capsys, changes, fragments):
     fails_and_keeps(capsys, tiny, tmp_path, "split", changes, *fragments)
 
 
-def test_split_refuses_a_class_too_small_for_the_split(tiny, tmp_path, capsys):
-    raw = tmp_path / "raw.csv"
-    raw.write_text(good_csv_text(rows_per_class=8) + "".join(f"{i},{i},c4\n" for i in range(5)))
-    argv = STAGES["split"].with_args(params=str(write_params(tmp_path / "p.yaml", TINY)),
-                                     data=str(raw))
-    expect_error(capsys, "split", lambda: STAGES["split"].main(argv), str(raw),
+def test_split_refuses_a_class_too_small_for_the_split(tmp_path, capsys):
+    source = tmp_path / "mine.csv"
+    source.write_text(good_csv_text(rows_per_class=8) + "".join(f"{i},{i},c4\n" for i in range(5)))
+    run = Run(tmp_path / "run", with_changes(TINY, {"fetch.source": str(source)}))
+    expect_error(capsys, "split", lambda: run.run(["fetch", "split"]), "data/table.parquet",
                  "class 'c4' has 5 row(s)", "at least 7")
 
 
@@ -862,4 +862,4 @@ def test_debug_env_in_a_real_process(tmp_path, launch):
                           capture_output=True, text=True)
     assert loud.returncode == 1
     assert "Traceback" in loud.stderr and "PipelineError" in loud.stderr
-    assert not (run / "data/raw.csv").exists()
+    assert not (run / "data/table.parquet").exists()

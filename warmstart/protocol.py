@@ -19,8 +19,8 @@ SERVER_MODULE = "warmstart.server"  # started as ``python -m warmstart.server FD
 # torch.optim and torch.use_deterministic_algorithms import the compiler stack (torch._dynamo,
 # ~1.4 s, ~800 modules) on first use, and pydantic loads its parts lazily on first use: the
 # server pays both once, not each stage (tests/test_training.py checks what a fork still loads).
-PRELOAD = ("numpy", "pandas", "yaml", "ruamel.yaml", "threadpoolctl", "sklearn.model_selection",
-           "sklearn.preprocessing", "sklearn.metrics", "sklearn.compose", "sklearn.impute",
+PRELOAD = ("numpy", "pandas", "pyarrow", "pyarrow.csv", "pyarrow.compute", "pyarrow.parquet",
+           "yaml", "ruamel.yaml", "threadpoolctl", "sklearn.model_selection", "sklearn.preprocessing", "sklearn.metrics", "sklearn.compose", "sklearn.impute",
            "sklearn.pipeline", "sklearn.frozen", "torch", "torch.nn", "torch.optim",
            "torch._dynamo", "torch.profiler", "matplotlib.figure",
            "matplotlib.backends.backend_agg", "pydantic", "pydantic.main", "pydantic.fields",
