@@ -1,8 +1,9 @@
 """What a sweep asks of its two remotes, checked before any trial runs.
 
 Trials clone the git remote and pull HEAD's outputs from the DVC remote; a trial is done when
-its experiment ref is on the git remote and every output of that experiment is on the DVC
-remote. Each problem is one line naming the remote and the command that fixes it.
+its experiment ref is on the git remote and every object of its outputs (each file, and each
+file a directory's listing names) is on the DVC remote, asked of the remote by its hash. Each
+problem is one line naming the remote and the command that fixes it.
 """
 from __future__ import annotations
 
