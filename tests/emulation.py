@@ -64,12 +64,17 @@ def caller_env(emulation: dict[str, str] | None = None, **extra: str) -> dict[st
     return env
 
 
+def interpreter(cpu: str | None) -> list[str]:
+    """This interpreter, natively or under ``qemu-x86_64 -cpu CPU``, by the path it was started
+    as: a virtualenv's bin/python finds the venv (pyvenv.cfg) beside it, where the binary it
+    links to is the base interpreter, without the venv's packages."""
+    return [sys.executable] if cpu is None else [QEMU, "-cpu", cpu, sys.executable]
+
+
 def _start(root: Path, cpu: str | None) -> subprocess.Popen:
     Run(root, with_changes(PARAMS, CHANGES))
-    argv = [sys.executable, "-c", RUNNER]
-    if cpu:
-        argv = [QEMU, "-cpu", cpu, os.path.realpath(sys.executable), "-c", RUNNER]
-    return subprocess.Popen(argv, cwd=root, env=caller_env(), stdout=subprocess.DEVNULL,
+    return subprocess.Popen([*interpreter(cpu), "-c", RUNNER], cwd=root, env=caller_env(),
+                            stdout=subprocess.DEVNULL,
                             stderr=open(root / "stderr.log", "w"))
 
 

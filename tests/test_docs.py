@@ -42,3 +42,13 @@ def test_cited_tests_reads_lists_of_tests():
     text = "| x | tests/test_a.py::t_one, ::t_two[case]; tests/test_b.py::t_three |"
     assert cited_tests(text) == [("tests/test_a.py", "t_one"), ("tests/test_a.py", "t_two"),
                                  ("tests/test_b.py", "t_three")]
+
+
+def test_ci_runs_the_readmes_test_command_inside_a_fresh_virtualenv():
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"^(python -m pip install -r requirements\.txt && python -m pytest)\s",
+                        readme, re.MULTILINE).group(1)
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line and not line.startswith("#")]
+    assert ci[-1] == command
+    assert ci[-2] == '. "$venv/bin/activate"' and '-m venv "$venv"' in ci[-3], ci[-3:]

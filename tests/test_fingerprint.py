@@ -1,5 +1,5 @@
-"""nnpipe.fingerprint: this CPU's kernels against a real Intel CPU's, and the proof that the
-training stages call only kernels the fingerprint covers, none of them approximate."""
+"""nnpipe.fingerprint: this CPU's kernels against real Intel and AMD CPUs', and the proof that
+the training stages call only kernels the fingerprint covers, none of them approximate."""
 from __future__ import annotations
 
 import json
@@ -15,8 +15,12 @@ from deps import ROOT
 from nnpipe import fingerprint, preprocess, training
 from nnpipe.core import params, portable
 
-REFERENCE = ROOT / "tests" / "data" / "portable" / "pins-aten_avx2.json"
-REFERENCE_VENDOR = "GenuineIntel"  # tests/data/portable/README.md: an Intel Xeon
+DATA = ROOT / "tests" / "data" / "portable"
+REFERENCE = DATA / "pins-aten_avx2.json"  # tests/data/portable/README.md: an Intel Xeon
+REFERENCES = {  # real CPUs (tests/data/portable/README.md): file, vendor, kernels it covers
+    "intel-xeon-avx512": (REFERENCE, "GenuineIntel", 62),
+    "amd-zen4-avx512": (DATA / "amd-zen4-avx512.json", "AuthenticAMD", 112),
+}
 
 
 def _reference() -> dict:
@@ -38,7 +42,7 @@ def _vendor() -> str:
     return "unknown"
 
 
-# --- this machine against the Intel reference ------------------------------------------------
+# --- this machine against the real CPU references ------------------------------------------------
 
 @pytest.fixture(scope="module")
 def mine() -> dict:
@@ -50,16 +54,18 @@ def mine() -> dict:
 
 
 @pytest.mark.slow
-def test_this_cpu_computes_every_exact_kernel_as_the_intel_reference(mine):
-    reference = _reference()
+@pytest.mark.parametrize("cpu", REFERENCES)
+def test_this_cpu_computes_every_exact_kernel_as_each_real_cpu_reference(mine, cpu):
+    path, vendor, count = REFERENCES[cpu]
+    reference = json.loads(path.read_text(encoding="utf-8"))
     assert portable.mismatches(mine["_kernels"]) == [], mine["_kernels"]  # the pins held
     assert mine["_kernels"] == reference["_kernels"]
     differ, approximate, compared = fingerprint.compare(mine, reference)
-    assert compared == len(_kernels(reference)) == 62  # every reference kernel is computed here
-    assert differ == [], (f"{len(differ)} exact kernels differ from the Intel reference "
-                          f"{REFERENCE.name}: {', '.join(differ)}")
+    assert compared == len(_kernels(reference)) == count  # each is computed here too
+    assert differ == [], (f"{len(differ)} exact kernels differ from the {cpu} reference "
+                          f"{path.name}: {', '.join(differ)}")
     assert all(fingerprint.is_approximate(k) for k in approximate)
-    if _vendor() != REFERENCE_VENDOR:
+    if _vendor() != vendor:
         # The negative control: on another vendor's CPU the approximate kernels do differ, so
         # the comparison can fail. torch.sqrt on float32 at both shapes, at least.
         sqrt = {k for k in _kernels(reference) if k.split(".", 1)[1].startswith("sqrt(")}

@@ -66,6 +66,19 @@ def test_every_exact_kernel_agrees_on_an_emulated_cpu_and_only_approximate_ones_
     assert any(k.split(".", 1)[1].startswith("sqrt(float32") for k in approximate), approximate
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("cpu", [pytest.param(CPUS[0], marks=emulated)])
+def test_the_emulated_interpreter_is_this_one_with_its_packages(cpu):
+    """From a virtualenv too: the emulated runs import this interpreter's numpy and torch."""
+    import torch
+
+    code = "import sys, torch; print(sys.prefix); print(torch.__file__)"
+    result = subprocess.run([*emulation.interpreter(cpu), "-c", code], capture_output=True,
+                            text=True, env=caller_env(), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == [sys.prefix, torch.__file__]
+
+
 # --- the pins win over the caller's environment ------------------------------------------------
 
 CONFLICTING = {"OPENBLAS_CORETYPE": "Sandybridge", "ATEN_CPU_CAPABILITY": "default",

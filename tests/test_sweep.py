@@ -348,6 +348,40 @@ def test_a_rerun_skips_done_trials_beside_a_recorded_cluster(grid_sweep, remotes
     assert again.returncode == 1 and "Traceback" not in again.stderr, again.stderr
 
 
+def _weights_object(remotes, name: str) -> str:
+    """The path under a DVC cache of the torch_mlp weights of trial ``name`` on the remotes."""
+    ref = next(r for r in exp_refs(remotes["git"]) if r.endswith(f"/{name}"))
+    lock = run(remotes["git"], "git", "show", f"{ref}:dvc.lock").stdout
+    listing = re.search(r"path: models/torch_mlp\n\s+hash: md5\n\s+md5: (\w+\.dir)", lock).group(1)
+    files = json.loads((remotes["dvc"] / "files" / "md5" / listing[:2] / listing[2:]).read_text())
+    md5 = next(f["md5"] for f in files if f["relpath"] == "weights.npz")
+    return f"files/md5/{md5[:2]}/{md5[2:]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("also_from_the_cache, says", [
+    (False, "pushed them again from this machine's cache"),
+    (True, "removing it to run it again")])
+def test_a_done_trial_whose_weights_left_the_dvc_remote_is_repaired_not_skipped(
+        grid_sweep, remotes, tmp_path, also_from_the_cache, says):
+    sets = ["-S", "train_torch_mlp.lr=0.01", "-S", "train_torch_mlp.epochs=5"]
+    name = trial_names(remotes["work"], sets)["train_torch_mlp.lr=0.01 train_torch_mlp.epochs=5"]
+    weights = _weights_object(remotes, name)
+    (remotes["dvc"] / weights).unlink()  # DVC's own `dvc status -c` still says in sync
+    if also_from_the_cache:
+        (remotes["work"] / ".dvc" / "cache" / weights).unlink()
+    result = sweep(remotes["work"], *sets, "--jobs", "1")
+    assert result.returncode == 0 and lines(
+        result, rf"^sweep: {name} is on origin but 1 of its output files are not on store: "
+                rf"{says}$"), result.stderr
+    ran, skipped = lines(result, rf"^sweep: \[1/1\] {name} "), lines(result, "^sweep: skip")
+    assert (bool(ran), bool(skipped)) == (also_from_the_cache, not also_from_the_cache)
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(remotes["git"]), str(clone))
+    run(clone, "dvc", "exp", "pull", "origin", name)  # fails if an output is missing
+    assert (clone / ".dvc" / "cache" / weights).is_file()
+
+
 # --- interruption and retries ------------------------------------------------------------------
 
 def _ray_processes(marker: str) -> set[int]:

@@ -72,22 +72,36 @@ def sweep(sets: list[str], git_remote: str, dvc_remote: str | None, options: Opt
 
 
 def finished_trials(setup: remotes.Setup, names: list[str], log) -> set[str]:
-    """The trials whose ref is on the git remote and whose outputs are all on the DVC
-    remote. A ref whose outputs are not all there is removed, so that trial runs again."""
+    """The trials whose ref is on the git remote and whose outputs are all on the DVC remote,
+    each object asked of the remote by its hash. A trial lacking some there has them pushed
+    again from this machine's cache, or else its ref removed, so that it runs again."""
     on_remote = remotes.exp_refs(setup)
     mine = [name for name in names if name in on_remote]
     if not mine:
         return set()
     remotes.fetch_refs(setup, mine)
     missing = remotes.missing_outputs([on_remote[name] for name in mine], setup.dvc_remote)
-    counts = {name: sum(missing.get(on_remote[name], (1, 0))) for name in mine}
-    partial = [name for name in mine if counts[name]]
-    for name in partial:
-        log.info("%s is on %s but %d of its output files are not on %s: removing it to "
-                 "run it again", name, setup.git_remote, counts[name], setup.dvc_remote)
-    if partial:
-        remotes.remove_refs(setup, partial)
-    return set(mine) - set(partial)
+    again, pushed = [], []
+    for name in mine:
+        gap = missing[on_remote[name]]
+        count = len(gap.cached) + len(gap.lost)
+        if not count:
+            continue
+        remotes.repair(setup.dvc_remote, gap, push=not gap.lost)
+        (again if gap.lost else pushed).append(name)
+        log.info("%s is on %s but %d of its output files are not on %s: %s", name,
+                 setup.git_remote, count, setup.dvc_remote, "removing it to run it again"
+                 if gap.lost else "pushed them again from this machine's cache")
+    if pushed:  # the remote asked again: a repair that did not take is a trial to run
+        recheck = remotes.missing_outputs([on_remote[name] for name in pushed],
+                                          setup.dvc_remote)
+        for name in [name for name in pushed if any(recheck[on_remote[name]])]:
+            log.info("%s: still not all on %s: removing it to run it again", name,
+                     setup.dvc_remote)
+            again.append(name)
+    if again:
+        remotes.remove_refs(setup, again)
+    return set(mine) - set(again)
 
 
 def _pull(setup: remotes.Setup, names: list[str], log) -> bool:

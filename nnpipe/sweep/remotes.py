@@ -1,8 +1,9 @@
 """What a sweep asks of its two remotes, checked before any trial runs.
 
 Trials clone the git remote and pull HEAD's outputs from the DVC remote; a trial is done when
-its experiment ref is on the git remote and every output of that experiment is on the DVC
-remote. Each problem is one line naming the remote and the command that fixes it.
+its experiment ref is on the git remote and every object of its outputs (each file, and each
+file a directory's listing names) is on the DVC remote, asked of the remote by its hash. Each
+problem is one line naming the remote and the command that fixes it.
 """
 from __future__ import annotations
 
@@ -59,11 +60,13 @@ def check_setup(git_remote: str, dvc_remote: str | None) -> Setup:
     if commit not in {line.split()[0] for line in heads.splitlines() if line.strip()}:
         raise PipelineError(f"HEAD {commit[:7]} is not on git remote '{git_remote}': "
                             f"git push {git_remote} HEAD first")
-    new, lost = missing_outputs([commit], name)[commit]
-    if new or lost:
-        command = "dvc push" if not lost else "dvc repro, then dvc push"
-        raise PipelineError(f"{new + lost} output file(s) of HEAD {commit[:7]} are not on DVC "
-                            f"remote '{name}', where trials pull them from: run {command}")
+    missing = missing_outputs([commit], name)[commit]
+    if missing.cached or missing.lost:
+        repair(name, missing, push=False)  # so that `dvc push` sends what a listing claims
+        command = "dvc push" if not missing.lost else "dvc repro, then dvc push"
+        raise PipelineError(f"{len(missing.cached) + len(missing.lost)} output file(s) of HEAD "
+                            f"{commit[:7]} are not on DVC remote '{name}', where trials pull "
+                            f"them from: run {command}")
     return Setup(commit, git_remote, git_url, name, url)
 
 
@@ -83,29 +86,92 @@ def _dvc_remote(name: str | None) -> tuple[str, str]:
     return name, remotes[name]["url"]
 
 
-def missing_outputs(revs: list[str], remote: str) -> dict[str, tuple[int, int]]:
-    """Per commit of ``revs`` (all local), how many of its cached output files (directory
-    listings included) the DVC remote lacks: (in the local cache, in no cache at all)."""
+class Missing(NamedTuple):
+    """The objects (hash name, oid) of a commit's outputs that the DVC remote lacks: those in
+    the local cache, those in no cache; and the remote's directory listings among them whose
+    files are not all there (DVC takes a listing's files on trust: `dvc push` would send none)."""
+    cached: list[tuple[str, str]]
+    lost: list[tuple[str, str]]
+    listings: list[tuple[str, str]]
+
+
+def missing_outputs(revs: list[str], remote: str) -> dict[str, Missing]:
+    """Per commit of ``revs`` (all local), what the DVC remote lacks of its dvc.lock outputs:
+    every cached output's object, a directory's listing and each file it lists, each asked of
+    the remote itself (never of an index of what it held)."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     logging.getLogger("dvc").setLevel(logging.ERROR)  # "missing cache" warnings: counted here
-    found: dict[str, tuple[int, int]] = {}
+    found: dict[str, Missing] = {}
     try:
         with Repo() as repo:
             for rev in repo.brancher(revs=revs, workspace=False, sha_only=True):
-                objs = {out.hash_info for out in repo.index.outs
+                outs = {out.hash_info for out in repo.index.outs
                         if out.use_cache and out.hash_info}
-                for odb, used in repo.index.used_objs(remote=remote, force=True,
-                                                      push=True).items():
-                    if odb is None:  # imports from other repositories are theirs
-                        objs |= used
-                status = repo.cloud.status(objs, remote=remote)
-                found[rev] = (len(status.new), len(status.missing))
+                found[rev] = _missing(repo, remote, outs)
     except DvcException as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise PipelineError(f"DVC remote '{remote}': {short(first, 200)}") from None
     return found
+
+
+def _missing(repo, remote: str, outs) -> Missing:
+    objs = {(hi.name, hi.value) for hi in outs}
+    listed: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for hi in outs:
+        if hi.isdir:
+            listed[(hi.name, hi.value)] = files = _listing(repo, remote, hi)
+            objs |= files
+    present = set()
+    for name in {name for name, _ in objs}:
+        odb = repo.cloud.get_remote_odb(remote, "status", hash_name=name)
+        present |= {(name, oid) for oid in odb.oids_exist([o for n, o in objs if n == name])}
+    absent = sorted(objs - present, key=lambda obj: (obj[1].endswith(".dir"), obj))
+    cached = [obj for obj in absent if _cache(repo, obj[0]).exists(obj[1])]
+    return Missing(cached, [obj for obj in absent if obj not in cached],
+                   sorted(d for d, files in listed.items() if d in present and files - present))
+
+
+def _listing(repo, remote: str, hash_info) -> set[tuple[str, str]]:
+    """The files a directory's listing names, read from the local cache or the remote; none
+    when neither holds it (then the listing itself is missing)."""
+    from dvc_data.hashfile.tree import Tree
+    from dvc_objects.errors import ObjectFormatError
+
+    for odb in (_cache(repo, hash_info.name),
+                repo.cloud.get_remote_odb(remote, "status", hash_name=hash_info.name)):
+        try:
+            return {(entry.name, entry.value) for _, _, entry in Tree.load(odb, hash_info)}
+        except (FileNotFoundError, ObjectFormatError):
+            continue
+    return set()
+
+
+def _cache(repo, hash_name: str):
+    from dvc.cachemgr import LEGACY_HASH_NAMES
+
+    return repo.cache.legacy if hash_name in LEGACY_HASH_NAMES else repo.cache.local
+
+
+def repair(remote: str, missing: Missing, push: bool) -> None:
+    """With ``push``, send the cached objects now (files before listings); without, delete the
+    remote's listings whose files are not all there, so that `dvc push` sends those files."""
+    from dvc.repo import Repo
+
+    try:
+        with Repo() as repo:
+            for name, oid in [] if push else missing.listings:
+                odb = repo.cloud.get_remote_odb(remote, "push", hash_name=name)
+                odb.fs.rm(odb.oid_to_path(oid))
+            for name, oid in missing.cached if push else []:
+                odb = repo.cloud.get_remote_odb(remote, "push", hash_name=name)
+                cache = _cache(repo, name)
+                odb.add(cache.oid_to_path(oid), cache.fs, oid, check_exists=False)
+    except Exception as exc:  # a remote's own errors (OSError, botocore, ...) have no base
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PipelineError(f"DVC remote '{remote}': cannot repair it: {short(first, 200)}") \
+            from None
 
 
 def exp_refs(setup: Setup) -> dict[str, str]:
