@@ -399,6 +399,8 @@ WIDTHS = "must be 'auto' or a list of 1 to 20 widths, each > 0 and at most 10000
     (TORCH, "init", "Default", "init='Default' must be one of default, xavier_normal"),
     (NUMPY, "init_scale", 0, "init_scale=0 must be > 0"),
     (NUMPY, "log_every", 0, "log_every=0 must be > 0"),
+    (TORCH, "lr", 1e10, "lr=10000000000.0 must be at most 1000000"),
+    (NUMPY, "init_scale", 1e300, "init_scale=1e+300 must be at most 1000000"),
 ])
 def test_out_of_range_model_key_names_key_and_value(section, key, value, message):
     with _raises(f"params.yaml: {section}.{message}"):
@@ -411,6 +413,11 @@ def test_out_of_range_model_key_names_key_and_value(section, key, value, message
     ("split", "test_size", 1.0, "split.test_size=1.0 must be in (0, 1)"),
     ("spiral", "noise", -0.2, "spiral.noise=-0.2 must be >= 0"),
     ("fetch", "timeout", 0, "fetch.timeout=0 must be > 0"),
+    ("fetch", "timeout", 1e10, "fetch.timeout=10000000000.0 must be at most 86400 (a day)"),
+    ("fetch", "max_mb", 1e-300, "fetch.max_mb=1e-300 must be at least 2**-20 (one byte)"),
+    ("fetch", "max_mb", 0, "fetch.max_mb=0 must be at least 2**-20 (one byte)"),
+    ("fetch", "max_mb", 2e6, "fetch.max_mb=2000000.0 must be at most 1048576"),
+    ("spiral", "noise", 1e7, "spiral.noise=10000000.0 must be at most 1000000"),
     ("spiral", "samples_per_class", 0, "spiral.samples_per_class=0 must be > 0"),
     ("spiral", "classes", [], "spiral.classes=[] must not be empty"),
     ("spiral", "classes", ["a", "b", "a"], "spiral.classes=['a', 'b', 'a'] must not repeat a name"),
