@@ -34,9 +34,11 @@ class Key(NamedTuple):
 
 
 def warm_dir(base: str) -> str | None:
-    """``base``, made if need be, if only this user can use it; else None (stages run cold)."""
+    """``base``, made if need be (never its parents), if only this user can use it; else None
+    (stages run cold)."""
     try:
-        os.makedirs(base, mode=0o700, exist_ok=True)
+        if not os.path.isdir(base):
+            os.mkdir(base, mode=0o700)
         info = os.stat(base)
     except OSError:
         return None
