@@ -38,7 +38,7 @@ from nnpipe.core import cli, files, tables
 from nnpipe.core.errors import PipelineError, short
 from nnpipe.preprocess import Preprocessor
 
-MAX_MB = 1 << 20  # the largest --max-mb, as fetch.max_mb's
+MIN_MB, MAX_MB = 2.0 ** -20, 1 << 20  # --max-mb from one byte to 1 TB, as fetch.max_mb
 
 
 def _csv_row(names: Sequence[str], values: Sequence[str]) -> bytes:
@@ -140,14 +140,15 @@ def to_records(frame: Any, model: models.LoadedModel) -> list[dict[str, Any]]:
 
 
 def _max_mb(text: str) -> float:
-    """--max-mb: a finite number of MB > 0 and at most MAX_MB (argparse: a usage error)."""
+    """--max-mb: a finite number of MB from MIN_MB (one byte) to MAX_MB (argparse: a usage
+    error)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and 0 < value <= MAX_MB):
-        raise argparse.ArgumentTypeError(f"{short(repr(text))} is not a number of MB > 0 and "
-                                         f"at most {MAX_MB}")
+    if not (math.isfinite(value) and MIN_MB <= value <= MAX_MB):
+        raise argparse.ArgumentTypeError(f"{short(repr(text))} is not a number of MB from "
+                                         f"2**-20 (one byte) to {MAX_MB}")
     return value
 
 

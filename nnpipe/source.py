@@ -42,6 +42,27 @@ def read_source(source: str, timeout: float, max_bytes: int = DEFAULT_MAX_MB << 
         raise PipelineError(f"{source}: cannot read ({exc.strerror})") from None
 
 
+EXPERIMENT_DIR = "/.dvc/tmp/exps/"  # where `dvc exp run --queue` runs an experiment
+
+
+def check_in_experiment(source: str, cwd: str) -> None:
+    """A path source must be in the copy of the repository a queued experiment runs in: that
+    copy holds the last commit only, so a file never committed is not there (and DVC's own
+    error would name a temporary path). Checked only when ``cwd`` is such a copy."""
+    if is_url(source) or os.path.isabs(source) or EXPERIMENT_DIR not in cwd + "/" or \
+            os.path.lexists(os.path.join(cwd, source)):
+        return
+    from dvc.repo import Repo  # only now: a stage output (data/spiral.csv) is made later
+
+    with Repo(cwd) as repo:
+        outs = {os.path.relpath(out.fs_path, cwd) for out in repo.index.outs}
+    if os.path.normpath(source) not in outs:
+        raise PipelineError(f"{source}: not in the queued experiment's copy of the repository "
+                            "(fetch.source), which holds the last commit only: commit it (git "
+                            "add and git commit, or dvc add and git commit) or give an "
+                            "absolute path")
+
+
 def check_regular_file(path: str, max_bytes: int, what: str, limit: str) -> None:
     """A one-line error unless ``path`` is a regular file of at most ``max_bytes``."""
     import stat

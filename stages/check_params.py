@@ -3,12 +3,15 @@
 DVC compares params values with Python's ==, so a value that equals the old one (1 for true,
 1234.0 for 1234) re-runs no stage that reads it and would be recorded unchecked. This stage
 depends on params.yaml's bytes (dvc.yaml), so it runs on any edit and refuses such a value in
-one line.
+one line. In a queued experiment's copy of the repository, a ``fetch.source`` that is not
+there (a file never committed) is refused here, before DVC reaches fetch.
 """
 from __future__ import annotations
 
 import argparse
+import os
 
+from nnpipe import source
 from nnpipe.core import cli, params
 
 
@@ -18,6 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with cli.stage("check_params") as log:
         checked = params.load_all(args.params)
+        source.check_in_experiment(checked.fetch.source, os.getcwd())
         log.info("%s: every section valid (%d)", args.params, len(checked.names))
 
 

@@ -116,3 +116,22 @@ def test_a_model_trained_to_refuse_says_so_in_one_line(dropped, changes, fragmen
     assert result.stderr.startswith("predict: error: ") and fragment in result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert SENTENCE.fullmatch(predict(path, OWN_MODELS[0]).stdout)
+
+
+def test_a_queued_experiment_refuses_a_source_never_committed(tmp_path):
+    """`dvc exp run --queue` runs from a copy of the last commit: a CSV only in the workspace
+    is not there, and check_params says to commit it. The spiral's CSV, an output DVC makes
+    later in that copy, passes (the experiment then fails at fetch, on a feature it lacks)."""
+    copy_repo(tmp_path)
+    penguins.write(tmp_path / "mine.csv")
+    run(tmp_path, "dvc", "exp", "run", "--queue", "-n", "mine", "-S", "fetch.source=mine.csv")
+    run(tmp_path, "dvc", "exp", "run", "--queue", "-n", "spiral", "-S", "data.features=[X1,X9]")
+    result = run(tmp_path, "dvc", "exp", "run", "--run-all", check=False)
+    logs = {name: run(tmp_path, "dvc", "queue", "logs", name).stdout for name in ("mine", "spiral")}
+    assert "Failed to reproduce experiment(s)" in result.stderr  # both; yet it exits 0
+    assert ("check_params: error: mine.csv: not in the queued experiment's copy of the "
+            "repository (fetch.source), which holds the last commit only: commit it (git add "
+            "and git commit, or dvc add and git commit) or give an absolute path\n") in logs["mine"]
+    assert "Running stage 'fetch'" not in logs["mine"]
+    assert "check_params: params.yaml: every section valid" in logs["spiral"]
+    assert "fetch: error:" in logs["spiral"] and "X9" in logs["spiral"]

@@ -399,6 +399,8 @@ WIDTHS = "must be 'auto' or a list of 1 to 20 widths, each > 0 and at most 10000
     (TORCH, "init", "Default", "init='Default' must be one of default, xavier_normal"),
     (NUMPY, "init_scale", 0, "init_scale=0 must be > 0"),
     (NUMPY, "log_every", 0, "log_every=0 must be > 0"),
+    (TORCH, "lr", 1e10, "lr=10000000000.0 must be at most 1000000"),
+    (NUMPY, "init_scale", 1e300, "init_scale=1e+300 must be at most 1000000"),
 ])
 def test_out_of_range_model_key_names_key_and_value(section, key, value, message):
     with _raises(f"params.yaml: {section}.{message}"):
@@ -411,6 +413,11 @@ def test_out_of_range_model_key_names_key_and_value(section, key, value, message
     ("split", "test_size", 1.0, "split.test_size=1.0 must be in (0, 1)"),
     ("spiral", "noise", -0.2, "spiral.noise=-0.2 must be >= 0"),
     ("fetch", "timeout", 0, "fetch.timeout=0 must be > 0"),
+    ("fetch", "timeout", 1e10, "fetch.timeout=10000000000.0 must be at most 86400 (a day)"),
+    ("fetch", "max_mb", 1e-300, "fetch.max_mb=1e-300 must be at least 2**-20 (one byte)"),
+    ("fetch", "max_mb", 0, "fetch.max_mb=0 must be at least 2**-20 (one byte)"),
+    ("fetch", "max_mb", 2e6, "fetch.max_mb=2000000.0 must be at most 1048576"),
+    ("spiral", "noise", 1e7, "spiral.noise=10000000.0 must be at most 1000000"),
     ("spiral", "samples_per_class", 0, "spiral.samples_per_class=0 must be > 0"),
     ("spiral", "classes", [], "spiral.classes=[] must not be empty"),
     ("spiral", "classes", ["a", "b", "a"], "spiral.classes=['a', 'b', 'a'] must not repeat a name"),
@@ -585,3 +592,77 @@ def test_echoed_values_are_cut_short():
     with pytest.raises(PipelineError) as caught:
         build(TORCH, _set(TORCH, "init", "z" * 10**6))
     assert len(str(caught.value)) < 300 and "(1000002 characters)" in str(caught.value)
+
+
+# --- `dvc exp run -S`: DVC's own rewrite of params.yaml, applied to every key and back --------
+
+def _leaves(raw: dict, prefix: str = "") -> list[tuple[str, object]]:
+    return [leaf for key, value in raw.items() for leaf in (
+        _leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [(prefix + key, value)])]
+
+
+def _override(key: str, value) -> str:
+    """``key=value`` in the override grammar `-S` takes."""
+    def text(v):
+        if isinstance(v, list):
+            return "[" + ",".join(text(item) for item in v) + "]"
+        return "null" if v is None else f"'{v}'" if isinstance(v, str) else str(v).lower() \
+            if isinstance(v, bool) else repr(v)
+    return f"{key}={text(value)}"
+
+
+def _another(key: str, value):
+    """A value of the same kind that -S could set (what a user's experiment would)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1 if isinstance(value, int) else value / 2
+    if isinstance(value, list):
+        return [] if value else ["X1", "X2"]
+    return "a" * 64 if key.endswith("sha256") else 32 if value is None else [7, 8] \
+        if value == "auto" else f"{value}x"
+
+
+def _apply_and_read(path: Path, *overrides: str) -> dict:
+    """What `dvc exp run -S` does to params.yaml (dvc.utils.hydra.apply_overrides, called by
+    DVC's experiment queues), then the file as the stages read it."""
+    from dvc.utils.hydra import apply_overrides
+
+    apply_overrides(path, list(overrides))
+    return yamlfile.read_yaml(str(path))
+
+
+def _round_trip(path: Path, changes: list[tuple[str, object]], exact: bool = True) -> None:
+    """Apply ``changes`` and then the original values: the file reads back each value and,
+    if ``exact``, ends byte-identical (a value of another kind may drop a blank line)."""
+    original, raw = path.read_text(), yamlfile.read_yaml(str(path))
+    changed = _apply_and_read(path, *(_override(k, v) for k, v in changes))
+    for key, value in changes:
+        section, _, name = key.rpartition(".")
+        assert (changed[section] if section else changed)[name] == value, key
+    assert _apply_and_read(path, *(_override(k, v) for k, v in _leaves(raw))) == raw
+    assert path.read_text() == original or not exact
+
+
+def test_dvc_set_param_round_trips_every_key_of_params_yaml(tmp_path):
+    """`-S` on every key at once (a value of its kind, an empty list, null) and back leaves
+    params.yaml byte-identical, and `data.categorical=[X1,X2]` then `[]` leaves it valid."""
+    path = tmp_path / "params.yaml"
+    path.write_text(REPO_PARAMS.read_text())
+    leaves = _leaves(REPO_RAW)
+    for change in (lambda k, v: _another(k, v), lambda k, v: [], lambda k, v: None):
+        _round_trip(path, [(key, change(key, value)) for key, value in leaves])
+    _apply_and_read(path, "data.categorical=[X1,X2]")
+    _apply_and_read(path, "data.categorical=[]")
+    assert path.read_text() == REPO_PARAMS.read_text()
+    assert params.load_all(str(path)).data.categorical == ()
+
+
+@pytest.mark.slow
+def test_dvc_set_param_round_trips_each_key_alone(tmp_path):
+    """Each key alone, to a value of its kind, an empty list and a list."""
+    path = tmp_path / "params.yaml"
+    path.write_text(REPO_PARAMS.read_text())
+    for key, value in _leaves(REPO_RAW):
+        for other in (_another(key, value), [], ["a", "b"]):
+            _round_trip(path, [(key, other)], exact=other != ["a", "b"])

@@ -420,13 +420,13 @@ def test_input_rows_with_another_field_count_than_the_header_are_refused(models_
                  f"{tmp_path / 'points.csv'}: line {line} has {fields} field")
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "1e300", "-1", "0", "abc", "1048577"])
+@pytest.mark.parametrize("value", ["nan", "inf", "1e300", "-1", "0", "1e-300", "abc", "1048577"])
 def test_max_mb_must_be_a_finite_positive_size(models_dir, points, value):
     result = predict(models_dir, "--input", str(points), "--max-mb", value, check=False)
     assert result.returncode == 2 and result.stdout == ""
     last = result.stderr.splitlines()[-1]
     assert last == (f"python -m nnpipe.predict: error: argument --max-mb: '{value}' is not a "
-                    "number of MB > 0 and at most 1048576"), result.stderr
+                    "number of MB from 2**-20 (one byte) to 1048576"), result.stderr
 
 
 def test_weights_whose_header_claims_1e12_elements_are_refused(model_copy):

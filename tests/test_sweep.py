@@ -177,6 +177,7 @@ def remotes():
     (("-S", "train_torch_mlp.lr=[0.1"), "-S: "),
     (("-S", "train_torch_mlp.epochs=range(1,1)"), "no trials"),
     (("--jobs", "0"), "--jobs 0: must be at least 1"),
+    (("--metric", "torch_mlp.test.f2"), "--metric torch_mlp.test.f2: not a metric of dvc.yaml's"),
     (("--address", "127.0.0.1:{port}"), "no Ray cluster answers there"),
 ])
 def test_setup_errors_are_one_line_exit_2_within_seconds(remotes, change, message):

@@ -97,12 +97,12 @@ def test_a_directory_others_can_write_is_not_used(repo, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     ([], "usage: python -m stages <stage>"), (["-x"], "usage: python -m stages <stage>"),
     (["no-such-stage!"], "usage: python -m stages <stage>"),
-    (["nosuch"], "python -m stages: no stage 'nosuch'"),
+    (["nosuch"], "python -m stages: no stage 'nosuch' (known: check_params, evaluate, fetch, "),
 ])
 def test_launcher_usage_errors(argv, message):
     result = subprocess.run([sys.executable, "-m", "stages", *argv], cwd=ROOT,
                             capture_output=True, text=True)
-    assert result.returncode == 1
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith(message) and "Traceback" not in result.stderr
 
 
@@ -118,6 +118,8 @@ def test_launcher_usage_errors(argv, message):
     ("NNPIPE_WARM", "yes", "must be 1 (warm start) or 0 (every stage in its own process)"),
     ("NNPIPE_WARM", "", "must be 1 (warm start) or 0 (every stage in its own process)"),
     ("NNPIPE_WARM_DIR", "warm", "must be an absolute path"),
+    ("NNPIPE_WARM_DIR", "/nonexistent/x", "must be in a directory that exists (no /nonexistent; "
+     "only the last directory is ever made)"),
 ])
 def test_a_bad_warm_variable_is_refused_naming_it(name, value, rule):
     from warmstart import settings

@@ -10,9 +10,11 @@ keeps up with, while the per-command variables are few and known.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import stat
 import sys
 from typing import NamedTuple
 
@@ -34,13 +36,16 @@ class Key(NamedTuple):
 
 
 def warm_dir(base: str) -> str | None:
-    """``base``, made if need be, if only this user can use it; else None (stages run cold)."""
+    """``base``, made if need be (never its parents), if only this user can use it; else None
+    (stages run cold)."""
     try:
-        os.makedirs(base, mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(base, mode=0o700)
         info = os.stat(base)
     except OSError:
         return None
-    return base if info.st_uid == os.getuid() and not info.st_mode & 0o077 else None
+    mine = info.st_uid == os.getuid() and not info.st_mode & 0o077
+    return base if mine and stat.S_ISDIR(info.st_mode) else None
 
 
 def for_caller(base: str) -> Key | None:

@@ -38,18 +38,32 @@ def main(argv: list[str] | None = None) -> None:
     if argv == ["--stop"]:
         raise SystemExit(stop_servers(config.dir))
     if not argv or argv[0].startswith("-") or not argv[0].isidentifier():
-        raise SystemExit("usage: python -m stages <stage> [ARGS...] | python -m stages --stop")
+        _usage_error("usage: python -m stages <stage> [ARGS...] | python -m stages --stop")
     stage, args = argv[0], argv[1:]
-    import importlib.util
-
-    if importlib.util.find_spec(f"stages.{stage}") is None:
-        raise SystemExit(f"python -m stages: no stage '{stage}'")
+    known = known_stages()
+    if stage not in known:
+        _usage_error(f"python -m stages: no stage '{stage}' (known: {', '.join(known)})")
     if "-h" in args or "--help" in args:
         run_here(stage, args)  # help needs no server, and starts none
     pin_math(args)  # before the key: the server loads numpy/torch with this environment
     if config.enabled:
         _run_warm(stage, args, config)
     run_here(stage, args)
+
+
+def known_stages() -> list[str]:
+    """The modules of the ``stages`` package, each a stage."""
+    import pkgutil
+
+    import stages
+
+    return sorted(m.name for m in pkgutil.iter_modules(stages.__path__)
+                  if not m.name.startswith("_"))
+
+
+def _usage_error(message: str) -> None:
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _run_warm(stage: str, args: list[str], config: settings.Settings) -> None:

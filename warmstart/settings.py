@@ -37,6 +37,10 @@ def read(environ: Mapping[str, str] | None = None) -> Settings:
     base = environ.get(DIR_ENV, f"/tmp/nnpipe-warm-{os.getuid()}")
     if not os.path.isabs(base):
         raise SettingError(f"{DIR_ENV}={_shown(base)} must be an absolute path")
+    parent = os.path.dirname(os.path.normpath(base))
+    if not os.path.isdir(parent):
+        raise SettingError(f"{DIR_ENV}={_shown(base)} must be in a directory that exists "
+                           f"(no {parent}; only the last directory is ever made)")
     return Settings(enabled == "1", base, _seconds(environ, IDLE_ENV, DEFAULT_IDLE_S),
                     _seconds(environ, TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
 

@@ -25,6 +25,10 @@ MAX_EPOCHS = 1_000_000
 MAX_ROWS = 30_000_000        # synthetic spiral rows (samples_per_class * classes)
 MAX_CELLS = 50_000_000       # overfit_random's random data (N * C * D values)
 MAX_NAMES = 10_000           # features, classes
+MAX_SCALE = 1e6              # lr, init_scale, noise: far past any use, far from overflow
+MAX_TIMEOUT = 86_400         # seconds (a day): a socket timeout beyond ~1e9 overflows
+MAX_MB = 1 << 20             # fetch.max_mb; at least MIN_MB, one byte
+MIN_MB = 2.0 ** -20
 
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # no bools, strings, nan
 Text = Annotated[StrictStr, Field(min_length=1)]
@@ -66,15 +70,17 @@ class FetchParams(Section):
     sha256: Optional[Annotated[StrictStr, Field(pattern=r"^[0-9a-fA-F]{64}$")]] = param(
         "null or a 64-digit hex sha256", message_string_pattern_mismatch="must be null or a "
         "64-digit hex sha256")
-    timeout: Number = param("a finite number", gt=0)
-    max_mb: Number = param("a finite number", gt=0, le=1 << 20)  # largest CSV read
+    timeout: Number = param("a finite number", gt=0, le=MAX_TIMEOUT,
+                            message_less_than_equal=f"must be at most {MAX_TIMEOUT} (a day)")
+    max_mb: Number = param("a finite number", ge=MIN_MB, le=MAX_MB,  # largest CSV read
+                           message_greater_than_equal="must be at least 2**-20 (one byte)")
 
 
 class SpiralParams(Section):
     samples_per_class: StrictInt = param("an integer", gt=0, le=MAX_ROWS)
     classes: tuple[Text, ...] = param("a list of strings", min_length=1, max_length=MAX_NAMES,
                                       message_too_long=f"must name at most {MAX_NAMES}")
-    noise: Number = param("a finite number", ge=0)
+    noise: Number = param("a finite number", ge=0, le=MAX_SCALE)
 
     _classes = field_validator("classes")(_unique)
 
@@ -161,7 +167,7 @@ class ModelParams(Section):
     hidden_dims: Union[Literal["auto"], tuple[Width, ...]] = param(
         "'auto' or a list of integers", min_length=1, max_length=MAX_LAYERS,
         message_constraint=f"'auto' or {WIDTHS}")
-    lr: Number = param("a finite number", gt=0)
+    lr: Number = param("a finite number", gt=0, le=MAX_SCALE)
     epochs: StrictInt = param("an integer", gt=0, le=MAX_EPOCHS)
     batch_size: Optional[StrictInt] = param("null or an integer", gt=0, **BATCH)
     log_every: StrictInt = param("an integer", gt=0)
@@ -189,7 +195,7 @@ class ModelParams(Section):
 class NumpyModelParams(ModelParams):
     """``backend: numpy``: the lesson's init (``init_scale * randn``) and gradient descent."""
     backend: Literal["numpy"] = param("one of numpy, torch")
-    init_scale: Number = param("a finite number", gt=0)  # weights = init_scale * randn
+    init_scale: Number = param("a finite number", gt=0, le=MAX_SCALE)  # weights = init_scale * randn
 
 
 class TorchModelParams(ModelParams):

@@ -23,7 +23,8 @@ def parser() -> argparse.ArgumentParser:
                              "local Ray of --jobs CPUs")
     parser.add_argument("--git-remote", default="origin")
     parser.add_argument("--dvc-remote", help="default: the repository's default DVC remote")
-    parser.add_argument("--metric", default="torch_mlp.test.f1", help="MODEL.SPLIT.NAME")
+    parser.add_argument("--metric", default="torch_mlp.test.f1",
+                        help="MODEL.SPLIT.NAME or MODEL.test_acc, as evaluate writes them")
     return parser
 
 

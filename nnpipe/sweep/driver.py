@@ -42,6 +42,7 @@ def sweep(sets: list[str], git_remote: str, dvc_remote: str | None, options: Opt
           log) -> int:
     """Run the grid; 0 when every trial succeeded, 1 when one failed."""
     trials = grid(sets)
+    check_metric(options.metric)
     setup = remotes.check_setup(git_remote, dvc_remote)
     if options.address is not None:
         cluster.check_address(options.address)
@@ -120,14 +121,24 @@ def value_at(metrics: dict, dotted: str) -> float | None:
     return node if isinstance(node, (int, float)) else None
 
 
-def trial_metrics(name: str) -> dict:
-    """A pulled experiment's metrics, read through DVC's API."""
+def trial_metrics(name: str | None) -> dict:
+    """A pulled experiment's metrics (None: the workspace's), read through DVC's API."""
     import dvc.api
 
     merged: dict = {}
     for key, content in dvc.api.metrics_show(rev=name).items():  # "file:top-level key"
         trial.deep_merge(merged, {key.rsplit(":", 1)[-1]: content})
     return merged
+
+
+def check_metric(metric: str) -> None:
+    """``metric`` must name a number of the metrics files evaluate writes (as committed)."""
+    metrics = trial_metrics(None)
+    if value_at(metrics, metric) is None:
+        models = ", ".join(sorted(metrics)) or "none: run dvc repro and commit"
+        raise PipelineError(f"--metric {short(metric)}: not a metric of dvc.yaml's metrics files "
+                            f"(MODEL.SPLIT.NAME, e.g. torch_mlp.test.f1, or MODEL.test_acc; "
+                            f"models: {models})")
 
 
 def _report(result: dict, finished: int, total: int, metric: str, log) -> None:
