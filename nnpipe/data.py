@@ -139,6 +139,20 @@ def _first_bad_quoted(data: bytes, width: int, source: str) -> tuple[int, int] |
     return None
 
 
+def _parse(raw: bytes, header: Sequence[str], columns: Sequence[str], text: Sequence[str],
+           source: str) -> Any:
+    """schema.arrow_read, with a row of another field count than the header named by its line
+    (counted before a quoted file's parse, which a lone quote would derail; after a failed
+    parse otherwise, so a good file is parsed once)."""
+    if b'"' in raw:
+        check_field_counts(raw, len(header), source)
+    try:
+        return schema.arrow_read(raw, header, columns, text, source)
+    except PipelineError:
+        check_field_counts(raw, len(header), source)
+        raise
+
+
 MISSING_HINT = "set data.missing to drop, mean, median or most_frequent to accept missing cells"
 
 
@@ -178,8 +192,7 @@ def read_typed(raw: bytes, source: str, features: Sequence[str], target: str,
     drops it."""
     header = parse_header(raw, source)
     _check_columns(header, features, target, source)
-    check_field_counts(raw, len(header), source)
-    table = schema.arrow_read(raw, header, [*features, target], [*categorical, target], source)
+    table = _parse(raw, header, [*features, target], [*categorical, target], source)
     if table.num_rows == 0:
         raise PipelineError(f"{source}: has a header but no data rows")
     labels = schema.text_cells(table[target].combine_chunks())
@@ -224,11 +237,11 @@ def _kept(rows: int, keep: np.ndarray, columns: dict, kinds: dict, target: str, 
     lost = set(pc.unique(labels.filter(pa.array(~no_label))).to_pylist()) - \
         set(pc.unique(labels.filter(pa.array(keep))).to_pylist())
     if lost:
-        raise PipelineError(f"{source} ({'; '.join(notes)}): class '{short(min(lost))}' has no "
-                            "row left")
+        raise PipelineError(f"{source}: class '{short(min(lost))}' has no row left "
+                            f"({'; '.join(notes)})")
     mask = pa.array(keep)
-    table = pa.table({**{name: values.filter(mask) for name, values in columns.items()},
-                      target: labels.filter(mask)})
+    table = pa.table({**columns, target: labels})
+    table = table if keep.all() else table.filter(mask)
     described = []
     for name, kind in kinds.items():
         levels = tuple(sorted(pc.unique(table[name]).drop_null().to_pylist())) \
@@ -242,6 +255,10 @@ def _kept(rows: int, keep: np.ndarray, columns: dict, kinds: dict, target: str, 
     if len(classes) < 2:
         raise PipelineError(f"{source}: column '{target}' has {len(classes)} class "
                             f"({short(', '.join(c for c, _ in classes))}); at least 2 are needed")
+    names = [c for c, _ in classes]  # the labels as codes into the sorted classes: fast to read
+    codes = pc.index_in(table[target], value_set=pa.array(names, pa.string())).combine_chunks()
+    table = table.set_column(table.num_columns - 1, target,
+                             pa.DictionaryArray.from_arrays(codes, pa.array(names, pa.string())))
     return Typed(table, Schema(tuple(described), target, tuple(c for c, _ in classes),
                                tuple(n for _, n in classes),
                                {"read": rows, "kept": int(keep.sum()),
@@ -260,9 +277,8 @@ def read_columns(raw: bytes, source: str, numeric: Sequence[str], categorical: S
     absent = [name for name in (*numeric, *categorical) if name not in header]
     if absent:
         raise PipelineError(f"{source}: missing feature column(s) {', '.join(absent)}")
-    check_field_counts(raw, len(header), source)
     names = [*numeric, *categorical]
-    table = schema.arrow_read(raw, header, names, categorical, source)
+    table = _parse(raw, header, names, categorical, source)
     if table.num_rows == 0:
         raise PipelineError(f"{source}: has a header but no data rows")
     cell = cell or schema.in_file(source)

@@ -41,9 +41,11 @@ def arrow_read(raw: bytes, header: Sequence[str], columns: Sequence[str], text: 
     """The ``columns`` of CSV bytes as an Arrow table, missing cells null: those in ``text``
     as strings, the others float64 where Arrow's parser takes every cell (one parse), else
     strings for :func:`typed_column` to judge. ``header``: the file's column names."""
-    import pyarrow as pa
     from pyarrow import csv
 
+    from nnpipe.core.tables import arrow
+
+    pa = arrow()
     types = {name: pa.string() if name in text else pa.float64() for name in columns}
     while True:
         options = csv.ConvertOptions(column_types=types, include_columns=list(columns),
@@ -135,16 +137,26 @@ def _check_finite(numbers: np.ndarray, absent: np.ndarray, values: Any, name: st
 
 
 def class_codes(labels: Any, classes: Sequence[str], source: str) -> np.ndarray:
-    """``(N,) int32`` indices of Arrow string ``labels`` into the sorted ``classes``
+    """``(N,)`` indices (the smallest unsigned type) of Arrow string ``labels`` into the sorted ``classes``
     (the schema's): stratifying on them gives the indices stratifying on the names would
     (both sort alike), at a fraction of the cost."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    codes = pc.index_in(labels, value_set=pa.array(list(classes), pa.string()))
-    if codes.null_count:
+    value_set = pa.array(list(classes), pa.string())
+    parts = []
+    for chunk in getattr(labels, "chunks", [labels]):
+        if pa.types.is_dictionary(chunk.type):  # fetch's: map the (short) dictionary only
+            where = pc.index_in(chunk.dictionary, value_set=value_set).to_numpy(
+                zero_copy_only=False)
+            indices = chunk.indices.to_numpy(zero_copy_only=False)
+            parts.append(where[indices] if len(where) else indices.astype(float))
+        else:
+            parts.append(pc.index_in(chunk, value_set=value_set).to_numpy(zero_copy_only=False))
+    codes = np.concatenate(parts) if parts else np.zeros(0)
+    if np.isnan(codes.astype(float)).any() or labels.null_count:
         raise PipelineError(f"{source}: a label the schema does not list; re-run fetch")
-    return codes.to_numpy()
+    return codes.astype(np.min_scalar_type(len(classes)))  # a sort on int8 is radix
 
 
 @dataclass(frozen=True)

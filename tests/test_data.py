@@ -144,7 +144,7 @@ REFUSED = [  # (id, CSV bytes, read_typed keywords, the whole message after "in.
     ("one_class", b"X1,X2,color\n1,2,only\n3,4,only\n", {},
      "column 'color' has 1 class (only); at least 2 are needed"),
     ("class_lost_to_drop", b"X1,X2,color\n1,2,a\n3,,b\n", {"missing": "drop"},
-     "(data.missing=drop dropped 1 rows with a missing feature): class 'b' has no row left"),
+     "class 'b' has no row left (data.missing=drop dropped 1 rows with a missing feature)"),
     ("nothing_left", b"X1,X2,color\n1,2,\n3,4,\n", {"missing_label": "drop"},
      "no row left (data.missing_label=drop dropped 2 rows with no label)"),
 ]

@@ -422,8 +422,8 @@ def _source_with_gaps(path: Path, rows: int, gaps: int) -> Path:
 
 @pytest.mark.parametrize("rows, gaps, stage, fragments", [
     (9, 3, "split", ["class 'c3' has 6 row(s)", "at least 7 per class"]),
-    (5, 5, "fetch", ["(data.missing=drop dropped 5 rows with a missing feature): class 'c3' has "
-                     "no row left"]),
+    (5, 5, "fetch", ["class 'c3' has no row left (data.missing=drop dropped 5 rows with a "
+                     "missing feature)"]),
 ], ids=["too_few_left", "none_left"])
 def test_a_class_that_drop_leaves_too_small_is_named(tmp_path, capsys, rows, gaps, stage,
                                                       fragments):

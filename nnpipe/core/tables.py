@@ -10,6 +10,18 @@ from nnpipe.core import files
 from nnpipe.core.errors import PipelineError
 
 
+def arrow() -> Any:
+    """pyarrow, its thread pool as large as this process's CPUs (the math pins set
+    OMP_NUM_THREADS=1, which Arrow would take as its size): parsing and Parquet coding give
+    the same bytes on any number of threads."""
+    import pyarrow as pa
+
+    cpus = len(os.sched_getaffinity(0))
+    if pa.cpu_count() != cpus:
+        pa.set_cpu_count(cpus)
+    return pa
+
+
 def write_parquet(path: str, table: Any) -> None:
     """An Arrow table as Parquet (no pandas metadata, no timestamps: the same bytes each run)."""
     import pyarrow.parquet as pq
@@ -21,9 +33,9 @@ def write_parquet(path: str, table: Any) -> None:
 
 def read_parquet(path: str, columns: Sequence[str] = ()) -> Any:
     """An Arrow table of a Parquet file this pipeline wrote; ``columns`` must all be there."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    pa = arrow()
     if not os.path.exists(path):
         raise PipelineError(f"{path}: file not found")
     if not os.path.isfile(path):
