@@ -357,6 +357,58 @@ def test_output_dash_without_input_is_refused(models_dir):
                  "--output needs --input")
 
 
+def test_input_dash_reads_stdin(models_dir, points, monkeypatch):
+    monkeypatch.setattr("sys.stdin", _io.TextIOWrapper(_io.BytesIO(points.read_bytes())))
+    assert predict(models_dir, "--input", "-").stdout == \
+        predict(models_dir, "--input", str(points)).stdout
+
+
+@pytest.mark.parametrize("how", ["same_path", "relative_path", "hard_link", "input_symlink",
+                                 "stdin_from_it"])
+def test_output_that_is_the_input_file_is_refused_before_writing(models_dir, points, tmp_path,
+                                                                 monkeypatch, how):
+    before = points.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    source, output = str(points), str(points)
+    if how == "relative_path":
+        output = f"./{points.name}"
+    elif how == "hard_link":
+        os.link(points, tmp_path / "link.csv")
+        output = str(tmp_path / "link.csv")
+    elif how == "input_symlink":
+        (tmp_path / "alias.csv").symlink_to(points)
+        source = str(tmp_path / "alias.csv")
+    elif how == "stdin_from_it":
+        monkeypatch.setattr("sys.stdin", open(points, encoding="utf-8"))  # noqa: SIM115
+        source = "-"
+    expect_error(predict(models_dir, "--input", source, "--output", output, check=False),
+                 f"--output {output}: is the --input file ({source})")
+    assert points.read_bytes() == before
+
+
+@pytest.fixture
+def clashing(model_copy) -> Path:
+    """The linear model with its inputs renamed label and p_c2: names of predict's columns."""
+    path = model_copy / "config.json"
+    path.write_text(path.read_text().replace('"X1"', '"label"').replace('"X2"', '"p_c2"'))
+    return model_copy.parent
+
+
+def test_inputs_named_like_predicts_columns_are_kept_apart_or_refused(clashing, tmp_path):
+    (tmp_path / "in.csv").write_text("p_c2,label\n0.25,-0.5\n")
+    for args in (("label=-0.5", "p_c2=0.25"), ("--input", str(tmp_path / "in.csv"))):
+        (record,) = json.loads(predict(clashing, "--json", *args, model="linear").stdout)[
+            "predictions"]
+        assert record["features"] == {"label": -0.5, "p_c2": 0.25}
+        assert record["label"] in CLASSES and set(record["probabilities"]) == set(CLASSES)
+    assert SENTENCE.match(predict(clashing, "label=-0.5", "p_c2=0.25", model="linear").stdout)
+    expect_error(predict(clashing, "--input", str(tmp_path / "in.csv"), "--output",
+                         str(tmp_path / "out.csv"), model="linear", check=False),
+                 "the model's input column 'label' has the name of a column predict writes "
+                 "(label, probability, p_c1, p_c2, p_c3)", "use --json")
+    assert not (tmp_path / "out.csv").exists()
+
+
 # --- no NaN answers -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["sentence", "json"])

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import re
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -79,6 +82,34 @@ def test_read_source_unreachable_url(no_proxy):
     url = "http://127.0.0.1:1/x.csv"
     with _raises(f"{url}: cannot fetch ("):
         source.read_source(url, timeout=5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["/drip/head", "/drip/body"])
+def test_a_url_dripping_bytes_stops_at_the_total_deadline(static_server, path):
+    """One byte a second, each read well within the timeout: the whole answer is bounded."""
+    url = f"{static_server}{path}"
+    start = time.monotonic()
+    with _raises(f"{url}: cannot fetch (no complete answer within 1.5 s)"):
+        source.read_source(url, timeout=1.5)
+    assert time.monotonic() - start < 2
+
+
+@pytest.mark.slow
+def test_a_url_that_never_answers_stops_at_the_deadline():
+    with local_http.silent() as url:
+        start = time.monotonic()
+        with _raises(f"{url}/x.csv: cannot fetch ("):
+            source.read_source(f"{url}/x.csv", timeout=1)
+    assert time.monotonic() - start < 1.5
+
+
+def test_read_source_dash_is_stdin_capped(monkeypatch):
+    monkeypatch.setattr("sys.stdin", SimpleNamespace(buffer=io.BytesIO(b"X1\n1\n")))
+    assert source.read_source("-", timeout=1) == b"X1\n1\n"
+    monkeypatch.setattr("sys.stdin", SimpleNamespace(buffer=io.BytesIO(b"X1\n1\n")))
+    with _raises("-: more than the 4 bytes allowed (--max-mb)"):
+        source.read_source("-", timeout=1, max_bytes=4, limit="--max-mb")
 
 
 # --- sha256 -----------------------------------------------------------------------------------
