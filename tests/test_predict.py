@@ -214,6 +214,21 @@ def test_numpy_mlp_predictions_equal_its_training_forward_pass(models_dir, tmp_p
     np.testing.assert_allclose(got, shifted / shifted.sum(axis=1, keepdims=True), atol=1e-12)
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_a_rows_probabilities_are_the_same_bytes_in_a_file_of_any_size(models_dir, model):
+    """Batch-independent inference: one row alone, and first, in the middle and last of
+    files of 1, 7, 999 and 4097 rows, gets the same bytes, for every model of the registry."""
+    loaded = models.load(str(models_dir / model))
+    rng = np.random.default_rng(5)
+    row = rng.normal(size=(1, len(loaded.preprocessor.inputs)))
+    alone = predict_cli.predict(loaded, row).proba[0].tobytes()
+    for n in (1, 7, 999, 4097):
+        for at in sorted({0, n // 2, n - 1}):
+            rows = rng.normal(size=(n, row.shape[1]))
+            rows[at] = row[0]
+            assert predict_cli.predict(loaded, rows).proba[at].tobytes() == alone, (n, at)
+
+
 def test_trained_models_learned_something(models_dir, tmp_path):
     """Points on the outer half of the spiral mostly get their own arm's class."""
     raw = pd.read_csv(models_dir.parent / "raw.csv")
