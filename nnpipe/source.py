@@ -50,21 +50,20 @@ def _read_url(url: str, timeout: float, max_bytes: int, limit: str) -> bytes:
     seconds however slowly it comes: a socket timeout bounds one read only, so a worker
     thread reads and this one waits for it until the deadline. A late worker is abandoned:
     it stops at its next read."""
-    deadline = time.monotonic() + timeout
+    late = PipelineError(f"{url}: cannot fetch (no complete answer within {timeout:g} s)")
     done: dict[str, Any] = {}
-    worker = threading.Thread(target=_download, args=(url, deadline, max_bytes, limit, done),
-                              daemon=True)
+    worker = threading.Thread(target=_download, daemon=True,
+                              args=(url, time.monotonic() + timeout, max_bytes, limit, done))
     worker.start()
     worker.join(timeout)
-    if "error" in done:
-        raise done["error"]
-    if "data" not in done:
-        raise PipelineError(f"{url}: cannot fetch (no complete answer within {timeout:g} s)")
-    return done["data"]
+    if "data" in done:
+        return done["data"]
+    raise late if isinstance(done.get("error"), TimeoutError) else done.get("error", late)
 
 
 def _download(url: str, deadline: float, max_bytes: int, limit: str,
               done: dict[str, Any]) -> None:
+    """Put the body at ``url`` in ``done["data"]``, or the error in ``done["error"]``."""
     try:
         with urllib.request.urlopen(url, timeout=deadline - time.monotonic()) as response:
             chunks, size = [], 0
@@ -78,9 +77,10 @@ def _download(url: str, deadline: float, max_bytes: int, limit: str,
             _capped(b"".join(chunks), max_bytes, url, limit)  # over the size, or late
     except urllib.error.HTTPError as exc:
         done["error"] = PipelineError(f"{url}: HTTP {exc.code} {short(exc.reason)}")
-    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        done["error"] = PipelineError(f"{url}: cannot fetch ({short(str(reason))})")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)  # a socket timeout: the deadline, said as such
+        done["error"] = reason if isinstance(reason, TimeoutError) else \
+            PipelineError(f"{url}: cannot fetch ({short(str(reason))})")
     except PipelineError as exc:
         done["error"] = exc
 

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -399,6 +400,20 @@ def test_output_that_is_the_input_file_is_refused_before_writing(models_dir, poi
     expect_error(predict(models_dir, "--input", source, "--output", output, check=False),
                  f"--output {output}: is the --input file ({source})")
     assert points.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_an_input_url_dripping_bytes_stops_at_the_deadline(models_dir, tmp_path, monkeypatch):
+    import local_http
+    from nnpipe import source
+
+    read = source.read_source
+    monkeypatch.setattr(source, "read_source", lambda *a, **k: read(*a, **{**k, "timeout": 1.5}))
+    with local_http.serve(tmp_path) as url:
+        start = time.monotonic()
+        expect_error(predict(models_dir, "--input", f"{url}/drip/body", check=False),
+                     f"{url}/drip/body: cannot fetch (no complete answer within 1.5 s)")
+    assert time.monotonic() - start < 2
 
 
 @pytest.fixture
