@@ -2,22 +2,27 @@
 
     python -m nnpipe.predict --model torch_mlp X1=0.1 X2=0.1
     python -m nnpipe.predict --model torch_mlp island=Biscoe sex= bill_length_mm=45 ...
-    python -m nnpipe.predict --model numpy_mlp --input new.csv [--output predictions.csv|-]
+    python -m nnpipe.predict --model numpy_mlp --input new.csv|-|URL [--output predictions.csv|-]
     python -m nnpipe.predict --model linear --json X1=0.1 X2=0.1
 
 A row is raw, as in the training CSV: a numeric input is a number, a categorical one any text,
 and an empty, NA or NaN value is missing. The model's state (config.json) applies what
 scale_encode fit: the imputer (a missing value needs a model trained with data.missing=mean,
 median or most_frequent), the scaler and the one-hot encoder (a category the train split never
-had is all zeros with data.handle_unknown=ignore, refused with error).
+had is all zeros with data.handle_unknown=ignore, refused with error). ``--input -`` reads
+stdin; a URL is read whole within 30 s. A row's probabilities are the same bytes whatever
+rows come with it (models.predict_proba). The CSV written is the model's input columns, then
+label, probability and p_<class>; --json keeps the inputs apart under "features".
 
 Exit code 2 with a one-line message for unknown, missing or repeated features, numeric values
 that are not finite numbers, a missing value or an unknown category the model refuses, rows
 so far from the training data that their scaled values or probabilities are not finite, an
 --input that is not a regular file of at most --max-mb or has a row whose number of fields
 is not the header's, --output without --input or naming anything but a regular file (a
-symlink, a device, a FIFO, a directory), an output that cannot be written (a full disk:
-nothing half-written), and missing or broken artifacts. A bad --max-mb is a usage error.
+symlink, a device, a FIFO, a directory) or naming the --input file itself (through a link or
+a redirected stdin too), a CSV output for a model with an input named like one of predict's
+columns, an output that cannot be written (a full disk: nothing half-written), and missing
+or broken artifacts. A bad --max-mb is a usage error.
 """
 from __future__ import annotations
 
