@@ -11,10 +11,11 @@ A model directory is self-describing and pickle-free:
 and its training record, a :class:`History` that both backends' loops fill and the training
 stage writes as the curves CSV (``COLUMNS``) that plot_model draws.
 
-Every model is affine -> activation -> ... -> affine, so one NumPy forward pass (``forward``,
-which the NumPy MLP also trains with) serves them all in evaluate, plot and predict, whichever
-backend trained them (dropout is off at inference); ``torch_models.load`` rebuilds a torch
-module from the same two files. A model's depth is data: ``layer_dims = [D] + hidden_dims +
+Every model is affine -> activation -> ... -> affine, so one NumPy inference
+(``predict_proba``: each row computed on its own, the same bytes in a batch of any size)
+serves them all in evaluate, plot and predict, whichever backend trained them (dropout is off
+at inference); ``forward`` is the NumPy MLP's training pass; ``torch_models.load`` rebuilds a
+torch module from the same two files. A model's depth is data: ``layer_dims = [D] + hidden_dims +
 [C]`` (cs231n's FullyConnectedNet).
 """
 from __future__ import annotations
