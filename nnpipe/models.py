@@ -11,10 +11,11 @@ A model directory is self-describing and pickle-free:
 and its training record, a :class:`History` that both backends' loops fill and the training
 stage writes as the curves CSV (``COLUMNS``) that plot_model draws.
 
-Every model is affine -> activation -> ... -> affine, so one NumPy forward pass (``forward``,
-which the NumPy MLP also trains with) serves them all in evaluate, plot and predict, whichever
-backend trained them (dropout is off at inference); ``torch_models.load`` rebuilds a torch
-module from the same two files. A model's depth is data: ``layer_dims = [D] + hidden_dims +
+Every model is affine -> activation -> ... -> affine, so one NumPy inference
+(``predict_proba``: each row computed on its own, the same bytes in a batch of any size)
+serves them all in evaluate, plot and predict, whichever backend trained them (dropout is off
+at inference); ``forward`` is the NumPy MLP's training pass; ``torch_models.load`` rebuilds a
+torch module from the same two files. A model's depth is data: ``layer_dims = [D] + hidden_dims +
 [C]`` (cs231n's FullyConnectedNet).
 """
 from __future__ import annotations
@@ -101,15 +102,43 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def affine_by_row(hT: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(X @ W + b).T`` from ``hT = X.T: (K, n)`` and ``W: (K, H)``, as ``(H, n)``: each
+    output summed in one fixed order (term k=0, 1, ..., K-1, then b) with IEEE multiplies
+    and adds, exact on every CPU. A matmul's kernel, blocking and summation order depend on
+    the batch's shape (OpenBLAS computes one row with gemv, a batch with gemm), so its result
+    for a row changes in the last bits with the rows around it; this one's does not.
+    Transposed, every operand is a contiguous row."""
+    out = np.multiply.outer(W[0], hT[0])  # (H, n)
+    term = np.empty_like(out)
+    for k in range(1, W.shape[0]):
+        np.multiply.outer(W[k], hT[k], out=term)
+        out += term
+    out += b[:, None]
+    return out
+
+
 def predict_proba(spec: ModelSpec, weights: Mapping[str, np.ndarray], X: np.ndarray,
-                  chunk: int = 65536) -> np.ndarray:
-    """Class probabilities ``(N, C)``, rows in chunks so memory stays bounded (N x H floats
-    at once otherwise)."""
+                  budget: int = 1 << 19) -> np.ndarray:
+    """Class probabilities ``(N, C)`` for every model: (affine -> activation) per hidden
+    layer, affine, softmax, each row computed on its own (``affine_by_row``, the softmax's
+    sum in class order), so a row's bytes do not depend on the rows that come with it. Rows
+    go in chunks of at most ``budget`` floats per layer (memory stays bounded and in cache)."""
     X = np.asarray(X, dtype=np.float64)
+    layers = len(spec.layer_dims) - 1
+    chunk = max(1, budget // max(spec.layer_dims))
     out = np.empty((len(X), spec.num_classes))  # (N, C)
     for start in range(0, len(X), chunk):
-        out[start:start + chunk] = softmax(forward(weights, spec.activation,
-                                                   X[start:start + chunk]))
+        h = np.ascontiguousarray(X[start:start + chunk].T)  # (D, n)
+        for i in range(1, layers + 1):
+            h = affine_by_row(h, weights[f"W{i}"], weights[f"b{i}"])  # (H_i, n), then (C, n)
+            if i < layers and spec.activation == "relu":
+                np.maximum(h, 0.0, out=h)
+        exp = np.exp(h - h.max(axis=0))
+        total = exp[0].copy()
+        for c in range(1, len(exp)):
+            total += exp[c]
+        out[start:start + chunk] = (exp / total).T
     return out
 
 

@@ -4,7 +4,7 @@ Layers follow the cs231n contract: ``*_forward`` returns ``(out, cache)`` and
 ``*_backward(dout, cache)`` returns the gradients, side by side. Shapes use the
 lesson's letters: N samples, D features, H hidden units (per layer), C classes. The
 activation between affine layers is ``relu`` (the MLP) or ``identity`` (the linear model).
-Its inference forward pass is every model's (nnpipe.models.forward).
+Its forward pass is nnpipe.models.forward; every model's inference is models.predict_proba.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
     python -m nnpipe.predict --model torch_mlp X1=0.1 X2=0.1
     python -m nnpipe.predict --model torch_mlp island=Biscoe sex= bill_length_mm=45 ...
-    python -m nnpipe.predict --model numpy_mlp --input new.csv [--output predictions.csv|-]
+    python -m nnpipe.predict --model numpy_mlp --input new.csv|-|URL [--output predictions.csv|-]
     python -m nnpipe.predict --model linear --json X1=0.1 X2=0.1
 
 A row is raw, as in the training CSV, and each value is read by the type fetch gave its column
@@ -11,15 +11,20 @@ categorical one the text as given (``flag=true`` is the category "true"), and an
 whitespace-only, NA or NaN value is missing. The model's state (config.json) applies what
 scale_encode fit: the imputer (a missing value needs a model trained with data.missing=mean,
 median or most_frequent), the scaler and the one-hot encoder (a category the train split never
-had is all zeros with data.handle_unknown=ignore, refused with error).
+had is all zeros with data.handle_unknown=ignore, refused with error). ``--input -`` reads
+stdin; a URL is read whole within 30 s. A row's probabilities are the same bytes whatever
+rows come with it (models.predict_proba). The CSV written is the model's input columns, then
+label, probability and p_<class>; --json keeps the inputs apart under "features".
 
 Exit code 2 with a one-line message for unknown, missing or repeated features, numeric values
 that are not finite numbers, a missing value or an unknown category the model refuses, rows
 so far from the training data that their scaled values or probabilities are not finite, an
 --input that is not a regular file of at most --max-mb or has a row whose number of fields
 is not the header's, --output without --input or naming anything but a regular file (a
-symlink, a device, a FIFO, a directory), an output that cannot be written (a full disk:
-nothing half-written), and missing or broken artifacts. A bad --max-mb is a usage error.
+symlink, a device, a FIFO, a directory) or naming the --input file itself (through a link or
+a redirected stdin too), a CSV output for a model with an input named like one of predict's
+columns, an output that cannot be written (a full disk: nothing half-written), and missing
+or broken artifacts. A bad --max-mb is a usage error.
 """
 from __future__ import annotations
 
@@ -28,8 +33,9 @@ import csv
 import io
 import json
 import math
+import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -89,13 +95,25 @@ def _cell(source: str | None) -> Callable[[int, str], str]:
     return lambda row, name: f"feature '{name}'"
 
 
-def predict(model: models.LoadedModel, rows: Any, source: str | None = None) -> Any:
-    """A DataFrame: the raw inputs, the predicted label, its probability and every class's.
+class Prediction(NamedTuple):
+    """What predict computed, apart from the inputs it was given (so no name can clash)."""
+    inputs: Any              # the raw inputs, a DataFrame of the model's input columns
+    labels: np.ndarray       # (N,) the predicted class of each row
+    proba: np.ndarray        # (N, C) every class's probability, in ``classes`` order
+    classes: tuple[str, ...]
+
+    def best(self) -> np.ndarray:
+        """(N,) the predicted class's probability."""
+        return self.proba.max(axis=1)
+
+
+def predict(model: models.LoadedModel, rows: Any, source: str | None = None) -> Prediction:
+    """The predicted label and every class's probability of each raw row.
 
     ``rows``: raw rows (a DataFrame or column -> values; an all-numeric model also takes an
     ``(N, D)`` array). A row whose scaled values or probabilities are not finite (a point far
     beyond the training data, e.g. X1=1e308) is refused naming it: row i of ``source``, or
-    the point.
+    the point. A row's probabilities do not depend on the other rows (models.predict_proba).
     """
     pre = model.preprocessor
     table = pre.table(rows)
@@ -104,12 +122,29 @@ def predict(model: models.LoadedModel, rows: Any, source: str | None = None) -> 
         _check_finite(scaled, table, source, "its scaled values are")
         proba = model.predict_proba(scaled)  # (N, C)
         _check_finite(proba, table, source, "the model's probabilities are")
-    best = proba.argmax(axis=1)
-    frame = table.copy()
-    frame["label"] = np.asarray(pre.classes)[best]
-    frame["probability"] = proba[np.arange(len(best)), best]
-    for i, name in enumerate(pre.classes):
-        frame[f"p_{name}"] = proba[:, i]
+    labels = np.asarray(pre.classes)[proba.argmax(axis=1)]
+    return Prediction(table, labels, proba, tuple(pre.classes))
+
+
+def own_columns(inputs: Sequence[str], classes: Sequence[str]) -> list[str]:
+    """The columns predict adds to a CSV: label, probability, p_<class> per class; refused in
+    one line if the model takes an input of one of those names (it would be overwritten)."""
+    own = ["label", "probability", *(f"p_{c}" for c in classes)]
+    clash = [name for name in own if name in inputs]
+    if clash:
+        raise PipelineError(f"the model's input column '{short(clash[0])}' has the name of a "
+                            f"column predict writes ({short(', '.join(own), 200)}): a CSV "
+                            "cannot hold both; use --json, which keeps the inputs apart")
+    return own
+
+
+def to_frame(result: Prediction) -> Any:
+    """The CSV's rows: the raw inputs, the label, its probability, every class's."""
+    own = own_columns(list(result.inputs.columns), result.classes)
+    frame = result.inputs.copy()
+    frame[own[0]], frame[own[1]] = result.labels, result.best()
+    for i, name in enumerate(own[2:]):
+        frame[name] = result.proba[:, i]
     return frame
 
 
@@ -130,13 +165,13 @@ def _plain(value: Any) -> Any:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def to_records(frame: Any, model: models.LoadedModel) -> list[dict[str, Any]]:
+def to_records(result: Prediction) -> list[dict[str, Any]]:
     """JSON-ready rows: the raw inputs, the label, its probability, every class's."""
-    pre = model.preprocessor
-    return [{"features": {f: _plain(row[f]) for f in pre.inputs},
-             "label": str(row["label"]), "probability": float(row["probability"]),
-             "probabilities": {c: float(row[f"p_{c}"]) for c in pre.classes}}
-            for row in frame.to_dict(orient="records")]
+    best = result.best()
+    return [{"features": {name: _plain(value) for name, value in features.items()},
+             "label": str(result.labels[i]), "probability": float(best[i]),
+             "probabilities": {c: float(p) for c, p in zip(result.classes, result.proba[i])}}
+            for i, features in enumerate(result.inputs.to_dict(orient="records"))]
 
 
 def _max_mb(text: str) -> float:
@@ -167,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True,
                         help="a model's name: a directory of --models-dir (see dvc.yaml's models)")
     parser.add_argument("--models-dir", default="models", help="where the model directories are")
-    parser.add_argument("--input", help="CSV of rows to predict (the model's input columns)")
+    parser.add_argument("--input", help="CSV of rows to predict (the model's input columns; "
+                        "- for stdin)")
     parser.add_argument("--output", help="with --input: write the predictions (CSV, or JSON "
                         "with --json) here (a new or regular file; - for stdout, the default)")
     parser.add_argument("--max-mb", type=_max_mb, default=1024,
@@ -183,27 +219,47 @@ def main(argv: list[str] | None = None) -> None:
         output = None if args.output in (None, "-") else args.output
         if output:
             files.check_replaceable(output, "--output")
+            _check_not_the_input(output, args.input)
         model = models.load(models.find(args.models_dir, args.model))
         state = model.preprocessor
+        if args.input and not args.json:
+            own_columns(state.inputs, state.classes)  # a clash is refused before any reading
         rows = read_inputs(args.input, state, args.max_mb) if args.input else \
             parse_assignments(args.features, state)
-        result = predict(model, rows, args.input)
-        if args.json:
-            text = json.dumps({"model": args.model, "predictions": to_records(result, model)},
-                              sort_keys=True, allow_nan=False) + "\n"
-            if output:
-                files.write_text(output, text)
-            else:
-                _emit(text)
-        elif output:
-            files.write_csv(output, result)
-        elif args.input:
-            _emit(result.to_csv(index=False, lineterminator="\n"))
-        else:
-            row = result.iloc[0]
-            _emit(f"The probability that you have {row['label']} is "
-                  f"{row['probability'] * 100:.0f}% ({args.model})\n")
+        _write(predict(model, rows, args.input), args, output)
 
+
+def _check_not_the_input(output: str, source: str) -> None:
+    """Refuse an --output that is the --input file (a link to it, or stdin redirected from it):
+    the predictions would replace the rows they came from."""
+    from nnpipe.source import STDIN, is_url
+
+    if is_url(source):
+        return
+    try:
+        written = os.stat(output)
+        read = os.fstat(sys.stdin.fileno()) if source == STDIN else os.stat(source)
+    except (OSError, ValueError):  # no output yet, or no input: read_inputs names it
+        return
+    if (written.st_dev, written.st_ino) == (read.st_dev, read.st_ino):
+        raise PipelineError(f"--output {output}: is the --input file ({source}): refusing to "
+                            "replace the rows with their predictions")
+
+
+def _write(result: Prediction, args: argparse.Namespace, output: str | None) -> None:
+    """The predictions as JSON, a CSV (--input) or the lesson's sentence, to --output or stdout."""
+    if args.json:
+        text = json.dumps({"model": args.model, "predictions": to_records(result)},
+                          sort_keys=True, allow_nan=False) + "\n"
+    elif args.input:
+        text = to_frame(result).to_csv(index=False, lineterminator="\n")
+    else:
+        text = (f"The probability that you have {result.labels[0]} is "
+                f"{result.best()[0] * 100:.0f}% ({args.model})\n")
+    if output:
+        files.write_text(output, text)
+    else:
+        _emit(text)
 
 if __name__ == "__main__":
     cli.run_command(main)

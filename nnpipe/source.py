@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -18,22 +21,22 @@ def is_url(source: str) -> bool:
 DEFAULT_MAX_MB = 1024
 
 
+STDIN = "-"  # the source name that reads standard input
+CHUNK = 1 << 16
+
+
 def read_source(source: str, timeout: float, max_bytes: int = DEFAULT_MAX_MB << 20,
                 what: str = "fetch.source", limit: str = "fetch.max_mb") -> bytes:
-    """The raw bytes of a local CSV file or an http(s) URL, at most ``max_bytes`` of them.
+    """The raw bytes of a local CSV file, an http(s) URL or ``-`` (stdin), at most
+    ``max_bytes`` of them; a URL's whole answer within ``timeout`` seconds.
 
     A path must name a regular file: a device (/dev/zero), a FIFO or a directory would read
     forever, block, or fail later, so they are refused before anything is read.
     """
     if is_url(source):
-        try:
-            with urllib.request.urlopen(source, timeout=timeout) as response:
-                return _read_capped(response, max_bytes, source, limit)
-        except urllib.error.HTTPError as exc:
-            raise PipelineError(f"{source}: HTTP {exc.code} {short(exc.reason)}") from None
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise PipelineError(f"{source}: cannot fetch ({short(str(reason))})") from None
+        return _read_url(source, timeout, max_bytes, limit)
+    if source == STDIN:
+        return _read_capped(sys.stdin.buffer, max_bytes, source, limit)
     check_regular_file(source, max_bytes, what, limit)
     try:
         with open(source, "rb") as handle:
@@ -63,6 +66,46 @@ def check_in_experiment(source: str, cwd: str) -> None:
                             "absolute path")
 
 
+def _read_url(url: str, timeout: float, max_bytes: int, limit: str) -> bytes:
+    """The body at ``url``, all of it (connection, headers, every byte) within ``timeout``
+    seconds however slowly it comes: a socket timeout bounds one read only, so a worker
+    thread reads and this one waits for it until the deadline. A late worker is abandoned:
+    it stops at its next read."""
+    late = PipelineError(f"{url}: cannot fetch (no complete answer within {timeout:g} s)")
+    done: dict[str, Any] = {}
+    worker = threading.Thread(target=_download, daemon=True,
+                              args=(url, time.monotonic() + timeout, max_bytes, limit, done))
+    worker.start()
+    worker.join(timeout)
+    if "data" in done:
+        return done["data"]
+    raise late if isinstance(done.get("error"), TimeoutError) else done.get("error", late)
+
+
+def _download(url: str, deadline: float, max_bytes: int, limit: str,
+              done: dict[str, Any]) -> None:
+    """Put the body at ``url`` in ``done["data"]``, or the error in ``done["error"]``."""
+    try:
+        with urllib.request.urlopen(url, timeout=deadline - time.monotonic()) as response:
+            chunks, size = [], 0
+            while size <= max_bytes and time.monotonic() < deadline:
+                chunk = response.read1(CHUNK)  # what one read gives: a drip cannot hold it
+                if not chunk:
+                    done["data"] = _capped(b"".join(chunks), max_bytes, url, limit)
+                    return
+                chunks.append(chunk)
+                size += len(chunk)
+            _capped(b"".join(chunks), max_bytes, url, limit)  # over the size, or late
+    except urllib.error.HTTPError as exc:
+        done["error"] = PipelineError(f"{url}: HTTP {exc.code} {short(exc.reason)}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)  # a socket timeout: the deadline, said as such
+        done["error"] = reason if isinstance(reason, TimeoutError) else \
+            PipelineError(f"{url}: cannot fetch ({short(str(reason))})")
+    except PipelineError as exc:
+        done["error"] = exc
+
+
 def check_regular_file(path: str, max_bytes: int, what: str, limit: str) -> None:
     """A one-line error unless ``path`` is a regular file of at most ``max_bytes``."""
     import stat
@@ -83,7 +126,10 @@ def check_regular_file(path: str, max_bytes: int, what: str, limit: str) -> None
 
 
 def _read_capped(stream: Any, max_bytes: int, source: str, limit: str) -> bytes:
-    data = stream.read(max_bytes + 1)
+    return _capped(stream.read(max_bytes + 1), max_bytes, source, limit)
+
+
+def _capped(data: bytes, max_bytes: int, source: str, limit: str) -> bytes:
     if len(data) > max_bytes:
         raise PipelineError(f"{source}: more than the {max_bytes} bytes allowed ({limit})")
     return data

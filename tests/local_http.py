@@ -1,5 +1,7 @@
 """A local HTTP server on 127.0.0.1 for URL tests: files from a directory, 404 for anything
-else, and HTTP 500 for any path under /error500."""
+else, HTTP 500 for any path under /error500, and one byte a second under /drip (/drip/head:
+the status line and headers too; /drip/body: the body only). ``silent()``: a port that
+accepts connections and never answers."""
 from __future__ import annotations
 
 import contextlib
@@ -8,6 +10,7 @@ import http.server
 import os
 import socket
 import threading
+import time
 from typing import Iterator
 
 
@@ -15,8 +18,23 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/error500"):
             self.send_error(500, "Server Exploded")
+        elif self.path.startswith("/drip/"):
+            self.drip(self.path == "/drip/head")
         else:
             super().do_GET()
+
+    def drip(self, head_too: bool, seconds: int = 60) -> None:
+        """A CSV with a header promising more than comes, one byte a second for ``seconds``."""
+        head = b"HTTP/1.0 200 OK\r\nContent-Length: 100000\r\n\r\n"
+        if not head_too:
+            self.wfile.write(head)
+        for byte in ((head if head_too else b"") + b"X1,X2,color\n" + b"1" * seconds)[:seconds]:
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:  # the client left
+                return
+            time.sleep(1)
 
     def log_message(self, *args):  # keep pytest output clean
         pass
@@ -42,6 +60,16 @@ def serve(directory) -> Iterator[str]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def silent() -> Iterator[str]:
+    """Yield the base URL of a port that accepts connections (the kernel's backlog) and never
+    answers a byte."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def closed_port() -> int:

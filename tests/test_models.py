@@ -124,13 +124,14 @@ def test_softmax_rows_sum_to_one_for_huge_logits():
     np.testing.assert_array_equal(scores, before)
 
 
-def test_predict_proba_in_chunks_equals_one_pass():
+def test_predict_proba_gives_a_row_the_same_bytes_in_any_chunk():
     spec, weights = spec_of(h=(6, 4)), random_weights(h=(6, 4))
     X = np.random.RandomState(8).randn(25, D)
     whole = models.predict_proba(spec, weights, X)
-    np.testing.assert_allclose(models.predict_proba(spec, weights, X, chunk=7), whole,
-                               rtol=1e-15, atol=0)
-    np.testing.assert_allclose(whole, models.softmax(models.forward(weights, "relu", X)))
+    np.testing.assert_array_equal(models.predict_proba(spec, weights, X, budget=7), whole)
+    np.testing.assert_array_equal(models.predict_proba(spec, weights, X[3:4])[0], whole[3])
+    np.testing.assert_allclose(whole, models.softmax(models.forward(weights, "relu", X)),
+                               rtol=1e-13, atol=0)
 
 
 @pytest.mark.parametrize("field, value, known", [

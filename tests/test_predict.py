@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,21 @@ def test_numpy_mlp_predictions_equal_its_training_forward_pass(models_dir, tmp_p
     np.testing.assert_allclose(got, shifted / shifted.sum(axis=1, keepdims=True), atol=1e-12)
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_a_rows_probabilities_are_the_same_bytes_in_a_file_of_any_size(models_dir, model):
+    """Batch-independent inference: one row alone, and first, in the middle and last of
+    files of 1, 7, 999 and 4097 rows, gets the same bytes, for every model of the registry."""
+    loaded = models.load(str(models_dir / model))
+    rng = np.random.default_rng(5)
+    row = rng.normal(size=(1, len(loaded.preprocessor.inputs)))
+    alone = predict_cli.predict(loaded, row).proba[0].tobytes()
+    for n in (1, 7, 999, 4097):
+        for at in sorted({0, n // 2, n - 1}):
+            rows = rng.normal(size=(n, row.shape[1]))
+            rows[at] = row[0]
+            assert predict_cli.predict(loaded, rows).proba[at].tobytes() == alone, (n, at)
+
+
 def test_trained_models_learned_something(models_dir, tmp_path):
     """Points on the outer half of the spiral mostly get their own arm's class."""
     raw = pd.read_csv(models_dir.parent / "data/spiral.csv")
@@ -326,6 +342,72 @@ def test_output_dash_is_stdout(models_dir, points, tmp_path, monkeypatch):
 def test_output_dash_without_input_is_refused(models_dir):
     expect_error(predict(models_dir, "--output", "-", "X1=0", "X2=0", check=False),
                  "--output needs --input")
+
+
+def test_input_dash_reads_stdin(models_dir, points, monkeypatch):
+    monkeypatch.setattr("sys.stdin", _io.TextIOWrapper(_io.BytesIO(points.read_bytes())))
+    assert predict(models_dir, "--input", "-").stdout == \
+        predict(models_dir, "--input", str(points)).stdout
+
+
+@pytest.mark.parametrize("how", ["same_path", "relative_path", "hard_link", "input_symlink",
+                                 "stdin_from_it"])
+def test_output_that_is_the_input_file_is_refused_before_writing(models_dir, points, tmp_path,
+                                                                 monkeypatch, how):
+    before = points.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    source, output = str(points), str(points)
+    if how == "relative_path":
+        output = f"./{points.name}"
+    elif how == "hard_link":
+        os.link(points, tmp_path / "link.csv")
+        output = str(tmp_path / "link.csv")
+    elif how == "input_symlink":
+        (tmp_path / "alias.csv").symlink_to(points)
+        source = str(tmp_path / "alias.csv")
+    elif how == "stdin_from_it":
+        monkeypatch.setattr("sys.stdin", open(points, encoding="utf-8"))  # noqa: SIM115
+        source = "-"
+    expect_error(predict(models_dir, "--input", source, "--output", output, check=False),
+                 f"--output {output}: is the --input file ({source})")
+    assert points.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_an_input_url_dripping_bytes_stops_at_the_deadline(models_dir, tmp_path, monkeypatch):
+    import local_http
+    from nnpipe import source
+
+    read = source.read_source
+    monkeypatch.setattr(source, "read_source", lambda *a, **k: read(*a, **{**k, "timeout": 1.5}))
+    with local_http.serve(tmp_path) as url:
+        start = time.monotonic()
+        expect_error(predict(models_dir, "--input", f"{url}/drip/body", check=False),
+                     f"{url}/drip/body: cannot fetch (no complete answer within 1.5 s)")
+    assert time.monotonic() - start < 2
+
+
+@pytest.fixture
+def clashing(model_copy) -> Path:
+    """The linear model with its inputs renamed label and p_c2: names of predict's columns."""
+    path = model_copy / "config.json"
+    path.write_text(path.read_text().replace('"X1"', '"label"').replace('"X2"', '"p_c2"'))
+    return model_copy.parent
+
+
+def test_inputs_named_like_predicts_columns_are_kept_apart_or_refused(clashing, tmp_path):
+    (tmp_path / "in.csv").write_text("p_c2,label\n0.25,-0.5\n")
+    for args in (("label=-0.5", "p_c2=0.25"), ("--input", str(tmp_path / "in.csv"))):
+        (record,) = json.loads(predict(clashing, "--json", *args, model="linear").stdout)[
+            "predictions"]
+        assert record["features"] == {"label": -0.5, "p_c2": 0.25}
+        assert record["label"] in CLASSES and set(record["probabilities"]) == set(CLASSES)
+    assert SENTENCE.match(predict(clashing, "label=-0.5", "p_c2=0.25", model="linear").stdout)
+    expect_error(predict(clashing, "--input", str(tmp_path / "in.csv"), "--output",
+                         str(tmp_path / "out.csv"), model="linear", check=False),
+                 "the model's input column 'label' has the name of a column predict writes "
+                 "(label, probability, p_c1, p_c2, p_c3)", "use --json")
+    assert not (tmp_path / "out.csv").exists()
 
 
 # --- no NaN answers -----------------------------------------------------------------------------

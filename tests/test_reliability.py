@@ -326,6 +326,8 @@ CASES: dict[str, Case] = {
     "fetch-binary_garbage_5mb": _fetch(garbage, "not a"),
     "fetch-unreachable_url": _fetch("http://127.0.0.1:{closed}/x.csv", "cannot fetch",
                                     fetch__timeout=5),
+    "fetch-url_dripping_bytes": _fetch("{url}/drip/body", "no complete answer within 3 s",
+                                       fetch__timeout=3),
     "fetch-http_404": _fetch("{url}/missing.csv", "HTTP 404"),
     "fetch-http_500": _fetch("{url}/error500/good.csv", "HTTP 500"),
     "fetch-dev_zero": _fetch(DEV_ZERO, "not a regular file"),

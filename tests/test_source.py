@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import re
+import sys
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -79,6 +83,63 @@ def test_read_source_unreachable_url(no_proxy):
     url = "http://127.0.0.1:1/x.csv"
     with _raises(f"{url}: cannot fetch ("):
         source.read_source(url, timeout=5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["/drip/head", "/drip/body"])
+def test_a_url_dripping_bytes_stops_at_the_total_deadline(static_server, path):
+    """One byte a second, each read well within the timeout: the whole answer is bounded."""
+    url = f"{static_server}{path}"
+    start = time.monotonic()
+    with _raises(f"{url}: cannot fetch (no complete answer within 1.5 s)"):
+        source.read_source(url, timeout=1.5)
+    assert time.monotonic() - start < 2
+
+
+@pytest.mark.slow
+def test_a_url_that_never_answers_stops_at_the_deadline():
+    with local_http.silent() as url:
+        start = time.monotonic()
+        with _raises(f"{url}/x.csv: cannot fetch (no complete answer within 1 s)"):
+            source.read_source(f"{url}/x.csv", timeout=1)
+    assert time.monotonic() - start < 1.5
+
+
+def test_read_source_dash_is_stdin_capped(monkeypatch):
+    monkeypatch.setattr("sys.stdin", SimpleNamespace(buffer=io.BytesIO(b"X1\n1\n")))
+    assert source.read_source("-", timeout=1) == b"X1\n1\n"
+    monkeypatch.setattr("sys.stdin", SimpleNamespace(buffer=io.BytesIO(b"X1\n1\n")))
+    with _raises("-: more than the 4 bytes allowed (--max-mb)"):
+        source.read_source("-", timeout=1, max_bytes=4, limit="--max-mb")
+
+
+@pytest.mark.slow
+def test_dvc_status_of_a_url_that_never_answers_returns_within_dvc_https_bound(tmp_path):
+    """DVC checks a URL dependency itself (fetch's ``${fetch.source}``) with dvc-http's fixed
+    patience: a 60 s connect and read timeout per attempt, 5 attempts; no key of .dvc/config
+    reaches a dvc.yaml dependency (docs/reliability.md). The fetch stage itself stops within
+    fetch.timeout."""
+    from dvc_http import HTTPFileSystem
+
+    import yaml
+    from e2e_util import copy_repo, run
+
+    copy_repo(tmp_path)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    with local_http.silent() as base:
+        params["fetch"].update(source=f"{base}/spiral.csv", sha256="0" * 64, timeout=3)
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        start = time.monotonic()
+        stage = run(tmp_path, sys.executable, "-m", "stages", "fetch", "--params", "params.yaml",
+                    "--out", "raw.csv", check=False)
+        assert stage.returncode == 2 and "no complete answer within 3 s" in stage.stderr
+        assert time.monotonic() - start < 3 + 5  # the stage's deadline, plus its start-up
+        start = time.monotonic()
+        status = run(tmp_path, "dvc", "status", "fetch", check=False)
+        elapsed = time.monotonic() - start
+    bound = HTTPFileSystem.SESSION_RETRIES * HTTPFileSystem.REQUEST_TIMEOUT + 30
+    assert elapsed < bound, (elapsed, status.stdout, status.stderr)
+    assert f"deleted:            {base}/spiral.csv" in status.stdout, status.stdout
 
 
 # --- sha256 -----------------------------------------------------------------------------------

@@ -403,7 +403,7 @@ def test_own_predict_serves_a_raw_row_with_a_gap_and_an_unseen_category(own):
     assert X[0, 4:].tolist() == [0, 0, 0, *(state["imputer"]["sex"] == s for s in
                                             ("female", "male")), 0, 1, 0]
     result = predict.predict(model, row)
-    assert result["label"][0] in state["classes"]
+    assert result.labels[0] in state["classes"]
 
 
 def yaml_params(run: Run) -> dict:
