@@ -98,7 +98,7 @@ def test_dropped_rows_are_counted_and_every_model_still_learns(dropped):
     path, output = dropped
     removed = sum(1 for row in penguins.frame().itertuples()
                   if any(getattr(row, f) in ("", "NA") for f in penguins.FEATURES))
-    assert f"after data.missing=drop removed {removed} rows with missing cells" in output
+    assert f"data.missing=drop dropped {removed} rows with a missing feature" in output
     reached = accuracies(path)
     print("drop/error test accuracy:", reached)
     assert all(accuracy >= 0.95 for accuracy in reached.values()), reached
@@ -135,3 +135,62 @@ def test_a_queued_experiment_refuses_a_source_never_committed(tmp_path):
     assert "Running stage 'fetch'" not in logs["mine"]
     assert "check_params: params.yaml: every section valid" in logs["spiral"]
     assert "fetch: error:" in logs["spiral"] and "X9" in logs["spiral"]
+
+
+def typed_table() -> str:
+    """90 rows: x a number (one cell whitespace only), flag true/false, answer true/false and
+    one maybe, labels 01, 1 and 10 (x near 0, 5 and 10), one label missing."""
+    rows = ["x,flag,answer,label"]
+    for i in range(90):
+        label = ("01", "1", "10")[i % 3]
+        x = " " if i == 4 else f"{5 * (i % 3) + (i % 7) / 10:g}"
+        answer = "maybe" if i == 11 else ("true", "false")[i % 2]
+        rows.append(f"{x},{'true' if label == '1' else 'false'},{answer},{'' if i == 7 else label}")
+    return "\n".join(rows) + "\n"
+
+
+def test_types_decided_once_hold_through_dvc_exp_run_and_predict(tmp_path):
+    """true/false stay the text "true"/"false" (in every split and at predict); a category only
+    train has (maybe) is not an all-zero row elsewhere; labels 01, 1 and 10 are three classes;
+    a whitespace-only cell is missing; a missing label is refused, or its row dropped."""
+    copy_repo(tmp_path)
+    (tmp_path / "typed.csv").write_text(typed_table())
+    run(tmp_path, "git", "add", "typed.csv")
+    run(tmp_path, "git", "commit", "-qm", "a typed table")
+    common = ["-S", "fetch.source=typed.csv", "-S", "data.features=[x,flag,answer]",
+              "-S", "data.target=label", "-S", "data.missing=median",
+              "-S", "data.handle_unknown=error"]
+    refused = run(tmp_path, "dvc", "exp", "run", *common, check=False)
+    assert refused.returncode != 0
+    assert ("fetch: error: typed.csv: column 'label' row 9 has no label; set "
+            "data.missing_label to drop to drop such rows") in refused.stderr + refused.stdout
+    run(tmp_path, "git", "checkout", "params.yaml")
+    output = run(tmp_path, "dvc", "exp", "run", *common, "-S", "data.missing_label=drop")
+    assert "data.missing_label=drop dropped 1 rows with no label" in output.stderr + output.stdout
+    schema = json.loads((tmp_path / "data/schema.json").read_text())
+    assert schema["target"] == {"name": "label", "classes": ["01", "1", "10"],
+                                "counts": [30, 29, 30]}
+    assert schema["features"] == [
+        {"name": "x", "type": "numeric", "missing": 1},
+        {"name": "flag", "type": "categorical", "levels": ["false", "true"], "missing": 0},
+        {"name": "answer", "type": "categorical", "levels": ["false", "maybe", "true"],
+         "missing": 0}]
+    import numpy as np
+    import pandas as pd
+
+    state = json.loads((tmp_path / SPIRAL_DATA / "preprocess.json").read_text())
+    answer = [i for i, name in enumerate(state["features"]) if name.startswith("answer_")]
+    for split in ("train", "val", "test"):
+        X = np.load(tmp_path / SPIRAL_DATA / f"{split}.npz")["X"]
+        assert (X[:, answer].sum(axis=1) == 1).all(), split  # never an all-zero row
+    maybe_in = [s for s in ("train", "val", "test") if "maybe" in
+                pd.read_parquet(tmp_path / f"data/split/{s}.parquet")["answer"].tolist()]
+    assert maybe_in == ["train"]
+    for model in OWN_MODELS:
+        result = run(tmp_path, sys.executable, "-m", "nnpipe.predict", "--model", model,
+                     "x=5.1", "flag=true", "answer=true", check=False)
+        assert result.returncode == 0, result.stderr
+        assert "1 is" in result.stdout, result.stdout  # label "1", not "01" or "10"
+        whole = run(tmp_path, sys.executable, "-m", "nnpipe.predict", "--model", model,
+                    "--input", "typed.csv", check=False)
+        assert whole.returncode == 0 and len(whole.stdout.splitlines()) == 91, whole.stderr
