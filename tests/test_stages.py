@@ -175,8 +175,9 @@ def test_metrics_json_is_model_split_figure(tiny):
     assert set(metrics) == set(MODELS)
     for model in MODELS:
         assert set(metrics[model]) == set(SPLITS)
-        for figures in metrics[model].values():
-            assert set(figures) == {"accuracy", "precision", "recall", "f1"}
+        for split, figures in metrics[model].items():
+            interval = {"accuracy_low", "accuracy_high"} if split == "test" else set()
+            assert set(figures) == {"accuracy", "precision", "recall", "f1"} | interval
             assert all(isinstance(v, float) and 0 <= v <= 1 for v in figures.values())
 
 
@@ -185,6 +186,9 @@ def test_headline_is_each_models_test_accuracy(tiny):
     headline = json.loads((tiny / "reports/headline.json").read_text())
     metrics = json.loads((tiny / "reports/metrics.json").read_text())
     assert headline == {m: {"test_acc": metrics[m]["test"]["accuracy"]} for m in MODELS}
+    for m in MODELS:
+        test = metrics[m]["test"]
+        assert test["accuracy_low"] <= test["accuracy"] <= test["accuracy_high"]
 
 
 def test_predictions_match_metrics_and_test_labels(tiny):
