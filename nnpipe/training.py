@@ -8,7 +8,7 @@ torch.optim.Adam). torch is imported only for a torch model.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -35,9 +35,21 @@ def spec_for(name: str, hp: ModelParams, state: Preprocessor) -> models.ModelSpe
                             num_classes=len(state.classes))
 
 
+def class_weights(policy: str, counts: Sequence[int]) -> np.ndarray | None:
+    """The loss's weight per class (C,) from the train split's class ``counts``: ``balanced``
+    is scikit-learn's N / (C * count) (the lesson's 1/count, scaled so that equal classes weigh
+    exactly 1: the loss, and every byte trained, is then the unweighted one), ``none`` is no
+    weighting."""
+    if policy == "none":
+        return None
+    counts = np.asarray(counts, dtype=np.float64)
+    return counts.sum() / (len(counts) * counts)
+
+
 def fit(name: str, hp: ModelParams, state: Preprocessor, data: TrainData, seed: int) -> Fitted:
     """Train model ``name`` as its section says; refuse weights that are not finite."""
     spec = spec_for(name, hp, state)
+    data = data._replace(class_weights=class_weights(hp.class_weight, state.class_counts))
     log_name = f"train_{name}"
     if spec.backend == "numpy":
         rng = np.random.RandomState(seed)

@@ -23,7 +23,7 @@ BY_BACKEND = {}
 for _name in MODEL_SECTIONS:
     BY_BACKEND.setdefault(REPO_RAW[_name]["backend"], _name)
 TORCH, NUMPY = BY_BACKEND["torch"], BY_BACKEND["numpy"]
-COMMON = "backend, activation, hidden_dims, lr, epochs, batch_size, log_every"
+COMMON = "backend, activation, hidden_dims, lr, epochs, batch_size, log_every, class_weight"
 
 
 def load(path, *names: str) -> params.Params:
@@ -399,6 +399,8 @@ WIDTHS = "must be 'auto' or a list of 1 to 20 widths, each > 0 and at most 10000
     (TORCH, "init", "Default", "init='Default' must be one of default, xavier_normal"),
     (NUMPY, "init_scale", 0, "init_scale=0 must be > 0"),
     (NUMPY, "log_every", 0, "log_every=0 must be > 0"),
+    (TORCH, "class_weight", "Balanced", "class_weight='Balanced' must be one of balanced, none"),
+    (NUMPY, "class_weight", None, "class_weight=None must be one of balanced, none"),
 ])
 def test_out_of_range_model_key_names_key_and_value(section, key, value, message):
     with _raises(f"params.yaml: {section}.{message}"):

@@ -34,7 +34,7 @@ def _raises(message: str):
 def section(backend: str, activation: str = "relu", **changes) -> params.ModelParams:
     """A small valid section of ``backend``, validated as params.yaml's are."""
     raw = {"backend": backend, "activation": activation, "hidden_dims": [6], "lr": 0.1,
-           "epochs": 3, "batch_size": None, "log_every": 100}
+           "epochs": 3, "batch_size": None, "log_every": 100, "class_weight": "balanced"}
     raw.update({"init_scale": 0.1} if backend == "numpy" else
                {"dropout_p": 0.0, "init": "default"})
     return params.build_section("train_m", {**raw, **changes})
@@ -45,7 +45,8 @@ def _data(n: int = 30, d: int = 2, seed: int = 0) -> tuple[preprocess.Preprocess
     X, labels = rng.randn(n, d), np.array(["a", "b", "c"])[np.arange(n) % 3]
     state = preprocess.fit(X, labels, [f"X{i + 1}" for i in range(d)], rows=n + n // 2)
     y = state.encode(labels)
-    return state, TrainData(state.transform(X), y, state.transform(X), y, state.class_weights)
+    weights = training.class_weights("balanced", state.class_counts)
+    return state, TrainData(state.transform(X), y, state.transform(X), y, weights)
 
 
 # --- spec_for ---------------------------------------------------------------------------------
@@ -142,6 +143,44 @@ def test_fit_refuses_weights_that_are_not_finite(monkeypatch, backend, module, f
         training.fit("m", section(backend), state, data, seed=0)
 
 
+# --- class_weight -----------------------------------------------------------------------------
+
+def test_class_weights_balanced_is_scikit_learns_and_none_is_none():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.repeat([0, 1, 2], [20, 8, 12])
+    np.testing.assert_allclose(training.class_weights("balanced", [20, 8, 12]),
+                               compute_class_weight("balanced", classes=np.arange(3), y=y))
+    assert training.class_weights("balanced", [350, 350, 350]).tolist() == [1.0, 1.0, 1.0]
+    assert training.class_weights("none", [20, 8, 12]) is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_balanced_weights_change_no_byte_on_equal_classes(backend):
+    """The spiral's classes are equal: balanced and none train the same bytes."""
+    state, data = _data()
+    assert len(set(state.class_counts)) == 1
+    runs = [training.fit("m", section(backend, class_weight=cw, batch_size=8), state, data, 3)
+            for cw in ("balanced", "none")]
+    assert runs[0].history.rows == runs[1].history.rows
+    for name in runs[0].spec.weight_names:
+        assert runs[0].weights[name].tobytes() == runs[1].weights[name].tobytes()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_class_weight_is_the_losss_weighting_on_unequal_classes(backend):
+    state, data = _data(n=40)
+    keep = np.flatnonzero((np.arange(40) % 3 != 2) | (np.arange(40) < 9))  # c: 3 rows of 13
+    y = data.y_train[keep]
+    state = dataclasses.replace(state, class_counts=tuple(np.bincount(y).tolist()))
+    data = data._replace(X_train=data.X_train[keep], y_train=y)
+    balanced, none = (training.fit("m", section(backend, class_weight=cw), state, data, 3)
+                      for cw in ("balanced", "none"))
+    assert balanced.history.rows[0][1] != none.history.rows[0][1]
+    manual = training.fit("m", section(backend), state, data._replace(class_weights=None), 3)
+    assert manual.history.rows == balanced.history.rows  # fit takes the weights from the counts
+
+
 # --- the registry -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -178,7 +217,7 @@ def test_torch_loads_only_for_a_torch_model():
             "y = state.encode(labels)\n"
             "hp = params.build_section('train_m', {'backend': 'numpy', 'activation': 'relu',\n"
             "    'hidden_dims': [4], 'lr': 0.1, 'epochs': 2, 'batch_size': None,\n"
-            "    'log_every': 1, 'init_scale': 0.1})\n"
+            "    'log_every': 1, 'init_scale': 0.1, 'class_weight': 'none'})\n"
             "training.fit('m', hp, state, preprocess.TrainData(X, y, X, y, None), 0)\n"
             "print('torch' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
@@ -213,6 +252,7 @@ def test_warm_preload_holds_what_a_torch_fit_imports():
         "y = state.encode(labels)\n"
         "hp = params.build_section('train_m', {'backend': 'torch', 'activation': 'relu',\n"
         "    'hidden_dims': [5], 'lr': 0.1, 'epochs': 3, 'batch_size': None, 'log_every': 10,\n"
+        "    'class_weight': 'balanced',\n"
         "    'dropout_p': 0.1, 'init': 'xavier_normal'})\n"
         "training.fit('m', hp, state, preprocess.TrainData(X, y, X, y, None), 0)")
     assert len(new) < 5 and not any(m.startswith(("torch._dynamo", "torch._inductor", "sympy"))

@@ -141,6 +141,7 @@ BATCH = {"message_greater_than": "must be null or > 0"}
 UNIT = {"message_greater_than_equal": "must be in [0, 1)", "message_less_than": "must be in [0, 1)"}
 BACKENDS = ("numpy", "torch")
 ACTIVATIONS = ("identity", "relu")
+CLASS_WEIGHTS = ("balanced", "none")  # the loss's weight per class: 1/count, or none
 MODEL_PREFIX = "train_"  # a model's section: train_<model>
 
 
@@ -151,7 +152,9 @@ class ModelParams(Section):
     ``activation`` the function between affine layers (``identity``: the lesson's linear
     model; ``relu``: its MLP), ``hidden_dims`` the width of each hidden layer, or ``auto``
     for one layer of 2*N*C + D units (N*C: the data set's rows, D: its features; the
-    lesson's rule for a model that memorizes its data).
+    lesson's rule for a model that memorizes its data). ``class_weight``: ``balanced`` weights
+    each class's loss by 1/count, as the lesson does (every class counts as much, whatever its
+    rows); ``none`` weights every row alike.
     """
     backend: Literal["numpy", "torch"] = param("one of numpy, torch")
     activation: Literal["identity", "relu"] = param("one of identity, relu")
@@ -162,6 +165,7 @@ class ModelParams(Section):
     epochs: StrictInt = param("an integer", gt=0, le=MAX_EPOCHS)
     batch_size: Optional[StrictInt] = param("null or an integer", gt=0, **BATCH)
     log_every: StrictInt = param("an integer", gt=0)
+    class_weight: Literal["balanced", "none"] = param(f"one of {', '.join(CLASS_WEIGHTS)}")
 
     @model_validator(mode="after")
     def _weights(self) -> "ModelParams":
