@@ -55,7 +55,7 @@ def fit(name: str, hp: ModelParams, state: Preprocessor, data: TrainData, seed: 
         rng = np.random.RandomState(seed)
         model = numpy_mlp.NumpyMLP.init(spec.layer_dims, hp.init_scale, rng, spec.activation)
         history = numpy_mlp.train(model, data, hp.lr, hp.epochs, hp.batch_size, rng,
-                                  hp.log_every, log_name)
+                                  hp.log_every, log_name, hp.keep, hp.patience)
         weights = model.params
     else:
         from nnpipe import torch_models  # torch loads only for a torch model
@@ -63,7 +63,7 @@ def fit(name: str, hp: ModelParams, state: Preprocessor, data: TrainData, seed: 
         torch_models.make_deterministic(seed)
         module = torch_models.build(spec, hp.dropout_p, hp.init)
         config = torch_models.TrainConfig(hp.lr, hp.epochs, hp.batch_size, seed, hp.log_every,
-                                          log_name)
+                                          log_name, hp.keep, hp.patience)
         history = torch_models.train(module, data, config)
         weights = torch_models.export_weights(module)
     for key, array in weights.items():

@@ -295,8 +295,9 @@ def test_add_stores_plain_python_numbers(hist):
 def test_to_csv_header_and_rows(hist):
     text = hist.to_csv()
     lines = text.split("\n")
-    assert lines[0] == "epoch,train_loss,train_acc,val_loss,val_acc"
-    assert lines[1] == "0,1.0986,0.3333333333333333,1.1,0.3"
+    assert lines[0] == "epoch,train_loss,train_acc,val_loss,val_acc,kept"
+    assert lines[1] == "0,1.0986,0.3333333333333333,1.1,0.3,0"
+    assert lines[2].endswith(",1")  # the last epoch, unless a Keeper kept another
     assert lines[2].startswith("10,0.6612,")
     assert text.endswith("\n") and lines[3] == "" and len(lines) == 4
 
@@ -305,7 +306,7 @@ def test_to_csv_floats_round_trip_exactly(hist):
     for row, line in zip(hist.rows, hist.to_csv().splitlines()[1:]):
         fields = line.split(",")
         assert int(fields[0]) == row[0]
-        assert [float(v) for v in fields[1:]] == list(row[1:])
+        assert [float(v) for v in fields[1:-1]] == list(row[1:])
 
 
 def test_to_csv_empty_history_is_header_only():

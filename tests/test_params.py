@@ -23,7 +23,7 @@ BY_BACKEND = {}
 for _name in MODEL_SECTIONS:
     BY_BACKEND.setdefault(REPO_RAW[_name]["backend"], _name)
 TORCH, NUMPY = BY_BACKEND["torch"], BY_BACKEND["numpy"]
-COMMON = "backend, activation, hidden_dims, lr, epochs, batch_size, log_every, class_weight"
+COMMON = "backend, activation, hidden_dims, lr, epochs, batch_size, log_every, class_weight, keep, patience"
 
 
 def load(path, *names: str) -> params.Params:
@@ -401,6 +401,9 @@ WIDTHS = "must be 'auto' or a list of 1 to 20 widths, each > 0 and at most 10000
     (NUMPY, "log_every", 0, "log_every=0 must be > 0"),
     (TORCH, "class_weight", "Balanced", "class_weight='Balanced' must be one of balanced, none"),
     (NUMPY, "class_weight", None, "class_weight=None must be one of balanced, none"),
+    (TORCH, "keep", "best", "keep='best' must be one of best_val, last"),
+    (NUMPY, "patience", 0, "patience=0 must be null or > 0"),
+    (TORCH, "patience", 2.0, "patience=2.0 must be null or an integer"),
 ])
 def test_out_of_range_model_key_names_key_and_value(section, key, value, message):
     with _raises(f"params.yaml: {section}.{message}"):

@@ -28,7 +28,7 @@ from pipeline import (MODELS, REGISTRY, ROOT, SPLITS, STAGES, Run, model_section
                       tree_bytes, with_changes, write_params)
 
 PNG_MAGIC = b"\x89PNG"
-CURVES_HEADER = "epoch,train_loss,train_acc,val_loss,val_acc"
+CURVES_HEADER = "epoch,train_loss,train_acc,val_loss,val_acc,kept"
 TINY = tiny_params()
 TRAIN = {m: STAGES[f"train@{m}"] for m in MODELS}
 
@@ -156,7 +156,9 @@ def test_curves_have_one_row_per_epoch(tiny, model):
     path = tiny / f"reports/curves/{model}.csv"
     assert path.read_text().splitlines()[0] == CURVES_HEADER
     frame = pd.read_csv(path)
-    assert frame["epoch"].tolist() == list(range(section(model)["epochs"]))
+    epochs = section(model)["epochs"]  # all of them, or fewer if patience stopped it
+    assert frame["epoch"].tolist() == list(range(len(frame))) and 0 < len(frame) <= epochs
+    assert frame["kept"].sum() == 1  # the epoch whose weights the model holds
     for column in ("train_acc", "val_acc"):
         assert frame[column].between(0, 1).all()
     assert (frame[["train_loss", "val_loss"]] > 0).all().all()

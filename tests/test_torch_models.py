@@ -222,7 +222,8 @@ def test_minibatch_order_is_a_function_of_the_seed():
 def _section(backend: str, activation: str) -> params.ModelParams:
     """A small section of ``backend`` (the keys its schema asks for)."""
     raw = {"backend": backend, "activation": activation, "hidden_dims": [16, 8], "lr": 0.05,
-           "epochs": 15, "batch_size": None, "log_every": 100, "class_weight": "balanced"}
+           "epochs": 15, "batch_size": None, "log_every": 100, "class_weight": "balanced",
+           "keep": "last", "patience": None}
     raw.update({"init_scale": 0.5, "lr": 0.5} if backend == "numpy" else
                {"dropout_p": 0.1, "init": "xavier_normal"})
     return params.build_section(f"train_{backend}", raw)

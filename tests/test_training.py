@@ -34,7 +34,8 @@ def _raises(message: str):
 def section(backend: str, activation: str = "relu", **changes) -> params.ModelParams:
     """A small valid section of ``backend``, validated as params.yaml's are."""
     raw = {"backend": backend, "activation": activation, "hidden_dims": [6], "lr": 0.1,
-           "epochs": 3, "batch_size": None, "log_every": 100, "class_weight": "balanced"}
+           "epochs": 3, "batch_size": None, "log_every": 100, "class_weight": "balanced",
+           "keep": "last", "patience": None}
     raw.update({"init_scale": 0.1} if backend == "numpy" else
                {"dropout_p": 0.0, "init": "default"})
     return params.build_section("train_m", {**raw, **changes})
@@ -181,6 +182,44 @@ def test_class_weight_is_the_losss_weighting_on_unequal_classes(backend):
     assert manual.history.rows == balanced.history.rows  # fit takes the weights from the counts
 
 
+# --- keep and patience ------------------------------------------------------------------------
+
+def _stop_epoch(val_losses: list[float], patience: int) -> int:
+    """The epoch a patience of ``patience`` stops after, by hand."""
+    best = 0
+    for epoch, loss in enumerate(val_losses):
+        best = epoch if loss < val_losses[best] else best
+        if epoch - best >= patience:
+            return epoch
+    return len(val_losses) - 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keep_best_val_restores_the_lowest_val_loss_epoch_and_patience_stops(backend):
+    state, data = _data()  # equal classes: the weights are 1
+    rng = np.random.RandomState(1)
+    X = rng.randn(60, 2)
+    y = (X @ np.array([[2.0, 0.0, -2.0], [0.0, 2.0, -2.0]])).argmax(axis=1)
+    y_val = y[30:].copy()
+    y_val[::3] = (y_val[::3] + 1) % 3  # a third of val's labels moved: its loss falls, then rises
+    data = data._replace(X_train=X[:30], y_train=y[:30], X_val=X[30:], y_val=y_val)
+    hp = section(backend, epochs=40, lr=0.5 if backend == "numpy" else 0.02)
+    last = training.fit("m", hp, state, data, 3)
+    losses = [row[3] for row in last.history.rows]
+    best = int(np.argmin(losses))
+    assert 0 < best < 30 and last.history.kept == 39
+    kept = training.fit("m", hp.model_copy(update={"keep": "best_val"}), state, data, 3)
+    assert kept.history.rows == last.history.rows and kept.history.kept == best
+    upto = training.fit("m", hp.model_copy(update={"epochs": best + 1}), state, data, 3)
+    for name in upto.spec.weight_names:
+        np.testing.assert_array_equal(kept.weights[name], upto.weights[name])
+    stopped = training.fit("m", hp.model_copy(update={"keep": "best_val", "patience": 3}),
+                           state, data, 3)
+    assert len(stopped.history.rows) == _stop_epoch(losses, 3) + 1 < 40
+    assert stopped.history.kept == int(np.argmin(losses[:len(stopped.history.rows)]))
+    assert stopped.history.to_csv().splitlines()[best + 1].endswith(",1")
+
+
 # --- the registry -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -217,7 +256,8 @@ def test_torch_loads_only_for_a_torch_model():
             "y = state.encode(labels)\n"
             "hp = params.build_section('train_m', {'backend': 'numpy', 'activation': 'relu',\n"
             "    'hidden_dims': [4], 'lr': 0.1, 'epochs': 2, 'batch_size': None,\n"
-            "    'log_every': 1, 'init_scale': 0.1, 'class_weight': 'none'})\n"
+            "    'log_every': 1, 'init_scale': 0.1, 'class_weight': 'none',\n"
+            "    'keep': 'last', 'patience': None})\n"
             "training.fit('m', hp, state, preprocess.TrainData(X, y, X, y, None), 0)\n"
             "print('torch' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
@@ -252,7 +292,7 @@ def test_warm_preload_holds_what_a_torch_fit_imports():
         "y = state.encode(labels)\n"
         "hp = params.build_section('train_m', {'backend': 'torch', 'activation': 'relu',\n"
         "    'hidden_dims': [5], 'lr': 0.1, 'epochs': 3, 'batch_size': None, 'log_every': 10,\n"
-        "    'class_weight': 'balanced',\n"
+        "    'class_weight': 'balanced', 'keep': 'best_val', 'patience': 2,\n"
         "    'dropout_p': 0.1, 'init': 'xavier_normal'})\n"
         "training.fit('m', hp, state, preprocess.TrainData(X, y, X, y, None), 0)")
     assert len(new) < 5 and not any(m.startswith(("torch._dynamo", "torch._inductor", "sympy"))

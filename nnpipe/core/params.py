@@ -142,6 +142,7 @@ UNIT = {"message_greater_than_equal": "must be in [0, 1)", "message_less_than": 
 BACKENDS = ("numpy", "torch")
 ACTIVATIONS = ("identity", "relu")
 CLASS_WEIGHTS = ("balanced", "none")  # the loss's weight per class: 1/count, or none
+KEEPS = ("best_val", "last")  # which epoch's weights a model keeps
 MODEL_PREFIX = "train_"  # a model's section: train_<model>
 
 
@@ -154,7 +155,9 @@ class ModelParams(Section):
     for one layer of 2*N*C + D units (N*C: the data set's rows, D: its features; the
     lesson's rule for a model that memorizes its data). ``class_weight``: ``balanced`` weights
     each class's loss by 1/count, as the lesson does (every class counts as much, whatever its
-    rows); ``none`` weights every row alike.
+    rows); ``none`` weights every row alike. ``keep``: the weights of the epoch with the lowest
+    validation loss (``best_val``) or of the last (``last``); ``patience``: stop after that many
+    epochs without a lower validation loss (null: run every epoch).
     """
     backend: Literal["numpy", "torch"] = param("one of numpy, torch")
     activation: Literal["identity", "relu"] = param("one of identity, relu")
@@ -166,6 +169,9 @@ class ModelParams(Section):
     batch_size: Optional[StrictInt] = param("null or an integer", gt=0, **BATCH)
     log_every: StrictInt = param("an integer", gt=0)
     class_weight: Literal["balanced", "none"] = param(f"one of {', '.join(CLASS_WEIGHTS)}")
+    keep: Literal["best_val", "last"] = param(f"one of {', '.join(KEEPS)}")
+    patience: Optional[StrictInt] = param("null or an integer", gt=0, le=MAX_EPOCHS,
+                                          message_greater_than="must be null or > 0")
 
     @model_validator(mode="after")
     def _weights(self) -> "ModelParams":
