@@ -44,7 +44,8 @@ def weight_names(layers: int) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class ModelSpec:
     """Architecture of one model: the backend that trains it, the activation between its
-    affine layers (identity | relu) and ``layer_dims``."""
+    affine layers (identity | relu) and ``layer_dims`` (no hidden layer: one affine layer,
+    as scikit-learn's LogisticRegression)."""
     name: str
     backend: str
     activation: str
@@ -59,7 +60,7 @@ class ModelSpec:
                 raise PipelineError(f"model {self.name}: unknown {key} {short(repr(value))} "
                                     f"(known: {', '.join(known)})")
         dims = (self.input_dim, *self.hidden_dims, self.num_classes)
-        if not self.hidden_dims or not all(type(d) is int and d > 0 for d in dims):
+        if not all(type(d) is int and d > 0 for d in dims):
             raise PipelineError(f"model {self.name}: input_dim, hidden_dims and num_classes "
                                 f"must be integers > 0 (got {short(repr(dims))})")
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))

@@ -133,8 +133,9 @@ def training_curves(curves: Any, model: str) -> Any:
     kept = curves["epoch"][curves["kept"] == 1]
     for i, (metric, label) in enumerate((("loss", "loss"), ("acc", "accuracy")), start=1):
         ax = fig.add_subplot(1, 2, i)
-        ax.plot(curves["epoch"], curves[f"train_{metric}"], label="train")
-        ax.plot(curves["epoch"], curves[f"val_{metric}"], label="val")
+        marker = "o" if len(curves["epoch"]) == 1 else None  # one row: sklearn's fit
+        ax.plot(curves["epoch"], curves[f"train_{metric}"], label="train", marker=marker)
+        ax.plot(curves["epoch"], curves[f"val_{metric}"], label="val", marker=marker)
         for epoch in kept:
             ax.axvline(epoch, color="grey", linestyle="--", linewidth=1,
                        label=f"kept: epoch {int(epoch)}")

@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> None:
         models.save(args.model_dir, fitted.spec, fitted.weights, state)
         files.write_text(args.curves, fitted.history.to_csv())
         kept = fitted.history.kept_row()
-        log.info("hidden_dims %s, kept epoch %d of %d (val_loss %.4f, val_acc %.4f) -> %s",
-                 list(fitted.spec.hidden_dims), kept["epoch"], len(fitted.history.rows),
+        log.info("hidden_dims %s, kept epoch %d, last %d (val_loss %.4f, val_acc %.4f) -> %s",
+                 list(fitted.spec.hidden_dims), kept["epoch"], fitted.history.rows[-1][0],
                  kept["val_loss"], kept["val_acc"], args.model_dir)
 
 

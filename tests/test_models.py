@@ -134,7 +134,7 @@ def test_predict_proba_in_chunks_equals_one_pass():
 
 
 @pytest.mark.parametrize("field, value, known", [
-    ("backend", "jax", "numpy, torch"), ("backend", "mlp", "numpy, torch"),
+    ("backend", "jax", "numpy, torch, sklearn"), ("backend", "mlp", "numpy, torch, sklearn"),
     ("activation", "tanh", "identity, relu"), ("activation", None, "identity, relu")])
 def test_unknown_backend_or_activation_is_refused(field, value, known):
     fields = {"backend": "torch", "activation": "relu", field: value}
@@ -142,7 +142,7 @@ def test_unknown_backend_or_activation_is_refused(field, value, known):
         ModelSpec(name="m", input_dim=2, hidden_dims=(4,), num_classes=3, **fields)
 
 
-@pytest.mark.parametrize("hidden", [(), (0,), (5, -1), (2.5,), (True,)])
+@pytest.mark.parametrize("hidden", [(0,), (5, -1), (2.5,), (True,)])
 def test_spec_refuses_bad_hidden_dims(hidden):
     with _raises("model m: input_dim, hidden_dims and num_classes must be integers > 0"):
         ModelSpec(name="m", backend="numpy", activation="relu", input_dim=2, hidden_dims=hidden,
@@ -156,7 +156,8 @@ def test_spec_holds_hidden_dims_as_a_tuple():
     assert spec.weight_names == ("W1", "b1", "W2", "b2", "W3", "b3")
 
 
-@pytest.mark.parametrize("hidden", [(4,), (6, 4), (6, 5, 4)], ids=["depth1", "depth2", "depth3"])
+@pytest.mark.parametrize("hidden", [(), (4,), (6, 4), (6, 5, 4)],
+                         ids=["depth0", "depth1", "depth2", "depth3"])
 def test_depth_is_data_from_save_to_inference(tmp_path, state, hidden):
     """W1..Wn, b1..bn on disk; evaluate/plot/predict read the depth from the directory alone."""
     spec, weights = spec_of(h=hidden), random_weights(h=hidden)
@@ -240,7 +241,7 @@ def test_load_refuses_an_unknown_backend_in_config(tmp_path, state):
     config["model"]["backend"] = "jax"
     (tmp_path / "config.json").write_text(json.dumps(config))
     with _raises(f"{tmp_path / 'config.json'}: malformed model config (model m: unknown "
-                 "backend 'jax' (known: numpy, torch))"):
+                 "backend 'jax' (known: numpy, torch, sklearn))"):
         models.load(str(tmp_path))
 
 

@@ -75,7 +75,8 @@ def _schemas() -> dict[str, type]:
 
 
 def test_the_registry_has_a_model_of_each_backend():
-    assert set(BY_BACKEND) == set(params.BACKENDS) == set(params.MODEL_SECTIONS)
+    """But sklearn: the reference a linear section switches to (-S ...backend=sklearn)."""
+    assert set(BY_BACKEND) | {"sklearn"} == set(params.BACKENDS) == set(params.MODEL_SECTIONS)
 
 
 def test_repo_params_yaml_validates_every_section(repo_raw):
@@ -133,7 +134,7 @@ def _add(name: str, section: dict):
     return edit
 
 
-@pytest.mark.parametrize("backend", params.BACKENDS)
+@pytest.mark.parametrize("backend", BY_BACKEND)
 def test_a_new_model_section_is_validated_as_its_backend(write_params, repo_raw, backend):
     """Sections are data: a new train_wide_mlp is whatever its backend says."""
     path = write_params(_add("train_wide_mlp", dict(repo_raw[BY_BACKEND[backend]],
@@ -144,7 +145,7 @@ def test_a_new_model_section_is_validated_as_its_backend(write_params, repo_raw,
 
 
 @pytest.mark.parametrize("activation", params.ACTIVATIONS)
-@pytest.mark.parametrize("backend", params.BACKENDS)
+@pytest.mark.parametrize("backend", BY_BACKEND)
 def test_every_backend_takes_every_activation(backend, activation):
     section = BY_BACKEND[backend]
     assert build(section, _set(section, "activation", activation)).activation == activation
@@ -172,15 +173,31 @@ def test_switching_the_backend_refuses_the_other_backends_keys(repo_raw):
     assert message.endswith(f"(known: {COMMON}, init_scale)")
 
 
+def test_a_sklearn_section_reads_epochs_and_class_weight_and_ignores_the_other_backends_keys(
+        repo_raw):
+    """Switching a section to sklearn is one key: its torch or numpy keys are ignored."""
+    for name in (TORCH, NUMPY):
+        section = build(name, _set(name, "backend", "sklearn"))
+        assert type(section) is params.SklearnModelParams
+        assert (section.epochs, section.class_weight) == (repo_raw[name]["epochs"],
+                                                          repo_raw[name]["class_weight"])
+        assert section.activation == "identity" and section.widths(150, 2) == ()
+    with _raises(f"params.yaml: unknown key {TORCH}.lrr (known: backend, epochs, class_weight)"):
+        build(TORCH, lambda raw: raw[TORCH].update(backend="sklearn", lrr=0.1))
+    with _raises(f"params.yaml: missing key {TORCH}.class_weight"):
+        build(TORCH, lambda raw: (raw[TORCH].update(backend="sklearn"),
+                                  raw[TORCH].pop("class_weight")))
+
+
 def test_a_missing_backend_is_named_with_its_choices(write_params):
     path = write_params(lambda raw: raw[TORCH].pop("backend"))
-    with _raises(f"{path}: missing key {TORCH}.backend (one of numpy, torch)"):
+    with _raises(f"{path}: missing key {TORCH}.backend (one of numpy, torch, sklearn)"):
         load(path, TORCH)
 
 
 @pytest.mark.parametrize("value", ["jax", "Torch", None, 5, ["torch"]])
 def test_an_invalid_backend_is_named_with_its_choices(value):
-    with _raises(f"params.yaml: {NUMPY}.backend={value!r} must be one of numpy, torch"):
+    with _raises(f"params.yaml: {NUMPY}.backend={value!r} must be one of numpy, torch, sklearn"):
         build(NUMPY, _set(NUMPY, "backend", value))
 
 
@@ -267,7 +284,7 @@ def _section(backend: str, hidden_dims) -> params.ModelParams:
     return build(section, _set(section, "hidden_dims", hidden_dims))
 
 
-@pytest.mark.parametrize("backend", params.BACKENDS)
+@pytest.mark.parametrize("backend", BY_BACKEND)
 def test_widths_resolves_auto_to_one_layer_of_two_rows_plus_features(backend):
     auto = _section(backend, "auto")
     assert auto.widths(150, 2) == (302,)  # the lesson: N*C = 150 rows, D = 2

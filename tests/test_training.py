@@ -18,13 +18,16 @@ from deps import ROOT
 from nnpipe import numpy_mlp, preprocess, torch_models, training
 from nnpipe.core import params
 from nnpipe.core.errors import PipelineError
-from nnpipe.core.params import ACTIVATIONS, BACKENDS
+from nnpipe.core.params import ACTIVATIONS
 from nnpipe.preprocess import TrainData
 
 REPO_RAW = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
 # The model registry (dvc.yaml's vars.models): model -> the data set it trains on.
 MODELS = next(v["models"] for v in yaml.safe_load(
     (ROOT / "dvc.yaml").read_text(encoding="utf-8"))["vars"] if "models" in v)
+
+
+BACKENDS = ("numpy", "torch")  # the backends that train by epochs; sklearn is tested below
 
 
 def _raises(message: str):
@@ -218,6 +221,54 @@ def test_keep_best_val_restores_the_lowest_val_loss_epoch_and_patience_stops(bac
     assert len(stopped.history.rows) == _stop_epoch(losses, 3) + 1 < 40
     assert stopped.history.kept == int(np.argmin(losses[:len(stopped.history.rows)]))
     assert stopped.history.to_csv().splitlines()[best + 1].endswith(",1")
+
+
+# --- the sklearn backend: the reference --------------------------------------------------------
+
+def _sklearn(class_weight: str = "balanced", epochs: int = 200) -> params.ModelParams:
+    """A torch section switched to sklearn in one key (its other keys are ignored)."""
+    raw = {**section("torch").model_dump(), "backend": "sklearn", "epochs": epochs,
+           "class_weight": class_weight}
+    return params.build_section("train_ref", raw)
+
+
+@pytest.mark.parametrize("classes, class_weight", [(3, "balanced"), (3, "none"), (2, "balanced")])
+def test_sklearn_backend_is_logistic_regression_as_w1_b1(classes, class_weight):
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 3)
+    codes = (X[:, 0] * 2 + rng.randn(60) > 0).astype(int) + (classes == 3) * (X[:, 1] > 0.5)
+    labels = np.array(["a", "b", "c"])[codes]
+    state = preprocess.fit(X, labels, ["X1", "X2", "X3"], rows=90)
+    Z, y = state.transform(X), state.encode(labels)
+    fitted = training.fit("ref", _sklearn(class_weight), state, TrainData(Z, y, Z, y), seed=0)
+    assert fitted.spec.layer_dims == (3, classes) and fitted.spec.activation == "identity"
+    weight = "balanced" if class_weight == "balanced" else None
+    reference = LogisticRegression(max_iter=200, class_weight=weight).fit(Z, y)
+    np.testing.assert_allclose(training.models.predict_proba(fitted.spec, fitted.weights, Z),
+                               reference.predict_proba(Z), rtol=1e-9, atol=1e-12)
+    (row,) = fitted.history.rows
+    assert row[0] == reference.n_iter_[0] - 1 and row[2] == reference.score(Z, y)
+
+
+def test_a_sklearn_model_is_saved_and_served_like_any_model(tmp_path):
+    state, data = _data()
+    fitted = training.fit("ref", _sklearn(), state, data, seed=0)
+    training.models.save(str(tmp_path), fitted.spec, fitted.weights, state)
+    loaded = training.models.load(str(tmp_path))
+    assert loaded.spec.backend == "sklearn" and loaded.spec.hidden_dims == ()
+    module = torch_models.load(str(tmp_path))
+    with torch.no_grad():
+        torch_proba = torch.softmax(module(torch.as_tensor(data.X_val, dtype=torch.float32)), 1)
+    np.testing.assert_allclose(torch_proba.numpy(), loaded.predict_proba(data.X_val), atol=1e-6)
+
+
+def test_a_sklearn_fit_short_of_convergence_says_so(caplog):
+    state, data = _data()
+    with caplog.at_level("WARNING", logger="nnpipe.training"):
+        training.fit("ref", _sklearn(epochs=1), state, data, seed=0)
+    assert "train_ref: lbfgs did not converge in epochs=1 iterations; raise epochs" in caplog.text
 
 
 # --- the registry -----------------------------------------------------------------------------
