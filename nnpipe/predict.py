@@ -9,7 +9,9 @@ A row is raw, as in the training CSV: a numeric input is a number, a categorical
 and an empty, NA or NaN value is missing. The model's state (config.json) applies what
 scale_encode fit: the imputer (a missing value needs a model trained with data.missing=mean,
 median or most_frequent), the scaler and the one-hot encoder (a category the train split never
-had is all zeros with data.handle_unknown=ignore, refused with error).
+had is all zeros with data.handle_unknown=ignore, with a warning on stderr naming the column and
+value, and in --json's "warnings"; refused with error). One row prints
+``predicted: LABEL (P%, MODEL)``.
 
 Exit code 2 with a one-line message for unknown, missing or repeated features, numeric values
 that are not finite numbers, a missing value or an unknown category the model refuses, rows
@@ -154,6 +156,27 @@ def _check_finite(values: np.ndarray, table: Any, source: str | None, what: str)
                             "data the model was trained on")
 
 
+def unseen(frame: Any, state: Preprocessor, source: str | None = None) -> list[str]:
+    """One warning per categorical column=value of ``frame`` (raw inputs) that the train split
+    never had: under data.handle_unknown=ignore it is encoded as all zeros, so the answer is
+    the model's guess without that input (a typo, ``dream`` for ``Dream``, included)."""
+    warnings = []
+    for name, levels in state.categories:
+        values = frame[name]
+        new = values[values.notna() & ~values.isin(levels)]
+        for value in dict.fromkeys(new.tolist()):
+            rows = [int(i) + 2 for i in new.index[new == value][:5]]
+            where = f"{source}: column '{name}' row{'s' * (len(rows) > 1)} " \
+                f"{', '.join(map(str, rows))}{', ...' * (int((new == value).sum()) > 5)}" \
+                if source else f"feature '{name}'"
+            near = [level for level in levels if level.casefold() == str(value).casefold()]
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            warnings.append(f"{where}: category {short(repr(value))} was not in the train split "
+                            f"({short(', '.join(levels), 200)}): encoded as all zeros "
+                            f"(data.handle_unknown=ignore){hint}")
+    return warnings
+
+
 def _plain(value: Any) -> Any:
     """An input value for JSON: a number, a string, or None (missing)."""
     if isinstance(value, str):
@@ -218,9 +241,12 @@ def main(argv: list[str] | None = None) -> None:
         rows = read_inputs(args.input, state, args.max_mb) if args.input else \
             parse_assignments(args.features, state)
         result = predict(model, rows, args.input)
+        warnings = unseen(result, state, args.input)
+        for warning in warnings:
+            print(f"predict: warning: {warning}", file=sys.stderr)
         if args.json:
-            text = json.dumps({"model": args.model, "predictions": to_records(result, model)},
-                              sort_keys=True, allow_nan=False) + "\n"
+            text = json.dumps({"model": args.model, "predictions": to_records(result, model),
+                               "warnings": warnings}, sort_keys=True, allow_nan=False) + "\n"
             if output:
                 files.write_text(output, text)
             else:
@@ -231,8 +257,7 @@ def main(argv: list[str] | None = None) -> None:
             _emit(result.to_csv(index=False, lineterminator="\n"))
         else:
             row = result.iloc[0]
-            _emit(f"The probability that you have {row['label']} is "
-                  f"{row['probability'] * 100:.0f}% ({args.model})\n")
+            _emit(f"predicted: {row['label']} ({row['probability'] * 100:.0f}%, {args.model})\n")
 
 
 if __name__ == "__main__":

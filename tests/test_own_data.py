@@ -23,7 +23,7 @@ SPIRAL_DATA = "data/processed"  # the fetched data set's processed splits (dvc.y
 OWN_MODELS = [m for m, data in REGISTRY.items() if data == SPIRAL_DATA]
 ROW = {"island": "Biscoe", "sex": "female", "bill_length_mm": "47", "bill_depth_mm": "15",
        "flipper_length_mm": "217", "body_mass_g": "5000"}  # a Gentoo
-SENTENCE = re.compile(r"The probability that you have (\w+) is (\d+)% \((\w+)\)\n")
+SENTENCE = re.compile(r"predicted: (\w+) \((\d+)%, (\w+)\)\n")
 
 
 def exp_run(path, missing: str, unknown: str) -> str:
