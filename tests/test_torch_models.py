@@ -11,10 +11,12 @@ import torch
 from nnpipe import models, preprocess, torch_models, training
 from nnpipe.core import params
 from nnpipe.core.errors import PipelineError
-from nnpipe.core.params import ACTIVATIONS, BACKENDS
+from nnpipe.core.params import ACTIVATIONS
 from nnpipe.data import make_spiral
 from nnpipe.models import ModelSpec
 from nnpipe.preprocess import TrainData
+
+BACKENDS = ("numpy", "torch")  # the MLPs; a sklearn model back in torch: tests/test_training.py
 
 D, H, C = 2, 5, 3
 
