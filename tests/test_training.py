@@ -358,3 +358,38 @@ def test_warm_preload_holds_what_validating_params_imports():
     assert _imported_after_preload(
         "from nnpipe.core import params\n"
         f"params.load('params.yaml', 'seed', 'math', 'split', 'random_data', {sections})") == []
+
+
+@pytest.mark.slow
+def test_balanced_weights_raise_the_rare_classs_recall(capsys):
+    """docs/your-own-data.md's class_weight table (``pytest -s`` prints it): the registry's
+    spiral models on a spiral of arms of 500, 150 and 50 rows, split as the pipeline splits."""
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    from nnpipe.data import make_spiral
+    from nnpipe.split import stratified_split
+
+    X, labels = make_spiral(500, ("c1", "c2", "c3"), 0.2, 1234)
+    rows = np.concatenate([np.flatnonzero(labels == c)[:n] for c, n in
+                           (("c1", 500), ("c2", 150), ("c3", 50))])
+    X, labels = X[rows], labels[rows]
+    train, val, test = stratified_split(labels, 0.7, 0.15, 0.15, REPO_RAW["seed"])
+    state = preprocess.fit(X[train], labels[train], ["X1", "X2"], rows=len(X))
+    data = TrainData(*(a for i in (train, val) for a in (state.transform(X[i]),
+                                                          state.encode(labels[i]))))
+    y = state.encode(labels[test])
+    lines = ["| model | class_weight | accuracy | macro-F1 | recall of c3 (rare) |"]
+    for name in (m for m, where in MODELS.items() if where == "data/processed"):
+        recall = {}
+        for cw in ("balanced", "none"):
+            hp = params.build_section(f"train_{name}", {**REPO_RAW[f"train_{name}"],
+                                                        "class_weight": cw})
+            fitted = training.fit(name, hp, state, data, REPO_RAW["seed"])
+            pred = training.models.predict_proba(fitted.spec, fitted.weights,
+                                                 state.transform(X[test])).argmax(axis=1)
+            recall[cw] = recall_score(y, pred, labels=[2], average=None)[0]
+            lines.append(f"| {name} | {cw} | {accuracy_score(y, pred):.4f} | "
+                         f"{f1_score(y, pred, average='macro'):.4f} | {recall[cw]:.4f} |")
+        assert recall["balanced"] >= recall["none"], name
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
