@@ -23,7 +23,8 @@ BY_BACKEND = {}
 for _name in MODEL_SECTIONS:
     BY_BACKEND.setdefault(REPO_RAW[_name]["backend"], _name)
 TORCH, NUMPY = BY_BACKEND["torch"], BY_BACKEND["numpy"]
-COMMON = "backend, activation, hidden_dims, lr, epochs, batch_size, log_every, class_weight, keep, patience"
+COMMON = ("backend, activation, hidden_dims, lr, epochs, batch_size, log_every, class_weight, "
+          "keep, patience")
 
 
 def load(path, *names: str) -> params.Params:

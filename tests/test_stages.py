@@ -226,11 +226,14 @@ def test_summary_md_has_one_row_per_model(tiny):
     metrics = json.loads((tiny / "reports/metrics.json").read_text())
     lines = (tiny / "reports/summary.md").read_text().splitlines()
     assert lines[0] == "## Model comparison (test split)"
-    assert "| model | accuracy | precision | recall | f1 |" in lines
+    assert "| model | accuracy | 95% interval | precision | recall | f1 |" in lines
     rows = [line for line in lines if line.startswith("| ") and not line.startswith("| model")]
     assert [row.split("|")[1].strip() for row in rows] == list(MODELS)
     for row, model in zip(rows, MODELS):
-        assert row.split("|")[2].strip() == f"{metrics[model]['test']['accuracy']:.4f}"
+        test = metrics[model]["test"]
+        assert row.split("|")[2].strip() == f"{test['accuracy']:.4f}"
+        assert row.split("|")[3].strip() == \
+            f"[{test['accuracy_low']:.4f}, {test['accuracy_high']:.4f}]"
 
 
 # --- plots ------------------------------------------------------------------------------------
