@@ -9,7 +9,8 @@ A model directory is self-describing and pickle-free:
   layer, loaded with allow_pickle=False;
 
 and its training record, a :class:`History` that both backends' loops fill and the training
-stage writes as the curves CSV (``COLUMNS``) that plot_model draws.
+stage writes as the curves CSV (``COLUMNS``) that plot_model draws, with the epoch a
+:class:`Keeper` chose to keep (best validation loss, or the last) and when it stopped.
 
 Every model is affine -> activation -> ... -> affine, so one NumPy inference
 (``predict_proba``: each row computed on its own, the same bytes in a batch of any size)
@@ -23,13 +24,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from nnpipe.core import files
 from nnpipe.core.errors import PipelineError, short
-from nnpipe.core.params import ACTIVATIONS, BACKENDS
+from nnpipe.core.params import ACTIVATIONS, BACKENDS, KEEPS
 from nnpipe.preprocess import Preprocessor
 
 CONFIG_FILE = "config.json"
@@ -44,7 +45,8 @@ def weight_names(layers: int) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class ModelSpec:
     """Architecture of one model: the backend that trains it, the activation between its
-    affine layers (identity | relu) and ``layer_dims``."""
+    affine layers (identity | relu) and ``layer_dims`` (no hidden layer: one affine layer,
+    as scikit-learn's LogisticRegression)."""
     name: str
     backend: str
     activation: str
@@ -59,7 +61,7 @@ class ModelSpec:
                 raise PipelineError(f"model {self.name}: unknown {key} {short(repr(value))} "
                                     f"(known: {', '.join(known)})")
         dims = (self.input_dim, *self.hidden_dims, self.num_classes)
-        if not self.hidden_dims or not all(type(d) is int and d > 0 for d in dims):
+        if not all(type(d) is int and d > 0 for d in dims):
             raise PipelineError(f"model {self.name}: input_dim, hidden_dims and num_classes "
                                 f"must be integers > 0 (got {short(repr(dims))})")
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
@@ -220,16 +222,18 @@ def _check_shapes(spec: ModelSpec, weights: Mapping[str, Any], where: str) -> No
 
 # --- the training record --------------------------------------------------------------------
 
-COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "kept")
 
 
 @dataclass
 class History:
     """One row per epoch of model ``name``: train loss/accuracy and validation loss/accuracy
-    (accuracy in [0, 1]). A loss that is not finite means training diverged: it is refused
-    with one line, so no curve or weights are written from it."""
+    (accuracy in [0, 1]), and the epoch whose weights were ``kept`` (the last one unless a
+    :class:`Keeper` says otherwise). A loss that is not finite means training diverged: it is
+    refused with one line, so no curve or weights are written from it."""
     name: str = "model"
     rows: list[tuple[int, float, float, float, float]] = field(default_factory=list)
+    kept: int | None = None  # None: the last row's epoch
 
     def check(self, loss: float, epoch: int) -> None:
         """Stop a diverging run at its first non-finite loss."""
@@ -253,8 +257,55 @@ class History:
     def last(self) -> dict[str, float]:
         return dict(zip(COLUMNS, self.rows[-1]))
 
+    def kept_row(self) -> dict[str, float]:
+        """The row of the epoch whose weights the model holds."""
+        epoch = self.rows[-1][0] if self.kept is None else self.kept
+        return dict(zip(COLUMNS, next(row for row in self.rows if row[0] == epoch)))
+
     def to_csv(self) -> str:
-        """CSV text with a header, floats in repr form (exact, deterministic)."""
+        """CSV text with a header, floats in repr form (exact, deterministic); ``kept`` is 1
+        on the epoch whose weights the model holds, 0 elsewhere."""
+        kept = self.rows[-1][0] if self.kept is None and self.rows else self.kept
         lines = [",".join(COLUMNS)]
-        lines += [",".join([str(row[0])] + [repr(v) for v in row[1:]]) for row in self.rows]
+        lines += [",".join([str(row[0])] + [repr(v) for v in row[1:]] + [str(int(row[0] == kept))])
+                  for row in self.rows]
         return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Keeper:
+    """Which epoch's weights a training loop keeps, and when it stops.
+
+    ``keep``: ``best_val`` restores the weights of the epoch with the lowest validation loss
+    (the first, on a tie); ``last`` keeps the last epoch's. ``patience``: stop once that many
+    epochs in a row bring no lower validation loss (None: every epoch runs). The loop calls
+    :meth:`step` after each epoch's row and :meth:`finish` once; ``snapshot`` copies the
+    model's weights, ``restore`` puts a copy back.
+    """
+    keep: str = "last"
+    patience: int | None = None
+    best_epoch: int = -1
+    best_loss: float = math.inf
+    weights: Any = None
+
+    def __post_init__(self) -> None:
+        if self.keep not in KEEPS:
+            raise PipelineError(f"unknown keep {short(repr(self.keep))} (known: "
+                                f"{', '.join(KEEPS)})")
+
+    def step(self, history: History, snapshot: Callable[[], Any]) -> bool:
+        """Record the epoch just added to ``history``; True when training should stop."""
+        epoch, val_loss = history.rows[-1][0], history.rows[-1][3]
+        if val_loss < self.best_loss:
+            self.best_epoch, self.best_loss = epoch, val_loss
+            if self.keep == "best_val":
+                self.weights = snapshot()
+        return self.patience is not None and epoch - self.best_epoch >= self.patience
+
+    def finish(self, history: History, restore: Callable[[Any], None]) -> None:
+        """Put the kept weights back and mark their epoch in ``history``."""
+        if self.keep == "best_val" and self.weights is not None:
+            restore(self.weights)
+            history.kept = self.best_epoch
+        elif history.rows:
+            history.kept = history.rows[-1][0]

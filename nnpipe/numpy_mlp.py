@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from nnpipe.models import History, forward
+from nnpipe.models import History, Keeper, forward
 from nnpipe.preprocess import TrainData
 
 log = logging.getLogger(__name__)
@@ -122,18 +122,25 @@ def _batches(n: int, batch_size: int | None, rng: np.random.RandomState) -> list
 
 
 def train(model: NumpyMLP, data: TrainData, lr: float, epochs: int, batch_size: int | None,
-          rng: np.random.RandomState, log_every: int = 100, name: str = "numpy_mlp") -> History:
+          rng: np.random.RandomState, log_every: int = 100, name: str = "numpy_mlp",
+          keep: str = "last", patience: int | None = None) -> History:
     """Plain gradient descent, in place on ``model.params``; one History row per epoch.
 
     Train loss/accuracy are those of the forward passes of the epoch (as the
-    lesson prints them); validation figures are taken after the epoch's updates.
+    lesson prints them); validation figures are taken after the epoch's updates. ``keep`` and
+    ``patience``: which epoch's weights ``model`` ends with, and when to stop (models.Keeper).
     """
-    history = History(name)
+    history, keeper = History(name), Keeper(keep, patience)
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by History
         for epoch in range(epochs):
             _epoch(model, data, lr, batch_size, rng, history, epoch)
-            if epoch % log_every == 0 or epoch == epochs - 1:
+            stop = keeper.step(history, lambda: {k: v.copy() for k, v in model.params.items()})
+            if epoch % log_every == 0 or epoch == epochs - 1 or stop:
                 log.info(history.line(-1))
+            if stop:
+                log.info("no lower val_loss in %d epochs: stopped", patience)
+                break
+    keeper.finish(history, model.params.update)
     return history
 
 

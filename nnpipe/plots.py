@@ -110,12 +110,18 @@ def decision_boundary(proba: ProbaFn, train: tuple[np.ndarray, np.ndarray],
 
 
 def training_curves(curves: Any, model: str) -> Any:
-    """Loss and accuracy per epoch, train and validation (a DataFrame of History columns)."""
+    """Loss and accuracy per epoch, train and validation (a DataFrame of History columns),
+    with a dashed line at the epoch whose weights the model kept (``kept`` = 1)."""
     fig = _figure(12, 4)
+    kept = curves["epoch"][curves["kept"] == 1]
     for i, (metric, label) in enumerate((("loss", "loss"), ("acc", "accuracy")), start=1):
         ax = fig.add_subplot(1, 2, i)
-        ax.plot(curves["epoch"], curves[f"train_{metric}"], label="train")
-        ax.plot(curves["epoch"], curves[f"val_{metric}"], label="val")
+        marker = "o" if len(curves["epoch"]) == 1 else None  # one row: sklearn's fit
+        ax.plot(curves["epoch"], curves[f"train_{metric}"], label="train", marker=marker)
+        ax.plot(curves["epoch"], curves[f"val_{metric}"], label="val", marker=marker)
+        for epoch in kept:
+            ax.axvline(epoch, color="grey", linestyle="--", linewidth=1,
+                       label=f"kept: epoch {int(epoch)}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.set_title(f"{model}: {label}")

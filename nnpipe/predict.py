@@ -11,10 +11,12 @@ categorical one the text as given (``flag=true`` is the category "true"), and an
 whitespace-only, NA or NaN value is missing. The model's state (config.json) applies what
 scale_encode fit: the imputer (a missing value needs a model trained with data.missing=mean,
 median or most_frequent), the scaler and the one-hot encoder (a category the train split never
-had is all zeros with data.handle_unknown=ignore, refused with error). ``--input -`` reads
-stdin; a URL is read whole within 30 s. A row's probabilities are the same bytes whatever
-rows come with it (models.predict_proba). The CSV written is the model's input columns, then
-label, probability and p_<class>; --json keeps the inputs apart under "features".
+had is all zeros with data.handle_unknown=ignore, with a warning on stderr naming the column and
+value, and in --json's "warnings"; refused with error). ``--input -`` reads stdin; a URL is read
+whole within 30 s. A row's probabilities are the same bytes whatever rows come with it
+(models.predict_proba). One row prints ``predicted: LABEL (P%, MODEL)``; the CSV written is the
+model's input columns, then label, probability and p_<class>; --json keeps the inputs apart
+under "features".
 
 Exit code 2 with a one-line message for unknown, missing or repeated features, numeric values
 that are not finite numbers, a missing value or an unknown category the model refuses, rows
@@ -158,6 +160,27 @@ def _check_finite(values: np.ndarray, table: Any, source: str | None, what: str)
                             "data the model was trained on")
 
 
+def unseen(frame: Any, state: Preprocessor, source: str | None = None) -> list[str]:
+    """One warning per categorical column=value of ``frame`` (raw inputs) that the train split
+    never had: under data.handle_unknown=ignore it is encoded as all zeros, so the answer is
+    the model's guess without that input (a typo, ``dream`` for ``Dream``, included)."""
+    warnings = []
+    for name, levels in state.categories:
+        values = frame[name]
+        new = values[values.notna() & ~values.isin(levels)]
+        for value in dict.fromkeys(new.tolist()):
+            rows = [int(i) + 2 for i in new.index[new == value][:5]]
+            where = f"{source}: column '{name}' row{'s' * (len(rows) > 1)} " \
+                f"{', '.join(map(str, rows))}{', ...' * (int((new == value).sum()) > 5)}" \
+                if source else f"feature '{name}'"
+            near = [level for level in levels if level.casefold() == str(value).casefold()]
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            warnings.append(f"{where}: category {short(repr(value))} was not in the train split "
+                            f"({short(', '.join(levels), 200)}): encoded as all zeros "
+                            f"(data.handle_unknown=ignore){hint}")
+    return warnings
+
+
 def _plain(value: Any) -> Any:
     """An input value for JSON: a number, a string, or None (missing)."""
     if isinstance(value, str):
@@ -226,7 +249,11 @@ def main(argv: list[str] | None = None) -> None:
             own_columns(state.inputs, state.classes)  # a clash is refused before any reading
         rows = read_inputs(args.input, state, args.max_mb) if args.input else \
             parse_assignments(args.features, state)
-        _write(predict(model, rows, args.input), args, output)
+        result = predict(model, rows, args.input)
+        warnings = unseen(result.inputs, state, args.input)
+        for warning in warnings:
+            print(f"predict: warning: {warning}", file=sys.stderr)
+        _write(result, args, output, warnings)
 
 
 def _check_not_the_input(output: str, source: str) -> None:
@@ -246,20 +273,21 @@ def _check_not_the_input(output: str, source: str) -> None:
                             "replace the rows with their predictions")
 
 
-def _write(result: Prediction, args: argparse.Namespace, output: str | None) -> None:
-    """The predictions as JSON, a CSV (--input) or the lesson's sentence, to --output or stdout."""
+def _write(result: Prediction, args: argparse.Namespace, output: str | None,
+           warnings: list[str]) -> None:
+    """The predictions as JSON, a CSV (--input) or one line, to --output or stdout."""
     if args.json:
-        text = json.dumps({"model": args.model, "predictions": to_records(result)},
-                          sort_keys=True, allow_nan=False) + "\n"
+        text = json.dumps({"model": args.model, "predictions": to_records(result),
+                           "warnings": warnings}, sort_keys=True, allow_nan=False) + "\n"
     elif args.input:
         text = to_frame(result).to_csv(index=False, lineterminator="\n")
     else:
-        text = (f"The probability that you have {result.labels[0]} is "
-                f"{result.best()[0] * 100:.0f}% ({args.model})\n")
+        text = f"predicted: {result.labels[0]} ({result.best()[0] * 100:.0f}%, {args.model})\n"
     if output:
         files.write_text(output, text)
     else:
         _emit(text)
+
 
 if __name__ == "__main__":
     cli.run_command(main)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,8 @@ class TrainConfig:
     seed: int
     log_every: int = 10
     name: str = "model"
+    keep: str = "last"  # best_val | last: which epoch's weights the module ends with
+    patience: int | None = None  # stop after this many epochs without a lower val_loss
 
 
 class FeedForward(nn.Module):
@@ -87,40 +90,56 @@ def train(model: nn.Module, data: TrainData, config: TrainConfig) -> models.Hist
 
     Train loss/accuracy come from the epoch's forward passes (as the lesson prints them);
     validation runs after the epoch in eval mode without grad. Mini-batches are drawn by a
-    generator seeded from ``config.seed``.
+    generator seeded from ``config.seed``. ``config.keep`` and ``config.patience``: which
+    epoch's weights ``model`` ends with, and when to stop (models.Keeper).
     """
-    X_train, y_train = _tensors(data.X_train, data.y_train)
-    X_val, y_val = _tensors(data.X_val, data.y_val)
     weight = None if data.class_weights is None else torch.as_tensor(
         data.class_weights, dtype=torch.float32)
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
     generator = torch.Generator().manual_seed(config.seed)
     history = models.History(config.name)
-    n = len(y_train)
+    keeper = models.Keeper(config.keep, config.patience)
+    tensors = (*_tensors(data.X_train, data.y_train), *_tensors(data.X_val, data.y_val))
     for epoch in range(config.epochs):
-        model.train()
-        loss_sum, correct = 0.0, 0
-        for rows in _batches(n, config.batch_size, generator):
-            Xb, yb = X_train[rows], y_train[rows]
-            scores = model(Xb)  # (B, C)
-            loss = loss_fn(scores, yb)
-            history.check(loss.item(), epoch)  # before the step: stop at the first bad one
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(rows)
-            correct += int((scores.argmax(dim=1) == yb).sum())
-        model.eval()
-        with torch.no_grad():
-            val_scores = model(X_val)
-            val_loss = loss_fn(val_scores, y_val).item()
-            val_acc = float((val_scores.argmax(dim=1) == y_val).float().mean())
-        history.add(epoch, loss_sum / n, correct / n, val_loss, val_acc)
-        if epoch % config.log_every == 0 or epoch == config.epochs - 1:
+        _epoch(model, tensors, loss_fn, optimizer, generator, config.batch_size, history, epoch)
+        stop = keeper.step(history, lambda: {k: v.detach().clone()
+                                             for k, v in model.state_dict().items()})
+        if epoch % config.log_every == 0 or epoch == config.epochs - 1 or stop:
             log.info(history.line(-1))
+        if stop:
+            log.info("no lower val_loss in %d epochs: stopped", config.patience)
+            break
+    keeper.finish(history, model.load_state_dict)
     model.eval()
     return history
+
+
+def _epoch(model: nn.Module, tensors: tuple[torch.Tensor, ...], loss_fn: nn.Module,
+           optimizer: Any, generator: torch.Generator, batch_size: int | None,
+           history: models.History, epoch: int) -> None:
+    """One pass over the train split, then the validation figures, appended to ``history``
+    (``tensors``: X_train, y_train, X_val, y_val)."""
+    X_train, y_train, X_val, y_val = tensors
+    n = len(y_train)
+    model.train()
+    loss_sum, correct = 0.0, 0
+    for rows in _batches(n, batch_size, generator):
+        Xb, yb = X_train[rows], y_train[rows]
+        scores = model(Xb)  # (B, C)
+        loss = loss_fn(scores, yb)
+        history.check(loss.item(), epoch)  # before the step: stop at the first bad one
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item() * len(rows)
+        correct += int((scores.argmax(dim=1) == yb).sum())
+    model.eval()
+    with torch.no_grad():
+        val_scores = model(X_val)
+        val_loss = loss_fn(val_scores, y_val).item()
+        val_acc = float((val_scores.argmax(dim=1) == y_val).float().mean())
+    history.add(epoch, loss_sum / n, correct / n, val_loss, val_acc)
 
 
 def export_weights(model: nn.Module) -> dict[str, np.ndarray]:

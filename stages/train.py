@@ -32,8 +32,10 @@ def main(argv: list[str] | None = None) -> None:
         fitted = training.fit(args.name, p[section], state, data, p.seed)
         models.save(args.model_dir, fitted.spec, fitted.weights, state)
         files.write_text(args.curves, fitted.history.to_csv())
-        log.info("hidden_dims %s, final val_acc %.4f -> %s", list(fitted.spec.hidden_dims),
-                 fitted.history.last()["val_acc"], args.model_dir)
+        kept = fitted.history.kept_row()
+        log.info("hidden_dims %s, kept epoch %d, last %d (val_loss %.4f, val_acc %.4f) -> %s",
+                 list(fitted.spec.hidden_dims), kept["epoch"], fitted.history.rows[-1][0],
+                 kept["val_loss"], kept["val_acc"], args.model_dir)
 
 
 if __name__ == "__main__":

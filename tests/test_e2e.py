@@ -69,7 +69,7 @@ def test_predict_answers_from_the_pipeline_artifacts(repo):
     for model in MODELS:
         result = run(path, sys.executable, "-m", "nnpipe.predict", "--model", model,
                      "X1=0.1", "X2=0.1")
-        assert re.fullmatch(rf"The probability that you have \w+ is \d+% \({model}\)\n",
+        assert re.fullmatch(rf"predicted: \w+ \(\d+%, {model}\)\n",
                             result.stdout)
 
 

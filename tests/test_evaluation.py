@@ -102,7 +102,8 @@ def test_inputs_are_not_modified():
 
 def test_summary_markdown_one_row_per_model_in_order():
     figures = {
-        "linear": {"test": {"accuracy": 0.5, "precision": 0.25, "recall": 0.5, "f1": 1 / 3},
+        "linear": {"test": {"accuracy": 0.5, "precision": 0.25, "recall": 0.5, "f1": 1 / 3,
+                            "accuracy_low": 0.40383, "accuracy_high": 0.59617},
                    "val": {"accuracy": 0.9, "precision": 0.9, "recall": 0.9, "f1": 0.9}},
         "torch_mlp": {"test": {"accuracy": 0.98765, "precision": 1.0, "recall": 0.0,
                                "f1": 0.123456}},
@@ -111,10 +112,12 @@ def test_summary_markdown_one_row_per_model_in_order():
     assert text == (
         "## Model comparison (test split)\n"
         "\n"
-        "| model | accuracy | precision | recall | f1 |\n"
-        "|---|---:|---:|---:|---:|\n"
-        "| linear | 0.5000 | 0.2500 | 0.5000 | 0.3333 |\n"
-        "| torch_mlp | 0.9877 | 1.0000 | 0.0000 | 0.1235 |\n")
+        "| model | accuracy | 95% interval | precision | recall | f1 |\n"
+        "|---|---:|:---:|---:|---:|---:|\n"
+        "| linear | 0.5000 | [0.4038, 0.5962] | 0.2500 | 0.5000 | 0.3333 |\n"
+        "| torch_mlp | 0.9877 |  | 1.0000 | 0.0000 | 0.1235 |\n"
+        "\n"
+        "95% interval: Wilson score interval of the accuracy over the split's rows.\n")
 
 
 def test_summary_markdown_other_split():
@@ -122,4 +125,22 @@ def test_summary_markdown_other_split():
                      "test": {"accuracy": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0}}}
     lines = metrics.summary_markdown(figures, split="val").splitlines()
     assert lines[0] == "## Model comparison (val split)"
-    assert lines[-1] == "| m | 0.7500 | 0.5000 | 0.2500 | 0.1250 |"
+    assert lines[-1] == "| m | 0.7500 |  | 0.5000 | 0.2500 | 0.1250 |"
+
+
+@pytest.mark.parametrize("correct, rows", [(50, 100), (60, 60), (0, 55), (1, 1), (31, 52)])
+def test_accuracy_interval_is_wilsons_by_hand(correct, rows):
+    z = 1.959963984540054  # the 97.5% normal quantile
+    p = correct / rows
+    center = (p + z * z / (2 * rows)) / (1 + z * z / rows)
+    half = z / (1 + z * z / rows) * np.sqrt(p * (1 - p) / rows + z * z / (4 * rows * rows))
+    interval = metrics.accuracy_interval(correct, rows)
+    assert interval == pytest.approx({"accuracy_low": center - half,
+                                      "accuracy_high": center + half}, abs=1e-12)
+    assert 0 <= interval["accuracy_low"] <= p <= interval["accuracy_high"] <= 1
+
+
+def test_a_test_split_of_60_rows_is_an_interval_wider_than_a_row_is():
+    """One row of 60 is 1.7 points; the interval spans 9 rows."""
+    interval = metrics.accuracy_interval(54, 60)
+    assert interval["accuracy_high"] - interval["accuracy_low"] > 9 / 60

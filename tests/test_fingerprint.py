@@ -140,6 +140,7 @@ def test_main_compare_reports_and_fails_only_on_exact_kernels(monkeypatch, capsy
 def _section(**changes) -> params.ModelParams:
     raw = {"backend": "torch", "activation": "relu", "hidden_dims": [8, 4], "lr": 0.05,
            "epochs": 2, "batch_size": None, "log_every": 100, "dropout_p": 0.0,
+           "class_weight": "balanced", "keep": "last", "patience": None,
            "init": "default"}
     return params.build_section("train_m", {**raw, **changes})
 

@@ -135,7 +135,7 @@ def test_predict_proba_gives_a_row_the_same_bytes_in_any_chunk():
 
 
 @pytest.mark.parametrize("field, value, known", [
-    ("backend", "jax", "numpy, torch"), ("backend", "mlp", "numpy, torch"),
+    ("backend", "jax", "numpy, torch, sklearn"), ("backend", "mlp", "numpy, torch, sklearn"),
     ("activation", "tanh", "identity, relu"), ("activation", None, "identity, relu")])
 def test_unknown_backend_or_activation_is_refused(field, value, known):
     fields = {"backend": "torch", "activation": "relu", field: value}
@@ -143,7 +143,7 @@ def test_unknown_backend_or_activation_is_refused(field, value, known):
         ModelSpec(name="m", input_dim=2, hidden_dims=(4,), num_classes=3, **fields)
 
 
-@pytest.mark.parametrize("hidden", [(), (0,), (5, -1), (2.5,), (True,)])
+@pytest.mark.parametrize("hidden", [(0,), (5, -1), (2.5,), (True,)])
 def test_spec_refuses_bad_hidden_dims(hidden):
     with _raises("model m: input_dim, hidden_dims and num_classes must be integers > 0"):
         ModelSpec(name="m", backend="numpy", activation="relu", input_dim=2, hidden_dims=hidden,
@@ -157,7 +157,8 @@ def test_spec_holds_hidden_dims_as_a_tuple():
     assert spec.weight_names == ("W1", "b1", "W2", "b2", "W3", "b3")
 
 
-@pytest.mark.parametrize("hidden", [(4,), (6, 4), (6, 5, 4)], ids=["depth1", "depth2", "depth3"])
+@pytest.mark.parametrize("hidden", [(), (4,), (6, 4), (6, 5, 4)],
+                         ids=["depth0", "depth1", "depth2", "depth3"])
 def test_depth_is_data_from_save_to_inference(tmp_path, state, hidden):
     """W1..Wn, b1..bn on disk; evaluate/plot/predict read the depth from the directory alone."""
     spec, weights = spec_of(h=hidden), random_weights(h=hidden)
@@ -241,7 +242,7 @@ def test_load_refuses_an_unknown_backend_in_config(tmp_path, state):
     config["model"]["backend"] = "jax"
     (tmp_path / "config.json").write_text(json.dumps(config))
     with _raises(f"{tmp_path / 'config.json'}: malformed model config (model m: unknown "
-                 "backend 'jax' (known: numpy, torch))"):
+                 "backend 'jax' (known: numpy, torch, sklearn))"):
         models.load(str(tmp_path))
 
 
@@ -296,8 +297,9 @@ def test_add_stores_plain_python_numbers(hist):
 def test_to_csv_header_and_rows(hist):
     text = hist.to_csv()
     lines = text.split("\n")
-    assert lines[0] == "epoch,train_loss,train_acc,val_loss,val_acc"
-    assert lines[1] == "0,1.0986,0.3333333333333333,1.1,0.3"
+    assert lines[0] == "epoch,train_loss,train_acc,val_loss,val_acc,kept"
+    assert lines[1] == "0,1.0986,0.3333333333333333,1.1,0.3,0"
+    assert lines[2].endswith(",1")  # the last epoch, unless a Keeper kept another
     assert lines[2].startswith("10,0.6612,")
     assert text.endswith("\n") and lines[3] == "" and len(lines) == 4
 
@@ -306,7 +308,7 @@ def test_to_csv_floats_round_trip_exactly(hist):
     for row, line in zip(hist.rows, hist.to_csv().splitlines()[1:]):
         fields = line.split(",")
         assert int(fields[0]) == row[0]
-        assert [float(v) for v in fields[1:]] == list(row[1:])
+        assert [float(v) for v in fields[1:-1]] == list(row[1:])
 
 
 def test_to_csv_empty_history_is_header_only():

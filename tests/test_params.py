@@ -23,7 +23,8 @@ BY_BACKEND = {}
 for _name in MODEL_SECTIONS:
     BY_BACKEND.setdefault(REPO_RAW[_name]["backend"], _name)
 TORCH, NUMPY = BY_BACKEND["torch"], BY_BACKEND["numpy"]
-COMMON = "backend, activation, hidden_dims, lr, epochs, batch_size, log_every"
+COMMON = ("backend, activation, hidden_dims, lr, epochs, batch_size, log_every, class_weight, "
+          "keep, patience")
 
 
 def load(path, *names: str) -> params.Params:
@@ -75,7 +76,8 @@ def _schemas() -> dict[str, type]:
 
 
 def test_the_registry_has_a_model_of_each_backend():
-    assert set(BY_BACKEND) == set(params.BACKENDS) == set(params.MODEL_SECTIONS)
+    """But sklearn: the reference a linear section switches to (-S ...backend=sklearn)."""
+    assert set(BY_BACKEND) | {"sklearn"} == set(params.BACKENDS) == set(params.MODEL_SECTIONS)
 
 
 def test_repo_params_yaml_validates_every_section(repo_raw):
@@ -133,7 +135,7 @@ def _add(name: str, section: dict):
     return edit
 
 
-@pytest.mark.parametrize("backend", params.BACKENDS)
+@pytest.mark.parametrize("backend", BY_BACKEND)
 def test_a_new_model_section_is_validated_as_its_backend(write_params, repo_raw, backend):
     """Sections are data: a new train_wide_mlp is whatever its backend says."""
     path = write_params(_add("train_wide_mlp", dict(repo_raw[BY_BACKEND[backend]],
@@ -144,7 +146,7 @@ def test_a_new_model_section_is_validated_as_its_backend(write_params, repo_raw,
 
 
 @pytest.mark.parametrize("activation", params.ACTIVATIONS)
-@pytest.mark.parametrize("backend", params.BACKENDS)
+@pytest.mark.parametrize("backend", BY_BACKEND)
 def test_every_backend_takes_every_activation(backend, activation):
     section = BY_BACKEND[backend]
     assert build(section, _set(section, "activation", activation)).activation == activation
@@ -172,15 +174,31 @@ def test_switching_the_backend_refuses_the_other_backends_keys(repo_raw):
     assert message.endswith(f"(known: {COMMON}, init_scale)")
 
 
+def test_a_sklearn_section_reads_epochs_and_class_weight_and_ignores_the_other_backends_keys(
+        repo_raw):
+    """Switching a section to sklearn is one key: its torch or numpy keys are ignored."""
+    for name in (TORCH, NUMPY):
+        section = build(name, _set(name, "backend", "sklearn"))
+        assert type(section) is params.SklearnModelParams
+        assert (section.epochs, section.class_weight) == (repo_raw[name]["epochs"],
+                                                          repo_raw[name]["class_weight"])
+        assert section.activation == "identity" and section.widths(150, 2) == ()
+    with _raises(f"params.yaml: unknown key {TORCH}.lrr (known: backend, epochs, class_weight)"):
+        build(TORCH, lambda raw: raw[TORCH].update(backend="sklearn", lrr=0.1))
+    with _raises(f"params.yaml: missing key {TORCH}.class_weight"):
+        build(TORCH, lambda raw: (raw[TORCH].update(backend="sklearn"),
+                                  raw[TORCH].pop("class_weight")))
+
+
 def test_a_missing_backend_is_named_with_its_choices(write_params):
     path = write_params(lambda raw: raw[TORCH].pop("backend"))
-    with _raises(f"{path}: missing key {TORCH}.backend (one of numpy, torch)"):
+    with _raises(f"{path}: missing key {TORCH}.backend (one of numpy, torch, sklearn)"):
         load(path, TORCH)
 
 
 @pytest.mark.parametrize("value", ["jax", "Torch", None, 5, ["torch"]])
 def test_an_invalid_backend_is_named_with_its_choices(value):
-    with _raises(f"params.yaml: {NUMPY}.backend={value!r} must be one of numpy, torch"):
+    with _raises(f"params.yaml: {NUMPY}.backend={value!r} must be one of numpy, torch, sklearn"):
         build(NUMPY, _set(NUMPY, "backend", value))
 
 
@@ -267,7 +285,7 @@ def _section(backend: str, hidden_dims) -> params.ModelParams:
     return build(section, _set(section, "hidden_dims", hidden_dims))
 
 
-@pytest.mark.parametrize("backend", params.BACKENDS)
+@pytest.mark.parametrize("backend", BY_BACKEND)
 def test_widths_resolves_auto_to_one_layer_of_two_rows_plus_features(backend):
     auto = _section(backend, "auto")
     assert auto.widths(150, 2) == (302,)  # the lesson: N*C = 150 rows, D = 2
@@ -401,6 +419,11 @@ WIDTHS = "must be 'auto' or a list of 1 to 20 widths, each > 0 and at most 10000
     (NUMPY, "log_every", 0, "log_every=0 must be > 0"),
     (TORCH, "lr", 1e10, "lr=10000000000.0 must be at most 1000000"),
     (NUMPY, "init_scale", 1e300, "init_scale=1e+300 must be at most 1000000"),
+    (TORCH, "class_weight", "Balanced", "class_weight='Balanced' must be one of balanced, none"),
+    (NUMPY, "class_weight", None, "class_weight=None must be one of balanced, none"),
+    (TORCH, "keep", "best", "keep='best' must be one of best_val, last"),
+    (NUMPY, "patience", 0, "patience=0 must be null or > 0"),
+    (TORCH, "patience", 2.0, "patience=2.0 must be null or an integer"),
 ])
 def test_out_of_range_model_key_names_key_and_value(section, key, value, message):
     with _raises(f"params.yaml: {section}.{message}"):

@@ -122,7 +122,7 @@ def test_decision_boundary_with_a_simple_proba_function():
 def test_training_curves_plot_each_column():
     curves = pd.DataFrame({"epoch": [0, 1, 2], "train_loss": [1.0, 0.5, 0.25],
                            "train_acc": [0.3, 0.6, 0.9], "val_loss": [1.1, 0.7, 0.4],
-                           "val_acc": [0.2, 0.5, 0.8]})
+                           "val_acc": [0.2, 0.5, 0.8], "kept": [0, 1, 0]})
     fig = plots.training_curves(curves, "net")
     assert isinstance(fig, Figure)
     loss_ax, acc_ax = fig.axes
@@ -130,7 +130,10 @@ def test_training_curves_plot_each_column():
     np.testing.assert_allclose(loss_ax.lines[0].get_ydata(), [1.0, 0.5, 0.25])
     np.testing.assert_allclose(loss_ax.lines[1].get_ydata(), [1.1, 0.7, 0.4])
     np.testing.assert_allclose(acc_ax.lines[1].get_ydata(), [0.2, 0.5, 0.8])
-    assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == ["train", "val"]
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == \
+        ["train", "val", "kept: epoch 1"]
+    for ax in (loss_ax, acc_ax):  # the kept epoch's line
+        assert list(ax.lines[2].get_xdata()) == [1, 1]
 
 
 def test_confusion_matrix_writes_each_count():

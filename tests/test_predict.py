@@ -32,7 +32,7 @@ REGISTRY = DVC["vars"][0]["models"]           # model -> the data set it trains 
 MODELS = tuple(REGISTRY)
 TORCH_MODELS = tuple(m for m in MODELS if PARAMS[f"train_{m}"]["backend"] == "torch")
 CLASSES = ("c1", "c2", "c3")
-SENTENCE = re.compile(r"^The probability that you have (\S+) is (\d{1,3})% \((\w+)\)$")
+SENTENCE = re.compile(r"^predicted: (\S+) \((\d{1,3})%, (\w+)\)$")
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def grid_csv(path: Path, features=("X1", "X2"), n=7) -> np.ndarray:
 
 @pytest.mark.parametrize("process", [False, pytest.param(True, marks=pytest.mark.slow)],
                          ids=["main", "process"])
-def test_one_point_prints_the_lesson_sentence(models_dir, process):
+def test_one_point_prints_the_prediction_in_neutral_words(models_dir, process):
     result = predict(models_dir, "X1=0.1", "X2=0.1", process=process)
     lines = result.stdout.splitlines()
     assert len(lines) == 1
@@ -109,7 +109,7 @@ def test_one_point_sentence_agrees_with_json(models_dir):
     data = json.loads(predict(models_dir, "--json", "X1=0.3", "X2=-0.4").stdout)
     (record,) = data["predictions"]
     assert SENTENCE.match(text.strip()).group(1) == record["label"]
-    assert text.strip().endswith(f" is {record['probability'] * 100:.0f}% (torch_mlp)")
+    assert text.strip().endswith(f" ({record['probability'] * 100:.0f}%, torch_mlp)")
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -634,21 +634,41 @@ def test_an_unseen_category_is_all_zeros_with_ignore(own_models):
     X = loaded.preprocessor.transform(unseen)
     island = [i for i, f in enumerate(loaded.preprocessor.features) if f.startswith("island_")]
     assert len(island) == 3 and X[0, island].tolist() == [0.0, 0.0, 0.0]
-    text = predict(models_dir, *row_args(island="Atlantis")).stdout
-    assert SENTENCE.match(text.strip())
+    result = predict(models_dir, *row_args(island="Atlantis"), check=False)
+    assert result.returncode == 0 and SENTENCE.match(result.stdout.strip())
+
+
+@pytest.mark.parametrize("json_flag", [False, True], ids=["sentence", "json"])
+def test_an_unseen_category_under_ignore_is_a_warning_naming_column_and_value(own_models,
+                                                                              json_flag):
+    args = ("--json",) * json_flag + tuple(row_args(island="dream"))
+    result = predict(own_models["impute"], *args, check=False)
+    assert result.returncode == 0
+    warning = ("feature 'island': category 'dream' was not in the train split (Biscoe, Dream, "
+               "Torgersen): encoded as all zeros (data.handle_unknown=ignore); did you mean "
+               "'Dream'?")
+    assert result.stderr == f"predict: warning: {warning}\n"
+    if json_flag:
+        assert json.loads(result.stdout)["warnings"] == [warning]
+    clean = predict(own_models["impute"], *("--json",) * json_flag, *row_args())
+    assert clean.stderr == "" and (not json_flag or json.loads(clean.stdout)["warnings"] == [])
 
 
 def test_an_input_csv_of_raw_rows_with_gaps_and_an_unseen_category(own_models, tmp_path):
     rows = pd.DataFrame([RAW_ROW, {**RAW_ROW, "sex": "", "island": "Atlantis"},
                          {**RAW_ROW, "bill_length_mm": "NA", "island": "Dream"}])
     rows.to_csv(tmp_path / "rows.csv", index=False)
-    out = pd.read_csv(_io.StringIO(predict(own_models["impute"], "--input",
-                                           str(tmp_path / "rows.csv")).stdout))
+    result = predict(own_models["impute"], "--input", str(tmp_path / "rows.csv"), check=False)
+    out = pd.read_csv(_io.StringIO(result.stdout))
     inputs = models.load(str(own_models["impute"] / "torch_mlp")).preprocessor.inputs
     assert list(out.columns[:6]) == list(inputs) and set(inputs) == set(RAW_ROW)
     assert len(out) == 3
     assert out["island"].tolist() == ["Biscoe", "Atlantis", "Dream"]
     assert out["sex"].isna().tolist() == [False, True, False]
+    assert result.returncode == 0 and result.stderr == (
+        f"predict: warning: {tmp_path / 'rows.csv'}: column 'island' row 3: category 'Atlantis' "
+        "was not in the train split (Biscoe, Dream, Torgersen): encoded as all zeros "
+        "(data.handle_unknown=ignore)\n")
     one = json.loads(predict(own_models["impute"], "--json", *row_args()).stdout)
     assert out["probability"][0] == one["predictions"][0]["probability"]
 

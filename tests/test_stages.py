@@ -28,7 +28,7 @@ from pipeline import (MODELS, REGISTRY, ROOT, SPLITS, STAGES, Run, model_section
                       tree_bytes, with_changes, write_params)
 
 PNG_MAGIC = b"\x89PNG"
-CURVES_HEADER = "epoch,train_loss,train_acc,val_loss,val_acc"
+CURVES_HEADER = "epoch,train_loss,train_acc,val_loss,val_acc,kept"
 TINY = tiny_params()
 TRAIN = {m: STAGES[f"train@{m}"] for m in MODELS}
 
@@ -162,7 +162,9 @@ def test_curves_have_one_row_per_epoch(tiny, model):
     path = tiny / f"reports/curves/{model}.csv"
     assert path.read_text().splitlines()[0] == CURVES_HEADER
     frame = pd.read_csv(path)
-    assert frame["epoch"].tolist() == list(range(section(model)["epochs"]))
+    epochs = section(model)["epochs"]  # all of them, or fewer if patience stopped it
+    assert frame["epoch"].tolist() == list(range(len(frame))) and 0 < len(frame) <= epochs
+    assert frame["kept"].sum() == 1  # the epoch whose weights the model holds
     for column in ("train_acc", "val_acc"):
         assert frame[column].between(0, 1).all()
     assert (frame[["train_loss", "val_loss"]] > 0).all().all()
@@ -181,8 +183,9 @@ def test_metrics_json_is_model_split_figure(tiny):
     assert set(metrics) == set(MODELS)
     for model in MODELS:
         assert set(metrics[model]) == set(SPLITS)
-        for figures in metrics[model].values():
-            assert set(figures) == {"accuracy", "precision", "recall", "f1"}
+        for split, figures in metrics[model].items():
+            interval = {"accuracy_low", "accuracy_high"} if split == "test" else set()
+            assert set(figures) == {"accuracy", "precision", "recall", "f1"} | interval
             assert all(isinstance(v, float) and 0 <= v <= 1 for v in figures.values())
 
 
@@ -191,6 +194,9 @@ def test_headline_is_each_models_test_accuracy(tiny):
     headline = json.loads((tiny / "reports/headline.json").read_text())
     metrics = json.loads((tiny / "reports/metrics.json").read_text())
     assert headline == {m: {"test_acc": metrics[m]["test"]["accuracy"]} for m in MODELS}
+    for m in MODELS:
+        test = metrics[m]["test"]
+        assert test["accuracy_low"] <= test["accuracy"] <= test["accuracy_high"]
 
 
 def test_predictions_match_metrics_and_test_labels(tiny):
@@ -226,11 +232,14 @@ def test_summary_md_has_one_row_per_model(tiny):
     metrics = json.loads((tiny / "reports/metrics.json").read_text())
     lines = (tiny / "reports/summary.md").read_text().splitlines()
     assert lines[0] == "## Model comparison (test split)"
-    assert "| model | accuracy | precision | recall | f1 |" in lines
+    assert "| model | accuracy | 95% interval | precision | recall | f1 |" in lines
     rows = [line for line in lines if line.startswith("| ") and not line.startswith("| model")]
     assert [row.split("|")[1].strip() for row in rows] == list(MODELS)
     for row, model in zip(rows, MODELS):
-        assert row.split("|")[2].strip() == f"{metrics[model]['test']['accuracy']:.4f}"
+        test = metrics[model]["test"]
+        assert row.split("|")[2].strip() == f"{test['accuracy']:.4f}"
+        assert row.split("|")[3].strip() == \
+            f"[{test['accuracy_low']:.4f}, {test['accuracy_high']:.4f}]"
 
 
 # --- plots ------------------------------------------------------------------------------------

@@ -11,10 +11,12 @@ import torch
 from nnpipe import models, preprocess, torch_models, training
 from nnpipe.core import params
 from nnpipe.core.errors import PipelineError
-from nnpipe.core.params import ACTIVATIONS, BACKENDS
+from nnpipe.core.params import ACTIVATIONS
 from nnpipe.data import make_spiral
 from nnpipe.models import ModelSpec
 from nnpipe.preprocess import TrainData
+
+BACKENDS = ("numpy", "torch")  # the MLPs; a sklearn model back in torch: tests/test_training.py
 
 D, H, C = 2, 5, 3
 
@@ -222,7 +224,8 @@ def test_minibatch_order_is_a_function_of_the_seed():
 def _section(backend: str, activation: str) -> params.ModelParams:
     """A small section of ``backend`` (the keys its schema asks for)."""
     raw = {"backend": backend, "activation": activation, "hidden_dims": [16, 8], "lr": 0.05,
-           "epochs": 15, "batch_size": None, "log_every": 100}
+           "epochs": 15, "batch_size": None, "log_every": 100, "class_weight": "balanced",
+           "keep": "last", "patience": None}
     raw.update({"init_scale": 0.5, "lr": 0.5} if backend == "numpy" else
                {"dropout_p": 0.1, "init": "xavier_normal"})
     return params.build_section(f"train_{backend}", raw)

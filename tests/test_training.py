@@ -18,13 +18,16 @@ from deps import ROOT
 from nnpipe import numpy_mlp, preprocess, torch_models, training
 from nnpipe.core import params
 from nnpipe.core.errors import PipelineError
-from nnpipe.core.params import ACTIVATIONS, BACKENDS
+from nnpipe.core.params import ACTIVATIONS
 from nnpipe.preprocess import TrainData
 
 REPO_RAW = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
 # The model registry (dvc.yaml's vars.models): model -> the data set it trains on.
 MODELS = next(v["models"] for v in yaml.safe_load(
     (ROOT / "dvc.yaml").read_text(encoding="utf-8"))["vars"] if "models" in v)
+
+
+BACKENDS = ("numpy", "torch")  # the backends that train by epochs; sklearn is tested below
 
 
 def _raises(message: str):
@@ -34,7 +37,8 @@ def _raises(message: str):
 def section(backend: str, activation: str = "relu", **changes) -> params.ModelParams:
     """A small valid section of ``backend``, validated as params.yaml's are."""
     raw = {"backend": backend, "activation": activation, "hidden_dims": [6], "lr": 0.1,
-           "epochs": 3, "batch_size": None, "log_every": 100}
+           "epochs": 3, "batch_size": None, "log_every": 100, "class_weight": "balanced",
+           "keep": "last", "patience": None}
     raw.update({"init_scale": 0.1} if backend == "numpy" else
                {"dropout_p": 0.0, "init": "default"})
     return params.build_section("train_m", {**raw, **changes})
@@ -45,7 +49,8 @@ def _data(n: int = 30, d: int = 2, seed: int = 0) -> tuple[preprocess.Preprocess
     X, labels = rng.randn(n, d), np.array(["a", "b", "c"])[np.arange(n) % 3]
     state = preprocess.fit(X, labels, [f"X{i + 1}" for i in range(d)], rows=n + n // 2)
     y = state.encode(labels)
-    return state, TrainData(state.transform(X), y, state.transform(X), y, state.class_weights)
+    weights = training.class_weights("balanced", state.class_counts)
+    return state, TrainData(state.transform(X), y, state.transform(X), y, weights)
 
 
 # --- spec_for ---------------------------------------------------------------------------------
@@ -142,6 +147,130 @@ def test_fit_refuses_weights_that_are_not_finite(monkeypatch, backend, module, f
         training.fit("m", section(backend), state, data, seed=0)
 
 
+# --- class_weight -----------------------------------------------------------------------------
+
+def test_class_weights_balanced_is_scikit_learns_and_none_is_none():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.repeat([0, 1, 2], [20, 8, 12])
+    np.testing.assert_allclose(training.class_weights("balanced", [20, 8, 12]),
+                               compute_class_weight("balanced", classes=np.arange(3), y=y))
+    assert training.class_weights("balanced", [350, 350, 350]).tolist() == [1.0, 1.0, 1.0]
+    assert training.class_weights("none", [20, 8, 12]) is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_balanced_weights_change_no_byte_on_equal_classes(backend):
+    """The spiral's classes are equal: balanced and none train the same bytes."""
+    state, data = _data()
+    assert len(set(state.class_counts)) == 1
+    runs = [training.fit("m", section(backend, class_weight=cw, batch_size=8), state, data, 3)
+            for cw in ("balanced", "none")]
+    assert runs[0].history.rows == runs[1].history.rows
+    for name in runs[0].spec.weight_names:
+        assert runs[0].weights[name].tobytes() == runs[1].weights[name].tobytes()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_class_weight_is_the_losss_weighting_on_unequal_classes(backend):
+    state, data = _data(n=40)
+    keep = np.flatnonzero((np.arange(40) % 3 != 2) | (np.arange(40) < 9))  # c: 3 rows of 13
+    y = data.y_train[keep]
+    state = dataclasses.replace(state, class_counts=tuple(np.bincount(y).tolist()))
+    data = data._replace(X_train=data.X_train[keep], y_train=y)
+    balanced, none = (training.fit("m", section(backend, class_weight=cw), state, data, 3)
+                      for cw in ("balanced", "none"))
+    assert balanced.history.rows[0][1] != none.history.rows[0][1]
+    manual = training.fit("m", section(backend), state, data._replace(class_weights=None), 3)
+    assert manual.history.rows == balanced.history.rows  # fit takes the weights from the counts
+
+
+# --- keep and patience ------------------------------------------------------------------------
+
+def _stop_epoch(val_losses: list[float], patience: int) -> int:
+    """The epoch a patience of ``patience`` stops after, by hand."""
+    best = 0
+    for epoch, loss in enumerate(val_losses):
+        best = epoch if loss < val_losses[best] else best
+        if epoch - best >= patience:
+            return epoch
+    return len(val_losses) - 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keep_best_val_restores_the_lowest_val_loss_epoch_and_patience_stops(backend):
+    state, data = _data()  # equal classes: the weights are 1
+    rng = np.random.RandomState(1)
+    X = rng.randn(60, 2)
+    y = (X @ np.array([[2.0, 0.0, -2.0], [0.0, 2.0, -2.0]])).argmax(axis=1)
+    y_val = y[30:].copy()
+    y_val[::3] = (y_val[::3] + 1) % 3  # a third of val's labels moved: its loss falls, then rises
+    data = data._replace(X_train=X[:30], y_train=y[:30], X_val=X[30:], y_val=y_val)
+    hp = section(backend, epochs=40, lr=0.5 if backend == "numpy" else 0.02)
+    last = training.fit("m", hp, state, data, 3)
+    losses = [row[3] for row in last.history.rows]
+    best = int(np.argmin(losses))
+    assert 0 < best < 30 and last.history.kept == 39
+    kept = training.fit("m", hp.model_copy(update={"keep": "best_val"}), state, data, 3)
+    assert kept.history.rows == last.history.rows and kept.history.kept == best
+    upto = training.fit("m", hp.model_copy(update={"epochs": best + 1}), state, data, 3)
+    for name in upto.spec.weight_names:
+        np.testing.assert_array_equal(kept.weights[name], upto.weights[name])
+    stopped = training.fit("m", hp.model_copy(update={"keep": "best_val", "patience": 3}),
+                           state, data, 3)
+    assert len(stopped.history.rows) == _stop_epoch(losses, 3) + 1 < 40
+    assert stopped.history.kept == int(np.argmin(losses[:len(stopped.history.rows)]))
+    assert stopped.history.to_csv().splitlines()[best + 1].endswith(",1")
+
+
+# --- the sklearn backend: the reference --------------------------------------------------------
+
+def _sklearn(class_weight: str = "balanced", epochs: int = 200) -> params.ModelParams:
+    """A torch section switched to sklearn in one key (its other keys are ignored)."""
+    raw = {**section("torch").model_dump(), "backend": "sklearn", "epochs": epochs,
+           "class_weight": class_weight}
+    return params.build_section("train_ref", raw)
+
+
+@pytest.mark.parametrize("classes, class_weight", [(3, "balanced"), (3, "none"), (2, "balanced")])
+def test_sklearn_backend_is_logistic_regression_as_w1_b1(classes, class_weight):
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 3)
+    codes = (X[:, 0] * 2 + rng.randn(60) > 0).astype(int) + (classes == 3) * (X[:, 1] > 0.5)
+    labels = np.array(["a", "b", "c"])[codes]
+    state = preprocess.fit(X, labels, ["X1", "X2", "X3"], rows=90)
+    Z, y = state.transform(X), state.encode(labels)
+    fitted = training.fit("ref", _sklearn(class_weight), state, TrainData(Z, y, Z, y), seed=0)
+    assert fitted.spec.layer_dims == (3, classes) and fitted.spec.activation == "identity"
+    weight = "balanced" if class_weight == "balanced" else None
+    reference = LogisticRegression(max_iter=200, class_weight=weight).fit(Z, y)
+    np.testing.assert_allclose(training.models.predict_proba(fitted.spec, fitted.weights, Z),
+                               reference.predict_proba(Z), rtol=1e-9, atol=1e-12)
+    (row,) = fitted.history.rows
+    assert row[0] == reference.n_iter_[0] - 1 and row[2] == reference.score(Z, y)
+
+
+def test_a_sklearn_model_is_saved_and_served_like_any_model(tmp_path):
+    state, data = _data()
+    fitted = training.fit("ref", _sklearn(), state, data, seed=0)
+    training.models.save(str(tmp_path), fitted.spec, fitted.weights, state)
+    loaded = training.models.load(str(tmp_path))
+    assert loaded.spec.backend == "sklearn" and loaded.spec.hidden_dims == ()
+    module = torch_models.load(str(tmp_path))
+    with torch.no_grad():
+        torch_proba = torch.softmax(module(torch.as_tensor(data.X_val, dtype=torch.float32)), 1)
+    np.testing.assert_allclose(torch_proba.numpy(), loaded.predict_proba(data.X_val), atol=1e-6)
+
+
+def test_a_sklearn_fit_short_of_convergence_says_so(caplog):
+    state, data = _data()
+    with caplog.at_level("WARNING", logger="nnpipe.training"):
+        training.fit("ref", _sklearn(epochs=1), state, data, seed=0)
+    assert "train_ref: lbfgs did not converge in epochs=1 iterations; raise epochs" in caplog.text
+
+
 # --- the registry -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -178,7 +307,8 @@ def test_torch_loads_only_for_a_torch_model():
             "y = state.encode(labels)\n"
             "hp = params.build_section('train_m', {'backend': 'numpy', 'activation': 'relu',\n"
             "    'hidden_dims': [4], 'lr': 0.1, 'epochs': 2, 'batch_size': None,\n"
-            "    'log_every': 1, 'init_scale': 0.1})\n"
+            "    'log_every': 1, 'init_scale': 0.1, 'class_weight': 'none',\n"
+            "    'keep': 'last', 'patience': None})\n"
             "training.fit('m', hp, state, preprocess.TrainData(X, y, X, y, None), 0)\n"
             "print('torch' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
@@ -213,6 +343,7 @@ def test_warm_preload_holds_what_a_torch_fit_imports():
         "y = state.encode(labels)\n"
         "hp = params.build_section('train_m', {'backend': 'torch', 'activation': 'relu',\n"
         "    'hidden_dims': [5], 'lr': 0.1, 'epochs': 3, 'batch_size': None, 'log_every': 10,\n"
+        "    'class_weight': 'balanced', 'keep': 'best_val', 'patience': 2,\n"
         "    'dropout_p': 0.1, 'init': 'xavier_normal'})\n"
         "training.fit('m', hp, state, preprocess.TrainData(X, y, X, y, None), 0)")
     assert len(new) < 5 and not any(m.startswith(("torch._dynamo", "torch._inductor", "sympy"))
@@ -227,3 +358,38 @@ def test_warm_preload_holds_what_validating_params_imports():
     assert _imported_after_preload(
         "from nnpipe.core import params\n"
         f"params.load('params.yaml', 'seed', 'math', 'split', 'random_data', {sections})") == []
+
+
+@pytest.mark.slow
+def test_balanced_weights_raise_the_rare_classs_recall(capsys):
+    """docs/your-own-data.md's class_weight table (``pytest -s`` prints it): the registry's
+    spiral models on a spiral of arms of 500, 150 and 50 rows, split as the pipeline splits."""
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    from nnpipe.data import make_spiral
+    from nnpipe.split import stratified_split
+
+    X, labels = make_spiral(500, ("c1", "c2", "c3"), 0.2, 1234)
+    rows = np.concatenate([np.flatnonzero(labels == c)[:n] for c, n in
+                           (("c1", 500), ("c2", 150), ("c3", 50))])
+    X, labels = X[rows], labels[rows]
+    train, val, test = stratified_split(labels, 0.7, 0.15, 0.15, REPO_RAW["seed"])
+    state = preprocess.fit(X[train], labels[train], ["X1", "X2"], rows=len(X))
+    data = TrainData(*(a for i in (train, val) for a in (state.transform(X[i]),
+                                                          state.encode(labels[i]))))
+    y = state.encode(labels[test])
+    lines = ["| model | class_weight | accuracy | macro-F1 | recall of c3 (rare) |"]
+    for name in (m for m, where in MODELS.items() if where == "data/processed"):
+        recall = {}
+        for cw in ("balanced", "none"):
+            hp = params.build_section(f"train_{name}", {**REPO_RAW[f"train_{name}"],
+                                                        "class_weight": cw})
+            fitted = training.fit(name, hp, state, data, REPO_RAW["seed"])
+            pred = training.models.predict_proba(fitted.spec, fitted.weights,
+                                                 state.transform(X[test])).argmax(axis=1)
+            recall[cw] = recall_score(y, pred, labels=[2], average=None)[0]
+            lines.append(f"| {name} | {cw} | {accuracy_score(y, pred):.4f} | "
+                         f"{f1_score(y, pred, average='macro'):.4f} | {recall[cw]:.4f} |")
+        assert recall["balanced"] >= recall["none"], name
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))

@@ -9,7 +9,7 @@ schema it is validated as, so ``train_wide_mlp`` can be a second torch MLP.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Mapping, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr,
                       ValidationError, field_validator, model_validator)
@@ -148,8 +148,10 @@ class SplitParams(Section):
 
 BATCH = {"message_greater_than": "must be null or > 0"}
 UNIT = {"message_greater_than_equal": "must be in [0, 1)", "message_less_than": "must be in [0, 1)"}
-BACKENDS = ("numpy", "torch")
+BACKENDS = ("numpy", "torch", "sklearn")
 ACTIVATIONS = ("identity", "relu")
+CLASS_WEIGHTS = ("balanced", "none")  # the loss's weight per class: 1/count, or none
+KEEPS = ("best_val", "last")  # which epoch's weights a model keeps
 MODEL_PREFIX = "train_"  # a model's section: train_<model>
 
 
@@ -160,9 +162,13 @@ class ModelParams(Section):
     ``activation`` the function between affine layers (``identity``: the lesson's linear
     model; ``relu``: its MLP), ``hidden_dims`` the width of each hidden layer, or ``auto``
     for one layer of 2*N*C + D units (N*C: the data set's rows, D: its features; the
-    lesson's rule for a model that memorizes its data).
+    lesson's rule for a model that memorizes its data). ``class_weight``: ``balanced`` weights
+    each class's loss by 1/count, as the lesson does (every class counts as much, whatever its
+    rows); ``none`` weights every row alike. ``keep``: the weights of the epoch with the lowest
+    validation loss (``best_val``) or of the last (``last``); ``patience``: stop after that many
+    epochs without a lower validation loss (null: run every epoch).
     """
-    backend: Literal["numpy", "torch"] = param("one of numpy, torch")
+    backend: Literal["numpy", "torch"] = param(f"one of {', '.join(BACKENDS)}")
     activation: Literal["identity", "relu"] = param("one of identity, relu")
     hidden_dims: Union[Literal["auto"], tuple[Width, ...]] = param(
         "'auto' or a list of integers", min_length=1, max_length=MAX_LAYERS,
@@ -171,6 +177,10 @@ class ModelParams(Section):
     epochs: StrictInt = param("an integer", gt=0, le=MAX_EPOCHS)
     batch_size: Optional[StrictInt] = param("null or an integer", gt=0, **BATCH)
     log_every: StrictInt = param("an integer", gt=0)
+    class_weight: Literal["balanced", "none"] = param(f"one of {', '.join(CLASS_WEIGHTS)}")
+    keep: Literal["best_val", "last"] = param(f"one of {', '.join(KEEPS)}")
+    patience: Optional[StrictInt] = param("null or an integer", gt=0, le=MAX_EPOCHS,
+                                          message_greater_than="must be null or > 0")
 
     @model_validator(mode="after")
     def _weights(self) -> "ModelParams":
@@ -194,19 +204,46 @@ class ModelParams(Section):
 
 class NumpyModelParams(ModelParams):
     """``backend: numpy``: the lesson's init (``init_scale * randn``) and gradient descent."""
-    backend: Literal["numpy"] = param("one of numpy, torch")
+    backend: Literal["numpy"] = param(f"one of {', '.join(BACKENDS)}")
     init_scale: Number = param("a finite number", gt=0, le=MAX_SCALE)  # weights = init_scale * randn
 
 
 class TorchModelParams(ModelParams):
     """``backend: torch``: dropout after each hidden activation, an init, torch.optim.Adam."""
-    backend: Literal["torch"] = param("one of numpy, torch")
+    backend: Literal["torch"] = param(f"one of {', '.join(BACKENDS)}")
     dropout_p: Number = param("a finite number", ge=0, lt=1, **UNIT)
     init: Literal["default", "xavier_normal"] = param("one of default, xavier_normal")
 
 
+class SklearnModelParams(Section):
+    """``backend: sklearn``: scikit-learn's LogisticRegression (lbfgs), the reference model.
+
+    It reads ``epochs`` (lbfgs's ``max_iter``) and ``class_weight``. The other keys of a model
+    section (the architecture, the optimizer, keep and patience) do not apply to it and are
+    ignored, so ``-S train_linear.backend=sklearn`` switches a section in one step; any other
+    key is refused as in every section.
+    """
+    backend: Literal["sklearn"] = param(f"one of {', '.join(BACKENDS)}")
+    epochs: StrictInt = param("an integer", gt=0, le=MAX_EPOCHS)  # lbfgs's max_iter
+    class_weight: Literal["balanced", "none"] = param(f"one of {', '.join(CLASS_WEIGHTS)}")
+    activation: ClassVar[str] = "identity"  # softmax(X @ W1 + b1): no hidden layer
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_other_backends_keys(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        return {k: v for k, v in raw.items() if k in cls.model_fields or k not in IGNORED}
+
+    def widths(self, rows: int, features: int, section: str = "") -> tuple[int, ...]:
+        return ()
+
+
+# The keys of the other backends a sklearn section ignores.
+IGNORED = frozenset(NumpyModelParams.model_fields) | frozenset(TorchModelParams.model_fields)
 MODEL_SECTIONS: dict[str, type[Section]] = {"numpy": NumpyModelParams,
-                                            "torch": TorchModelParams}
+                                            "torch": TorchModelParams,
+                                            "sklearn": SklearnModelParams}
 
 
 class RandomDataParams(Section):
