@@ -1,7 +1,8 @@
 """Benchmark of the pipeline on this machine, every number measured in one run.
 
     python bench/run.py            # default pipeline: cold, floor, no-op, incremental
-    python bench/run.py --scale    # also 10k / 100k / 1M rows and the NumPy-vs-torch epoch ratio
+    python bench/run.py --scale    # also 10k / 100k / 1M / 10M rows, the data stages against
+                                   # one pandas.read_csv, and the NumPy-vs-torch epoch ratio
     python bench/run.py --math native   # the same with math.portable: false (native kernels)
     python bench/run.py --math-cost     # only: portable vs native kernels, s/epoch at 1M rows
 
@@ -28,7 +29,10 @@ from nnpipe.core.cli import STATS_ENV  # noqa: E402  (the stages append their wa
 TARGETS = {"cold / floor": 1.9, "warm re-run / floor": 1.5, "incremental / floor": 0.75,
            "no-op (s), median of 5": 1.0, "max stage peak RSS (MB)": 450.0}
 NOOP_RUNS = 5
-SCALE_ROWS = {"10k": 3_334, "100k": 33_334, "1M": 333_334}  # samples per class, 3 classes
+SCALE_ROWS = {"10k": 3_334, "100k": 33_334, "1M": 333_334, "10M": 3_333_334}  # per class, 3 classes
+DATA_STAGES = ("fetch", "split", "scale_encode")  # measured against one pandas.read_csv
+READ_CSV = "import time, pandas as pd; t = time.perf_counter(); pd.read_csv({path!r}); " \
+    "print(time.perf_counter() - t)"
 SCALE_PARAMS = {  # mini-batch training with epochs chosen to fit the 5-minute budget at 1M rows
     "train_linear": {"batch_size": 1024, "epochs": 2, "log_every": 1},
     "train_numpy_mlp": {"batch_size": 1024, "epochs": 3, "log_every": 1},
@@ -180,7 +184,12 @@ def scale(tmp: Path) -> tuple[dict[str, dict], dict, dict]:
             start_warm_server(repo)  # every size then runs under the same conditions
         wall, stages = repro_with_stats(repo)
         per_size[label] = {s["stage"]: s for s in stages}
-        totals[label] = {"wall": wall, "peak": max(s["peak_rss_mb"] for s in stages)}
+        read = subprocess.run([sys.executable, "-c", READ_CSV.format(path="data/spiral.csv")],
+                              cwd=repo, capture_output=True, text=True, check=True)
+        data_s = sum(per_size[label][name]["wall_s"] for name in DATA_STAGES)
+        totals[label] = {"wall": wall, "peak": max(s["peak_rss_mb"] for s in stages),
+                         "read_csv": float(read.stdout), "data": data_s,
+                         "source": per_size[label]["spiral"]["wall_s"]}
     return per_size, totals, epoch_ratio(tmp / "scale-1M")
 
 
@@ -216,7 +225,19 @@ def render(summary: dict, stages: list[dict], scaled: tuple | None) -> str:
                          + f" | {growth:.1f} | {per_size[labels[-1]][stage]['peak_rss_mb']:.0f} |")
         lines.append("| **whole `dvc repro`** | " + " | ".join(
             f"{totals[l]['wall']:.1f}" for l in labels) + " | | |")
-        lines += ["", f"- 1M rows: whole pipeline {totals['1M']['wall']:.0f} s (target ≤ 300), "
+        lines.append("| whole, less the spiral stage (the source) | " + " | ".join(
+            f"{totals[l]['wall'] - totals[l]['source']:.1f}" for l in labels) + " | | |")
+        lines.append("| one `pandas.read_csv` of the source | " + " | ".join(
+            f"{totals[l]['read_csv']:.2f}" for l in labels) + " | | |")
+        lines.append("| fetch + split + scale_encode / read_csv | " + " | ".join(
+            f"{totals[l]['data'] / totals[l]['read_csv']:.1f}" for l in labels) + " | | |")
+        big = totals["10M"]
+        lines += ["", f"- 10M rows: fetch + split + scale_encode {big['data']:.1f} s, "
+                  f"{big['data'] / big['read_csv']:.1f}x one pandas.read_csv of the source "
+                  f"({big['read_csv']:.2f} s; target ≤ 10x); whole pipeline less the source's "
+                  f"generation {big['wall'] - big['source']:.0f} s (target ≤ 120), max stage "
+                  f"peak RSS {big['peak']:.0f} MB."]
+        lines += [f"- 1M rows: whole pipeline {totals['1M']['wall']:.0f} s (target ≤ 300), "
                   f"max stage peak RSS {totals['1M']['peak']:.0f} MB (target ≤ 2048); "
                   f"worst per-stage growth per 10× rows {worst_growth:.1f}× (target ≤ 12).",
                   f"- NumPy MLP vs torch MLP, same architecture and batch size, "
@@ -240,7 +261,7 @@ def render_math_cost(cost: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", action="store_true", help="also run 10k/100k/1M rows")
+    parser.add_argument("--scale", action="store_true", help="also run 10k/100k/1M/10M rows")
     parser.add_argument("--math", choices=("portable", "native"), default="portable",
                         help="math.portable in every clone (default: portable, as params.yaml)")
     parser.add_argument("--math-cost", action="store_true",
