@@ -146,22 +146,29 @@ def _zip_entry(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """An .npz archive with a fixed timestamp (``np.savez`` stamps the current time)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+def _npz_to(handle: IO[bytes], arrays: Mapping[str, np.ndarray]) -> None:
+    """Stream an .npz archive with a fixed timestamp (``np.savez`` stamps the current time)
+    into ``handle``: each array goes to its entry once, never copied whole in memory."""
+    with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
         for name in sorted(arrays):
-            array = np.asarray(arrays[name])
+            array = np.ascontiguousarray(arrays[name])
             if array.dtype == object:
                 raise ValueError(f"array {name!r} has dtype object; only plain arrays are saved")
-            entry = io.BytesIO()
-            np.lib.format.write_array(entry, np.ascontiguousarray(array), allow_pickle=False)
-            archive.writestr(_zip_entry(f"{name}.npy"), entry.getvalue())
+            info = _zip_entry(f"{name}.npy")
+            info.file_size = array.nbytes + 128  # ~ the .npy's size: zip64 as writestr decides
+            with archive.open(info, "w") as entry:
+                np.lib.format.write_array(entry, array, allow_pickle=False)
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """An .npz archive's bytes (see :func:`write_npz`)."""
+    buffer = io.BytesIO()
+    _npz_to(buffer, arrays)
     return buffer.getvalue()
 
 
 def write_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
-    write_bytes(path, npz_bytes(arrays))
+    atomic_write(path, lambda handle: _npz_to(handle, arrays))
 
 
 def read_npz(path: str, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:

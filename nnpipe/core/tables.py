@@ -62,8 +62,9 @@ def to_frame(table: Any, columns: Sequence[str]) -> Any:
     for name in columns:
         values = table[name]
         if pa.types.is_floating(values.type):
-            out[name] = values.to_numpy()
+            out[name] = values.to_numpy()  # null -> NaN
         else:
-            out[name] = np.asarray(values.to_pylist(), dtype=object)
-    frame = pd.DataFrame(out, columns=list(columns))
-    return frame.where(frame.notna(), np.nan) if len(frame) else frame
+            text = np.asarray(values.to_pylist(), dtype=object)
+            text[np.equal(text, None)] = np.nan
+            out[name] = text
+    return pd.DataFrame(out, columns=list(columns))
