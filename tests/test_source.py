@@ -131,7 +131,7 @@ def test_dvc_status_of_a_url_that_never_answers_returns_within_dvc_https_bound(t
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         start = time.monotonic()
         stage = run(tmp_path, sys.executable, "-m", "stages", "fetch", "--params", "params.yaml",
-                    "--out", "raw.csv", check=False)
+                    "--out", "table.parquet", "--schema", "schema.json", check=False)
         assert stage.returncode == 2 and "no complete answer within 3 s" in stage.stderr
         assert time.monotonic() - start < 3 + 5  # the stage's deadline, plus its start-up
         start = time.monotonic()
