@@ -47,15 +47,19 @@ def arrow_read(raw: bytes, header: Sequence[str], columns: Sequence[str], text: 
 
     pa = arrow()
     types = {name: pa.string() if name in text else pa.float64() for name in columns}
+    block = 1 << 24  # bytes Arrow parses at once; a row must fit in one
     while True:
         options = csv.ConvertOptions(column_types=types, include_columns=list(columns),
                                      null_values=list(MISSING_CELLS), strings_can_be_null=True,
                                      quoted_strings_can_be_null=True)
         try:
-            return csv.read_csv(pa.py_buffer(raw), convert_options=options,
-                                parse_options=csv.ParseOptions(newlines_in_values=b'"' in raw))
+            return csv.read_csv(pa.py_buffer(raw), csv.ReadOptions(block_size=block),
+                                csv.ParseOptions(newlines_in_values=b'"' in raw), options)
         except pa.ArrowInvalid as exc:
             found = _CONVERSION.match(str(exc))
+            if "straddling" in str(exc) and block <= len(raw):
+                block = len(raw) + 1  # a row longer than a block: the file as one block
+                continue
             if not found or types.get(header[int(found[1])]) == pa.string():
                 first = str(exc).strip().splitlines()[0]
                 raise PipelineError(f"{source}: not a readable CSV ({short(first)})") from None

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -41,6 +43,8 @@ from local_http import good_csv_text
 from pipeline import (MODEL_PREFIX, MODELS, PARAMS, ROOT, STAGES, Run, tiny_params, tree_bytes,
                       write_params)
 from warm_util import forks
+
+from nnpipe.core import files
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +87,8 @@ def model_file(model: str, name: str) -> str:
 
 MODELS_DIR = str(Path(flag(train(NUMPY), "model-dir")).parent)
 RAW = flag("split", "data")          # fetch's output, split's input
+SCHEMA = flag("split", "schema")     # fetch's schema
+SMALL_CLASS = good_csv_text() + "".join(f"{i},{i},c4\n" for i in range(5))
 SPLIT_VAL = flag("scale_encode", "splits", 1)
 CONFUSION = flag(f"plot_model@{TORCH}", "confusion")
 
@@ -248,8 +254,31 @@ GOOD_SHA = hashlib.sha256(good_csv_text().encode()).hexdigest()
 AUTO_ROWS = 300_000      # rows a planted preprocess.json claims: auto = 2*rows + D units
 
 
-def huge_label_csv() -> bytes:
-    return (good_csv_text() + "1,1," + "x" * HUGE_LABEL + "\n").encode()
+def huge_label_csv() -> str:
+    return good_csv_text() + "1,1," + "x" * HUGE_LABEL + "\n"
+
+
+def fetched(csv: Callable[[], str] | str, part: str) -> Callable[[], bytes]:
+    """fetch's ``table`` (Parquet) or ``schema`` (JSON) for a CSV, as split would read them."""
+    def make() -> bytes:
+        from nnpipe import data
+
+        typed = data.read_typed((csv() if callable(csv) else csv).encode(), "x", ["X1", "X2"],
+                                "color")
+        if part == "schema":
+            return json.dumps(typed.schema.to_dict()).encode()
+        buffer = io.BytesIO()
+        pq.write_table(typed.table, buffer)
+        return buffer.getvalue()
+    return make
+
+
+def parquet_of(**columns: list) -> Callable[[], bytes]:
+    def make() -> bytes:
+        buffer = io.BytesIO()
+        pq.write_table(pa.table(columns), buffer)
+        return buffer.getvalue()
+    return make
 
 
 def params_text_with(extra: str = "", **replace: str) -> Callable[[], bytes]:
@@ -341,14 +370,16 @@ CASES: dict[str, Case] = {
     # the other stages' input files
     "split-class_too_small_for_split": Case(
         "split", (RAW, "class 'c4' has 5 row(s)"),
-        plant={RAW: good_csv_text() + "".join(f"{i},{i},c4\n" for i in range(5))}),
-    "split-huge_label": Case("split", (RAW, "class 'xxxxx", "characters"),
-                             plant={RAW: huge_label_csv}),
-    "split-binary_garbage_5mb": Case("split", (RAW, "not a readable CSV"), plant={RAW: garbage}),
+        plant={RAW: fetched(SMALL_CLASS, "table"), SCHEMA: fetched(SMALL_CLASS, "schema")}),
+    "split-huge_label": Case("split", (RAW, "class 'xxxxx", "characters"), plant={
+        RAW: fetched(huge_label_csv, "table"), SCHEMA: fetched(huge_label_csv, "schema")}),
+    "split-binary_garbage_5mb": Case("split", (RAW, "not a readable Parquet file"),
+                                     plant={RAW: garbage}),
+    "split-schema_is_garbage": Case("split", (SCHEMA, "not valid JSON"), plant={SCHEMA: garbage}),
     "split-raw_is_a_directory": Case("split", (RAW,), plant={RAW: IS_DIR}),
     "scale_encode-split_missing_target": Case(
         "scale_encode", (SPLIT_VAL, "column 'color' not found"),
-        plant={SPLIT_VAL: "X1,X2\n0.1,0.2\n"}),
+        plant={SPLIT_VAL: parquet_of(X1=[0.1], X2=[0.2])}),
     f"{N}-garbage_npz_5mb": Case(
         train(NUMPY), (train_input(NUMPY, "train"), "not a valid .npz"),
         plant={train_input(NUMPY, "train"): garbage}),
@@ -412,13 +443,13 @@ CASES: dict[str, Case] = {
     "predict-no_header": _predict("0.1,0.2\n0.3,0.4\n", "missing feature column"),
     "predict-missing_feature": _predict("X1,X3\n0.1,0.2\n", "missing feature column(s) X2"),
     "predict-non_numeric": _predict("X1,X2\n0.1,abc\n", "column 'X2' row 2", "'abc'"),
-    "predict-nan": _predict("X1,X2\nnan,0.1\n", "column 'X1' row 2", "not a finite"),
-    "predict-inf": _predict("X1,X2\n0.1,inf\n", "column 'X2' row 2", "not a finite"),
+    "predict-nan": _predict("X1,X2\nnan,0.1\n", "column 'X1' row 2 is missing"),
+    "predict-inf": _predict("X1,X2\n0.1,inf\n", "column 'X2' row 2 has value 'inf'"),
     "predict-duplicate_columns": _predict("X1,X1,X2\n1,2,3\n", "duplicate column name 'X1'"),
     "predict-binary_garbage_5mb": _predict(garbage, "not a"),
     "predict-missing_file": Case("predict", ("{root}/nothing.csv", "file not found"),
                                  args=("--input", "{root}/nothing.csv")),
-    "predict-arg_nan": Case("predict", ("feature 'X1'", "'nan'"), args=("X1=nan", "X2=0")),
+    "predict-arg_nan": Case("predict", ("feature 'X1' is missing",), args=("X1=nan", "X2=0")),
     "predict-arg_text": Case("predict", ("feature 'X2'", "'abc'"), args=("X1=0", "X2=abc")),
     "predict-arg_unknown_feature": Case("predict", ("unknown feature 'X3'",),
                                         args=("X1=0", "X3=1")),
@@ -620,12 +651,11 @@ def test_pickle_in_an_artifact_is_refused_by_its_consumer(good, tmp_path, slot, 
 
 # --- 3. numerical guards -----------------------------------------------------------------------
 
-DIVERGING = {
-    f"{T}-lr_1e20": (TORCH, {f"{T}.lr": 1e20}),
+DIVERGING = {  # model, param changes, the train split's X scaled by (params bound lr at 1e6)
     # (with fewer epochs the loss only grows to ~1e200: huge, but finite)
-    f"{N}-lr_1e6": (NUMPY, {f"{N}.lr": 1e6, f"{N}.init_scale": 1.0, f"{N}.epochs": 200}),
-    f"{T}-lr_1e38": (TORCH, {f"{T}.lr": 1e38}),
-    f"{L}-lr_1e38": (LINEAR, {f"{L}.lr": 1e38}),
+    f"{N}-lr_1e6": (NUMPY, {f"{N}.lr": 1e6, f"{N}.init_scale": 1.0, f"{N}.epochs": 200}, 1.0),
+    f"{T}-X_1e300": (TORCH, {f"{T}.lr": 1e6}, 1e300),  # float32 inputs overflow to inf
+    f"{L}-X_1e300": (LINEAR, {}, 1e300),
 }
 
 
@@ -633,10 +663,13 @@ DIVERGING = {
 def diverged(good, tmp_path_factory) -> dict[str, tuple[Result, Path, dict]]:
     """Every DIVERGING row run at once: name -> (result, its root, the root before the run)."""
     roots, jobs, before = {}, [], {}
-    for name, (model, changes) in DIVERGING.items():
+    for name, (model, changes, scale) in DIVERGING.items():
         tmp = tmp_path_factory.mktemp("diverge")
         roots[name] = tmp / "root"
         prepare(train(model), roots[name], good, with_outputs=False)
+        split = roots[name] / train_input(model, "train")
+        arrays = files.read_npz(str(split))
+        files.write_npz(str(split), {**arrays, "X": arrays["X"] * scale})
         before[name] = tree_bytes(roots[name])
         params = write_params(tmp / "params.yaml", tiny_params(changes))
         jobs.append((stage_command(train(model), params), roots[name]))
