@@ -74,7 +74,7 @@ def test_imputed_table_trains_every_model_to_the_tables_accuracy(imputed):
     reached = accuracies(path)
     print("median/ignore test accuracy:", reached)
     assert all(accuracy >= 0.95 for accuracy in reached.values()), reached
-    assert "decision boundary skipped" in output
+    assert "decision boundary not drawn" in output
 
 
 def test_predict_serves_raw_rows_with_a_gap_and_an_unseen_category(imputed):
