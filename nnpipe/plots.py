@@ -64,7 +64,7 @@ def boundary_note(model: str, numeric: Sequence[str], categorical: Sequence[str]
     drawn over exactly 2 numeric features and no categorical one."""
     if len(numeric) == 2 and not categorical:
         return None
-    return (f"decision boundary skipped: it needs exactly 2 numeric features and no "
+    return (f"decision boundary not drawn: it needs exactly 2 numeric features and no "
             f"categorical one, {model} has {len(numeric)} numeric and {len(categorical)} "
             "categorical")
 
@@ -106,6 +106,44 @@ def decision_boundary(proba: ProbaFn, train: tuple[np.ndarray, np.ndarray],
         _boundary_panel(fig.add_subplot(1, 2, i), proba, X, y, grid_size, max_points,
                         f"{model}: {name}")
     fig.tight_layout()
+    return fig
+
+
+def _class_panels(fig: Any, y: np.ndarray, scores: np.ndarray, classes: Sequence[str],
+                  model: str) -> None:
+    from sklearn.metrics import average_precision_score, auc, precision_recall_curve, roc_curve
+
+    roc, pr = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    roc.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="chance")
+    for c, name in enumerate(classes):
+        truth = y == c  # (N,) this class against the rest
+        if truth.all() or not truth.any():
+            continue  # a curve needs rows of the class and rows of the rest
+        fpr, tpr, _ = roc_curve(truth, scores[:, c])
+        roc.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+        precision, recall, _ = precision_recall_curve(truth, scores[:, c])
+        pr.plot(recall, precision, drawstyle="steps-post",
+                label=f"{name} (AP {average_precision_score(truth, scores[:, c]):.3f})")
+    for ax, (x, y_label), title in ((roc, ("false positive rate", "true positive rate"), "ROC"),
+                                    (pr, ("recall", "precision"), "precision-recall")):
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel(x)
+        ax.set_ylabel(y_label)
+        ax.set_title(f"{model}: test {title}, each class against the rest")
+        ax.legend(loc="lower right" if ax is roc else "lower left", fontsize="small")
+
+
+def class_curves(y: np.ndarray, scores: np.ndarray, classes: Sequence[str], model: str,
+                 note: str) -> Any:
+    """Per-class ROC and precision-recall curves on the test split (``y: (N,)`` class codes,
+    ``scores: (N, C)`` the model's probabilities), each class against the rest, with its AUC
+    and average precision; ``note`` (why this is not the decision boundary) below them. A
+    class with no test row, or every test row, has no curve."""
+    fig = _figure(12, 5)
+    _class_panels(fig, y, scores, classes, model)
+    fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize="small", color="dimgrey")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 

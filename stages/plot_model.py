@@ -1,4 +1,5 @@
-"""plot_model: one model's decision boundary (train | test), training curves and confusion matrix."""
+"""plot_model: one model's decision boundary (train | test; per-class ROC and precision-recall
+on test where the boundary cannot be drawn), training curves and confusion matrix."""
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,9 @@ def main(argv: list[str] | None = None) -> None:
             boundary = plots.decision_boundary(model.predict_proba, train, test, args.name,
                                                p.plot.grid_size, p.plot.max_points)
         else:
-            log.info(note)
-            boundary = plots.placeholder(note)
+            log.info("%s: drew per-class ROC and precision-recall on test instead", note)
+            boundary = plots.class_curves(test[1], model.predict_proba(test[0]),
+                                          model.preprocessor.classes, args.name, note)
         figures = {args.boundary_png: boundary,
                    args.curves_png: plots.training_curves(curves, args.name),
                    args.confusion_png: plots.confusion_matrix(confusion["matrix"],

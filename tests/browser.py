@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 # Every vega-embed container on the page, whether it drew: a canvas with marks on it (some
-# pixels that are not the background) or an SVG with mark elements.
+# pixels that are not the background) or an SVG with mark elements; and every image (the PNG
+# figures): its source and the size it decoded to (null if it did not load).
 CHARTS_JS = """
 (() => {
   const found = [...document.querySelectorAll('.vega-embed')].map(el => {
@@ -32,7 +33,10 @@ CHARTS_JS = """
     }
     return inked > 200;
   });
-  return JSON.stringify({embedded: found.length, drawn: found.filter(Boolean).length});
+  const images = Object.fromEntries([...document.querySelectorAll('img')].map(img =>
+    [decodeURIComponent(img.getAttribute('src')),
+     img.complete && img.naturalWidth ? [img.naturalWidth, img.naturalHeight] : null]));
+  return JSON.stringify({embedded: found.length, drawn: found.filter(Boolean).length, images});
 })()
 """
 
@@ -58,6 +62,7 @@ class Rendered(NamedTuple):
     drawn: int          # of those, how many show marks
     errors: list[str]   # console errors, uncaught exceptions, failed loads
     screenshot: Path
+    images: dict[str, Any]  # each <img>'s src -> [width, height] as decoded, or None
 
 
 class _Pipe:
@@ -173,6 +178,6 @@ def render(page: Path, screenshot: Path, profile: Path, timeout: float = 60) -> 
                                "height": min(metrics["height"], 12000), "scale": 1})
         screenshot.write_bytes(base64.b64decode(shot["data"]))
         return Rendered(charts, state["embedded"], state["drawn"], _errors(pipe.events),
-                        screenshot)
+                        screenshot, state["images"])
     finally:
         pipe.close()

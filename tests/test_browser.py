@@ -64,6 +64,7 @@ def _check(page: Path, tmp_path: Path, name: str) -> browser.Rendered:
     assert shown.charts >= 2 * len(MODELS), shown  # per model: curves, confusion
     assert (shown.embedded, shown.drawn) == (shown.charts, shown.charts), shown
     assert shown.errors == [], shown.errors
+    assert shown.images and None not in shown.images.values(), shown.images  # every PNG drew
     assert shown.screenshot.stat().st_size > 10_000
     return shown
 

@@ -52,3 +52,17 @@ def test_ci_runs_the_readmes_test_command_inside_a_fresh_virtualenv():
           if line and not line.startswith("#")]
     assert ci[-1] == command
     assert ci[-2] == '. "$venv/bin/activate"' and '-m venv "$venv"' in ci[-3], ci[-3:]
+
+
+def test_the_tables_measured_against_scikit_learn_are_bench_tables_and_a_missing_one_skips(
+        capsys):
+    from bench import tables
+
+    page = (ROOT / "docs/your-own-data.md").read_text()
+    section = page.split("## Against scikit-learn")[1].split("\n## ")[0]
+    shown = re.findall(r"^\| (\w+) \(`([\w-]+)`\)", section, re.M)
+    assert {(name.lower(), package) for name, package in shown} == \
+        {(name, table.package) for name, table in tables.TABLES.items()}
+    missing = tables.Table("no_such_package_nnpipe", list, ["x"], "y", "")
+    assert tables.measure("mine", missing, []) is None
+    assert capsys.readouterr().err == "mine: skipped, it needs `pip install no_such_package_nnpipe`\n"

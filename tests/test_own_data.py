@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+import browser
 import penguins
 from e2e_util import copy_repo, run, stages_run
 from pipeline import REGISTRY
@@ -74,7 +75,25 @@ def test_imputed_table_trains_every_model_to_the_tables_accuracy(imputed):
     reached = accuracies(path)
     print("median/ignore test accuracy:", reached)
     assert all(accuracy >= 0.95 for accuracy in reached.values()), reached
-    assert "decision boundary skipped" in output
+    assert "decision boundary not drawn" in output
+
+
+@pytest.mark.skipif(browser.chromium() is None or not browser.can_isolate(),
+                    reason="no Chromium here, or cannot cut the network (tests/test_browser.py)")
+def test_the_page_shows_per_class_curves_where_the_boundary_cannot_be_drawn(imputed, tmp_path):
+    """Six features, two of them text: each model's boundary PNG is its per-class ROC and
+    precision-recall on test, and `dvc plots show`'s page draws it offline with every chart."""
+    path, _ = imputed
+    run(path, "dvc", "plots", "show", "-o", str(tmp_path / "page"))
+    shown = browser.render(tmp_path / "page/index.html", tmp_path / "page.png",
+                           tmp_path / "profile")
+    print(f"screenshot: {shown.screenshot}")
+    assert (shown.embedded, shown.drawn) == (shown.charts, shown.charts) and shown.charts
+    assert shown.errors == [], shown.errors
+    for model in OWN_MODELS:  # static/workspace_reports_figures_<model>_boundary.png
+        (size,) = [size for src, size in shown.images.items()
+                   if src.endswith(f"_reports_figures_{model}_boundary.png")]
+        assert size == [1200, 500], shown.images  # not the 600x150 placeholder
 
 
 def test_predict_serves_raw_rows_with_a_gap_and_an_unseen_category(imputed):

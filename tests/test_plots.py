@@ -173,8 +173,26 @@ def test_data_figure_with_fewer_than_two_numeric_features_says_why(numeric, says
 def test_boundary_note_needs_exactly_two_numeric_features_and_no_categorical(numeric,
                                                                              categorical, note):
     said = plots.boundary_note("net", numeric, categorical)
-    assert said == (note and "decision boundary skipped: it needs exactly 2 numeric features "
+    assert said == (note and "decision boundary not drawn: it needs exactly 2 numeric features "
                     f"and no categorical one, net has {note}")
+
+
+def test_class_curves_draw_each_class_against_the_rest_with_its_auc():
+    y = np.array([0, 0, 1, 1, 0, 1])  # class "c" has no test row: no curve
+    scores = np.array([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.3, 0.7, 0.0], [0.2, 0.8, 0.0],
+                       [0.45, 0.55, 0.0], [0.5, 0.5, 0.0]])
+    fig = plots.class_curves(y, scores, ["a", "b", "c"], "net", "why not the boundary")
+    roc, pr = fig.axes
+    assert roc.get_title() == "net: test ROC, each class against the rest"
+    assert pr.get_title() == "net: test precision-recall, each class against the rest"
+    # each class ranks 8 of its 9 (row of it, row of the rest) pairs right: AUC 8/9; its
+    # third row comes after one of the rest: AP (1 + 1 + 3/4) / 3
+    assert [t.get_text() for t in roc.get_legend().get_texts()] == \
+        ["chance", "a (AUC 0.889)", "b (AUC 0.889)"]
+    fpr, tpr = roc.lines[1].get_data()
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
+    assert [t.get_text() for t in pr.get_legend().get_texts()] == ["a (AP 0.917)", "b (AP 0.917)"]
+    assert [t.get_text() for t in fig.texts] == ["why not the boundary"]
 
 
 def test_placeholder_says_why():

@@ -319,11 +319,12 @@ def test_user_csv_with_three_features_runs_every_model(tmp_path, caplog):
         assert config["model"]["input_dim"] == 3
         assert config["preprocess"]["classes"] == ["hi", "lo", "mid"]
         boundary = run / f"reports/figures/{model}_boundary.png"
-        assert png_size(boundary) == (600, 150)  # the placeholder that says why
-        skipped = [r.getMessage() for r in caplog.records if "decision boundary skipped" in
+        assert png_size(boundary) == (1200, 500)  # per-class ROC | precision-recall
+        skipped = [r.getMessage() for r in caplog.records if "decision boundary not drawn" in
                    r.getMessage() and r.name == f"plot_model {model}"]
-        assert skipped == [f"decision boundary skipped: it needs exactly 2 numeric features "
-                           f"and no categorical one, {model} has 3 numeric and 0 categorical"]
+        assert skipped == [f"decision boundary not drawn: it needs exactly 2 numeric features "
+                           f"and no categorical one, {model} has 3 numeric and 0 categorical: "
+                           "drew per-class ROC and precision-recall on test instead"]
     numpy_models = [m for m in spiral_models if section(m)["backend"] == "numpy"]
     assert all(metrics[m]["test"]["accuracy"] > 0.5 for m in numpy_models)  # separated blobs
 
@@ -379,16 +380,17 @@ def test_own_models_take_the_encoded_width(own, model, caplog):
     width = 12 if REGISTRY[model] == "data/processed" else TINY["random_data"]["num_features"]
     assert config["model"]["input_dim"] == width
     boundary = png_size(own / f"reports/figures/{model}_boundary.png")
-    assert boundary == ((600, 150) if width == 12 else (1200, 500))
+    assert boundary == (1200, 500)  # per-class ROC | precision-recall, or the boundary
     assert png_size(own / "reports/figures/data.png") == (600, 500)  # bill length x depth
 
 
-def test_own_boundary_and_data_figures_say_why_they_are_skipped(own, tmp_path, caplog):
+def test_own_boundary_and_data_figures_say_why_they_are_not_drawn(own, tmp_path, caplog):
     model = next(m for m in MODELS if REGISTRY[m] == "data/processed")
     caplog.set_level(logging.INFO)
     own.run([f"plot_model@{model}"])
-    assert f"decision boundary skipped: it needs exactly 2 numeric features and no " \
-        f"categorical one, {model} has 4 numeric and 3 categorical" in caplog.messages
+    assert f"decision boundary not drawn: it needs exactly 2 numeric features and no " \
+        f"categorical one, {model} has 4 numeric and 3 categorical: drew per-class ROC and " \
+        "precision-recall on test instead" in caplog.messages
     one = Run(tmp_path, with_changes(own.params and yaml_params(own),
                                      {"data.features": ["bill_length_mm", "island"],
                                       "data.categorical": []}))
