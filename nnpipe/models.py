@@ -9,8 +9,9 @@ A model directory is self-describing and pickle-free:
   layer, loaded with allow_pickle=False;
 
 and its training record, a :class:`History` that both backends' loops fill and the training
-stage writes as the curves CSV (``COLUMNS``) that plot_model draws, with the epoch a
-:class:`Keeper` chose to keep (best validation loss, or the last) and when it stopped.
+stage logs with DVCLive every ``log_every`` epochs (``CURVES``) for plot_model and `dvc plots`,
+with the epoch a :class:`Keeper` chose to keep (best validation loss, or the last) and when it
+stopped.
 
 Every model is affine -> activation -> ... -> affine, so one NumPy inference
 (``predict_proba``: each row computed on its own, the same bytes in a batch of any size)
@@ -222,7 +223,8 @@ def _check_shapes(spec: ModelSpec, weights: Mapping[str, Any], where: str) -> No
 
 # --- the training record --------------------------------------------------------------------
 
-COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "kept")
+COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+CURVES = COLUMNS[1:]  # the figures logged per epoch (DVCLive: one plots/metrics/<name>.tsv each)
 
 
 @dataclass
@@ -259,17 +261,19 @@ class History:
 
     def kept_row(self) -> dict[str, float]:
         """The row of the epoch whose weights the model holds."""
-        epoch = self.rows[-1][0] if self.kept is None else self.kept
+        epoch = self.kept_epoch()
         return dict(zip(COLUMNS, next(row for row in self.rows if row[0] == epoch)))
 
-    def to_csv(self) -> str:
-        """CSV text with a header, floats in repr form (exact, deterministic); ``kept`` is 1
-        on the epoch whose weights the model holds, 0 elsewhere."""
-        kept = self.rows[-1][0] if self.kept is None and self.rows else self.kept
-        lines = [",".join(COLUMNS)]
-        lines += [",".join([str(row[0])] + [repr(v) for v in row[1:]] + [str(int(row[0] == kept))])
-                  for row in self.rows]
-        return "\n".join(lines) + "\n"
+    def kept_epoch(self) -> int:
+        """The epoch whose weights the model holds (the last one unless a Keeper chose)."""
+        return self.rows[-1][0] if self.kept is None else self.kept
+
+    def logged(self, log_every: int) -> list[dict[str, float]]:
+        """The rows to log, each as a dict of ``CURVES`` and ``epoch``: every ``log_every``-th
+        epoch, the last one and the kept one, in epoch order."""
+        keep = {self.rows[-1][0], self.kept_epoch()} if self.rows else set()
+        return [dict(zip(COLUMNS, row)) for row in self.rows
+                if row[0] % log_every == 0 or row[0] in keep]
 
 
 @dataclass

@@ -3,6 +3,7 @@ on test where the boundary cannot be drawn), training curves and confusion matri
 from __future__ import annotations
 
 import argparse
+import os
 
 from nnpipe.core import cli, params, portable
 
@@ -14,7 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--train", required=True, help="processed train split (.npz)")
     parser.add_argument("--test", required=True, help="processed test split (.npz)")
-    parser.add_argument("--curves", required=True, help="per-epoch CSV of the training stage")
+    parser.add_argument("--curves", required=True, help="the training stage's DVCLive directory")
     parser.add_argument("--confusion", required=True, help="the model's confusion JSON written by evaluate")
     parser.add_argument("--boundary-png", required=True)
     parser.add_argument("--curves-png", required=True)
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         from nnpipe.core import files  # numpy/torch load here, after pinning
         model = models.load(args.model_dir)
         train, test = files.read_xy(args.train), files.read_xy(args.test)
-        curves = files.read_numeric_csv(args.curves, required=models.COLUMNS)
+        curves = read_curves(args.curves, files, models.CURVES)
         confusion = plots.confusion_for(files.read_json(args.confusion), args.name, args.confusion)
         note = plots.boundary_note(args.name, model.preprocessor.numeric,
                                    model.preprocessor.categorical)
@@ -45,6 +46,22 @@ def main(argv: list[str] | None = None) -> None:
         for path, figure in figures.items():
             files.save_figure(path, figure)
         log.info("wrote %s, %s, %s", args.boundary_png, args.curves_png, args.confusion_png)
+
+
+def read_curves(directory: str, files, names: tuple[str, ...]) -> dict:
+    """DVCLive's ``plots/metrics/<name>.tsv`` per figure as one table: ``epoch`` (its step),
+    the figures, and ``kept`` (1 on the epoch of metrics.json's ``kept``)."""
+    import numpy as np
+
+    tables = {name: files.read_numeric_csv(os.path.join(directory, "plots", "metrics",
+                                                        f"{name}.tsv"),
+                                           required=("step", name), delimiter="\t")
+              for name in names}
+    curves = {"epoch": tables[names[0]]["step"]}
+    curves.update({name: table[name] for name, table in tables.items()})
+    kept = files.read_json(os.path.join(directory, "metrics.json")).get("kept", {})
+    curves["kept"] = (curves["epoch"] == kept.get("epoch")).astype(np.int64)
+    return curves
 
 
 if __name__ == "__main__":

@@ -1,11 +1,17 @@
 """train: one model of the registry, as its params section train_<model> says.
 
 dvc.yaml's ``train`` stage runs this once per model (``--name NAME``) on the processed splits
-of the model's data set; ``backend`` picks the code that trains it (nnpipe.training).
+of the model's data set; ``backend`` picks the code that trains it (nnpipe.training). Its
+curves go through DVCLive (``--curves DIR``: ``plots/metrics/<figure>.tsv`` per figure, step =
+epoch, every ``log_every`` epochs and the kept one; ``metrics.json``: the last logged figures
+and ``kept``, the kept epoch's), with no timestamp and no dvc.yaml of its own, logged into a
+temp directory and swapped in whole when training succeeds.
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import tempfile
 
 from nnpipe.core import cli, params, portable
 
@@ -19,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val", required=True, help="processed val split (.npz)")
     parser.add_argument("--state", required=True, help="the splits' preprocessing state (JSON)")
     parser.add_argument("--model-dir", required=True, help="output model directory")
-    parser.add_argument("--curves", required=True, help="output per-epoch CSV")
+    parser.add_argument("--curves", required=True, help="output directory of DVCLive's curves")
     args = parser.parse_args(argv)
     section = f"train_{args.name}"
     with cli.stage(section) as log:
@@ -31,11 +37,29 @@ def main(argv: list[str] | None = None) -> None:
         data = preprocess.load_train_data(args.train, args.val, state)
         fitted = training.fit(args.name, p[section], state, data, p.seed)
         models.save(args.model_dir, fitted.spec, fitted.weights, state)
-        files.write_text(args.curves, fitted.history.to_csv())
         kept = fitted.history.kept_row()
+        with tempfile.TemporaryDirectory() as tmp:
+            log_curves(tmp, fitted.history.logged(p[section].log_every), kept)
+            files.replace_dir(tmp, args.curves)
         log.info("hidden_dims %s, kept epoch %d, last %d (val_loss %.4f, val_acc %.4f) -> %s",
                  list(fitted.spec.hidden_dims), kept["epoch"], fitted.history.rows[-1][0],
                  kept["val_loss"], kept["val_acc"], args.model_dir)
+
+
+def log_curves(directory: str, rows: list[dict[str, float]], kept: dict[str, float]) -> None:
+    """Log ``rows`` with DVCLive into ``directory``, step = epoch; ``kept`` in its summary."""
+    from dvclive import Live
+
+    from nnpipe.models import CURVES
+
+    logging.getLogger("dvclive").setLevel(logging.WARNING)  # its "Logging to experiment" line
+    with Live(dir=directory, save_dvc_exp=False, dvcyaml=False, report=None) as live:
+        for row in rows:
+            live.step = int(row["epoch"])
+            for name in CURVES:
+                live.log_metric(name, row[name], timestamp=False)
+            live.next_step()
+        live.summary["kept"] = kept
 
 
 if __name__ == "__main__":

@@ -31,16 +31,12 @@ def repo(tmp_path_factory) -> Path:
     curves and predictions (as `dvc exp run` would leave them; every plotted file is in git)."""
     path = tmp_path_factory.mktemp("plots")
     copy_repo(path)
-    curves = path / "reports/curves/torch_mlp.csv"
-    lines = curves.read_text().splitlines()
-    header = lines[0].split(",")
-    changed = [lines[0]]
-    for line in lines[1:]:
-        row = dict(zip(header, line.split(",")))
-        row["train_loss"] = str(float(row["train_loss"]) * 1.5)
-        row["val_loss"] = str(float(row["val_loss"]) * 1.7)
-        changed.append(",".join(row[h] for h in header))
-    curves.write_text("\n".join(changed) + "\n")
+    for name in ("train_loss", "val_loss"):  # DVCLive's files of torch_mlp: step, figure
+        curves = path / f"reports/curves/torch_mlp/plots/metrics/{name}.tsv"
+        lines = curves.read_text().splitlines()
+        changed = [lines[0]] + [f"{step}\t{float(value) * 1.5}"
+                                for step, value in (line.split("\t") for line in lines[1:])]
+        curves.write_text("\n".join(changed) + "\n")
     predictions = path / "reports/predictions/torch_mlp.csv"
     rows = predictions.read_text().splitlines()
     predictions.write_text("\n".join(rows[:1] + [re.sub(r",c1$", ",c2", r) for r in rows[1:]])
@@ -74,7 +70,7 @@ def test_plots_show_draws_every_chart_offline(repo, tmp_path):
     shown = _check(page, tmp_path, "show")
     html = page.read_text(encoding="utf-8")
     for model in MODELS:
-        assert f"reports/curves/{model}.csv" in html  # one curves chart per model
+        assert f"reports/curves/{model}" in html  # one curves chart per model
         assert f"reports/predictions/{model}.csv" in html  # one confusion matrix per model
         for kind in ("boundary", "curves", "confusion"):
             assert f"reports_figures_{model}_{kind}.png" in html  # every PNG figure
@@ -85,7 +81,7 @@ def test_plots_diff_draws_every_chart_offline_with_both_revisions(repo, tmp_path
     page = _page(repo, "diff", "HEAD~1", "HEAD", out="diff")
     _check(page, tmp_path, "diff")
     shown = json.loads(run(repo, "dvc", "plots", "diff", "HEAD~1", "HEAD", "--json").stdout)
-    curves = shown["data"]["reports/curves/torch_mlp.csv"][0]["content"]
+    curves = shown["data"]["reports/curves/torch_mlp"][0]["content"]
     assert curves["spec"]["encoding"]["strokeDash"]["field"] == "rev"  # a line style per revision
     assert {r["rev"] for r in curves["data"]["values"]} == {"HEAD~1", "HEAD"}
     confusion = shown["data"]["reports/predictions/torch_mlp.csv"][0]["content"]
@@ -96,13 +92,13 @@ def test_curves_are_one_chart_per_model_in_two_colours_named_by_model_and_split(
     shown = json.loads(run(repo, "dvc", "plots", "show", "--json").stdout)
     assert not shown.get("errors"), shown.get("errors")
     curves = [k for k in shown["data"] if k.startswith("reports/curves/")]
-    assert sorted(curves) == sorted(f"reports/curves/{m}.csv" for m in MODELS)
-    content = shown["data"]["reports/curves/overfit_random.csv"][0]["content"]
+    assert sorted(curves) == sorted(f"reports/curves/{m}" for m in MODELS)
+    content = shown["data"]["reports/curves/overfit_random"][0]["content"]
     assert content["resolve"]["scale"]["y"] == "independent"  # loss and accuracy: own scales
     assert content["facet"]["column"]["field"] == "metric"
     assert content["spec"]["encoding"]["color"]["field"] == "series"
     model = next(t["calculate"] for t in content["transform"] if t["as"] == "model")
-    assert "reports/curves/overfit_random.csv" in model
+    assert "reports/curves/overfit_random" in model
     # every chart of the page comes from the top-level plots: no stage adds a default one
     assert set(shown["data"]) == set(curves) | {
         k for k in shown["data"] if k.startswith(("reports/predictions/", "reports/figures/"))}

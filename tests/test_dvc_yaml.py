@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from deps import ROOT, closure, code_deps, resolve_stages
+from nnpipe.models import CURVES
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 STAGES = resolve_stages(DVC)
@@ -150,7 +151,8 @@ def test_cmd_paths_and_declared_paths_are_the_same(name):
 def test_the_model_registry_is_followed_everywhere():
     """dvc.yaml's vars.models is the one list of models: train writes models/<m> for each from
     its data set, evaluate takes each with its splits (and names it as a dep, so `exp run
-    --pull` fetches it), plot_model draws each, and params.yaml has each one's section."""
+    --pull` fetches it), plot_model draws each, `plots` charts its DVCLive curves, `artifacts`
+    declares it a model, and params.yaml has each one's section."""
     written = {o for body in STAGES.values() for o in body.get("outs", [])
                if isinstance(o, str) and re.fullmatch(r"models/\w+", o)}
     assert written == {f"models/{m}" for m in REGISTRY}
@@ -166,6 +168,12 @@ def test_the_model_registry_is_followed_everywhere():
             <= evaluated, model
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert {n for n in params if n.startswith("train_")} == {f"train_{m}" for m in REGISTRY}
+    charts = {k: v for entry in DVC["plots"] if isinstance(entry, dict) for k, v in entry.items()}
+    for model in REGISTRY:
+        curves = f"reports/curves/{model}"
+        assert {curves: {"cache": False}} in STAGES[f"train@{model}"]["outs"], model
+        assert charts[curves]["y"] == {f"{curves}/plots/metrics/{f}.tsv": f for f in CURVES}
+    assert DVC["artifacts"] == {m: {"path": f"models/{m}", "type": "model"} for m in REGISTRY}
 
 
 def test_fetch_depends_on_the_data_sets_csv():

@@ -79,7 +79,7 @@ def test_exp_run_changes_only_torch_mlp_metrics_and_diffs_report_it(repo):
         lr = params_diff["params.yaml"]["train_torch_mlp.lr"]
         assert (lr["old"], lr["new"]) == (0.01, 0.001)
         plots = json.loads(run(path, "dvc", "plots", "diff", "HEAD", "--json").stdout)
-        loss = plots["data"]["reports/curves/torch_mlp.csv"][0]
+        loss = plots["data"]["reports/curves/torch_mlp"][0]
         assert set(loss["revisions"]) == {"workspace", "HEAD"}
         rows = [r for r in loss["content"]["data"]["values"] if r["field"] == "val_loss"]
         curves = {rev: [r["val_loss"] for r in rows if r["rev"] == rev]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import math
 import re
 
 import numpy as np
@@ -13,7 +14,7 @@ from nnpipe import models, preprocess
 from nnpipe.core import files
 from nnpipe.core.errors import PipelineError
 from nnpipe.core.params import ACTIVATIONS, BACKENDS
-from nnpipe.models import COLUMNS, History, ModelSpec
+from nnpipe.models import CURVES, History, ModelSpec
 
 D, H, C = 2, 5, 3
 
@@ -277,7 +278,7 @@ def test_save_refuses_wrong_shapes(tmp_path, state):
     assert not (tmp_path / "m").exists()
 
 
-# --- the training record (History, curves CSV) -------------------------------------------
+# --- the training record (History, the rows logged) ----------------------------------------
 
 @pytest.fixture
 def hist() -> History:
@@ -294,25 +295,20 @@ def test_add_stores_plain_python_numbers(hist):
     assert row[1] == 0.6612
 
 
-def test_to_csv_header_and_rows(hist):
-    text = hist.to_csv()
-    lines = text.split("\n")
-    assert lines[0] == "epoch,train_loss,train_acc,val_loss,val_acc,kept"
-    assert lines[1] == "0,1.0986,0.3333333333333333,1.1,0.3,0"
-    assert lines[2].endswith(",1")  # the last epoch, unless a Keeper kept another
-    assert lines[2].startswith("10,0.6612,")
-    assert text.endswith("\n") and lines[3] == "" and len(lines) == 4
+@pytest.mark.parametrize("log_every, kept, epochs", [
+    (1, None, [0, 1, 2, 3, 4]), (2, None, [0, 2, 4]), (3, None, [0, 3, 4]),
+    (3, 1, [0, 1, 3, 4]), (100, 2, [0, 2, 4])])
+def test_logged_rows_are_every_log_every_th_the_last_and_the_kept(log_every, kept, epochs):
+    h = History("m", kept=kept)
+    for epoch in range(5):
+        h.add(epoch, 1.0 / (epoch + 1), 0.5, 2.0, 0.25)
+    rows = h.logged(log_every)
+    assert [row["epoch"] for row in rows] == epochs
+    assert set(rows[0]) == {"epoch", *CURVES} and rows[1]["train_loss"] == 1.0 / (epochs[1] + 1)
 
 
-def test_to_csv_floats_round_trip_exactly(hist):
-    for row, line in zip(hist.rows, hist.to_csv().splitlines()[1:]):
-        fields = line.split(",")
-        assert int(fields[0]) == row[0]
-        assert [float(v) for v in fields[1:-1]] == list(row[1:])
-
-
-def test_to_csv_empty_history_is_header_only():
-    assert History().to_csv() == ",".join(COLUMNS) + "\n"
+def test_logged_empty_history_is_empty():
+    assert History().logged(1) == []
 
 
 def test_line_in_the_lesson_style(hist):
@@ -367,7 +363,7 @@ def test_add_refuses_a_non_finite_loss_and_keeps_the_rows(hist, column, loss):
     with pytest.raises(PipelineError, match=_diverged("torch_mlp", 20, loss)):
         hist.add(20, values["train_loss"], 0.9, values["val_loss"], 0.8)
     assert hist.rows == before  # nothing half-recorded
-    assert "nan" not in hist.to_csv() and "inf" not in hist.to_csv()
+    assert all(math.isfinite(v) for row in hist.logged(1) for v in row.values())
 
 
 def test_add_accepts_finite_losses_and_any_accuracy(hist):

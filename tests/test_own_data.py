@@ -2,9 +2,10 @@
 columns and missing cells (tests/penguins.py), every model of the registry trained on it, and
 `python -m nnpipe.predict` serving raw rows (text, gaps, a category never seen).
 
-Two experiments in one copy of the repository: missing cells imputed (median) with unknown
-categories encoded as zeros, then rows with a missing cell dropped with unknown categories
-refused. The spiral's committed results are checked byte for byte by tests/test_e2e.py.
+The copy first leaves the lesson's demo out as docs/your-own-data.md says (dvc.yaml's blocks
+between "# demo >>>" and "# <<< demo" deleted, overfit_random's committed curves and figures
+removed). Two experiments in it: missing cells imputed (median) with unknown categories encoded
+as zeros, then rows with a missing cell dropped with unknown categories refused. The spiral's committed results are checked byte for byte by tests/test_e2e.py.
 """
 from __future__ import annotations
 
@@ -51,9 +52,12 @@ def accuracies(path) -> dict[str, float]:
 def repo(tmp_path_factory):
     path = tmp_path_factory.mktemp("own")
     copy_repo(path)
+    run(path, "sed", "-i", "/# demo >>>/,/# <<< demo/d", "dvc.yaml")  # docs/your-own-data.md
+    run(path, "git", "rm", "-rq", "reports/curves/overfit_random", *(
+        f"reports/figures/overfit_random_{kind}.png" for kind in ("boundary", "curves", "confusion")))
     penguins.write(path / "penguins.csv")
-    run(path, "git", "add", "penguins.csv")
-    run(path, "git", "commit", "-qm", "a table of our own")
+    run(path, "git", "add", "penguins.csv", "dvc.yaml")
+    run(path, "git", "commit", "-qm", "a table of our own, without the lesson's demo")
     return path
 
 
@@ -74,6 +78,7 @@ def test_imputed_table_trains_every_model_to_the_tables_accuracy(imputed):
         assert config["model"]["input_dim"] == 4 + 3 + 2, model
     reached = accuracies(path)
     print("median/ignore test accuracy:", reached)
+    assert not {"spiral", "random_data", "train@overfit_random"} & stages_run(output)
     assert all(accuracy >= 0.95 for accuracy in reached.values()), reached
     assert "decision boundary not drawn" in output
 
@@ -94,6 +99,21 @@ def test_the_page_shows_per_class_curves_where_the_boundary_cannot_be_drawn(impu
         (size,) = [size for src, size in shown.images.items()
                    if src.endswith(f"_reports_figures_{model}_boundary.png")]
         assert size == [1200, 500], shown.images  # not the 600x150 placeholder
+
+
+def test_without_the_demo_every_report_shows_only_the_users_models(imputed):
+    path, _ = imputed
+    for report in ("headline.json", "metrics.json", "per_class.json"):
+        assert sorted(json.loads((path / "reports" / report).read_text())) == sorted(OWN_MODELS)
+    assert "overfit_random" not in (path / "reports/summary.md").read_text()
+    workspace = json.loads(run(path, "dvc", "exp", "show", "--json").stdout)[0]
+    assert workspace["rev"] == "workspace"
+    headline = workspace["data"]["metrics"]["reports/headline.json"]["data"]
+    assert sorted(headline) == sorted(OWN_MODELS)  # the first columns of `dvc exp show`
+    assert "overfit_random" not in json.dumps(workspace["data"]["metrics"])
+    plots = json.loads(run(path, "dvc", "plots", "show", "--json").stdout)
+    assert not plots.get("errors") and plots["data"]
+    assert not [name for name in plots["data"] if "overfit_random" in name]
 
 
 def test_predict_serves_raw_rows_with_a_gap_and_an_unseen_category(imputed):

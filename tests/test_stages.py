@@ -24,11 +24,11 @@ import local_http
 import penguins
 from local_http import good_csv_text
 from nnpipe.core.errors import PipelineError
+from nnpipe.models import CURVES
 from pipeline import (MODELS, REGISTRY, ROOT, SPLITS, STAGES, Run, model_sections, tiny_params,
                       tree_bytes, with_changes, write_params)
 
 PNG_MAGIC = b"\x89PNG"
-CURVES_HEADER = "epoch,train_loss,train_acc,val_loss,val_acc,kept"
 TINY = tiny_params()
 TRAIN = {m: STAGES[f"train@{m}"] for m in MODELS}
 
@@ -157,14 +157,27 @@ def test_model_dir_holds_config_and_weights(tiny, model):
     assert all(v.dtype == np.float64 and np.isfinite(v).all() for v in weights.values())
 
 
+def curves(path, model: str) -> pd.DataFrame:
+    """DVCLive's files of one model: a frame per logged epoch of every figure (step = epoch)."""
+    tables = [pd.read_csv(path / f"reports/curves/{model}/plots/metrics/{name}.tsv", sep="\t")
+              for name in CURVES]
+    assert all(t["step"].tolist() == tables[0]["step"].tolist() for t in tables)
+    return pd.concat([tables[0]] + [t.drop(columns="step") for t in tables[1:]], axis=1)
+
+
 @pytest.mark.parametrize("model", MODELS)
-def test_curves_have_one_row_per_epoch(tiny, model):
-    path = tiny / f"reports/curves/{model}.csv"
-    assert path.read_text().splitlines()[0] == CURVES_HEADER
-    frame = pd.read_csv(path)
-    epochs = section(model)["epochs"]  # all of them, or fewer if patience stopped it
-    assert frame["epoch"].tolist() == list(range(len(frame))) and 0 < len(frame) <= epochs
-    assert frame["kept"].sum() == 1  # the epoch whose weights the model holds
+def test_curves_are_dvclive_files_every_log_every_epochs(tiny, model):
+    directory = tiny / f"reports/curves/{model}"
+    assert sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
+                  if p.is_file()) == ["metrics.json", *sorted(f"plots/metrics/{n}.tsv"
+                                                              for n in CURVES)]
+    frame, summary = curves(tiny, model), json.loads((directory / "metrics.json").read_text())
+    every, kept, last = section(model)["log_every"], summary["kept"]["epoch"], summary["step"]
+    assert 0 < last < section(model)["epochs"]  # all epochs, or fewer if patience stopped it
+    assert frame["step"].tolist() == sorted({*range(0, last + 1, every), kept, last})
+    assert "timestamp" not in frame and set(summary) == {*CURVES, "step", "kept"}
+    assert frame.set_index("step").loc[kept].to_dict() == {
+        n: summary["kept"][n] for n in CURVES}  # the kept epoch's figures, exactly
     for column in ("train_acc", "val_acc"):
         assert frame[column].between(0, 1).all()
     assert (frame[["train_loss", "val_loss"]] > 0).all().all()
@@ -172,7 +185,7 @@ def test_curves_have_one_row_per_epoch(tiny, model):
 
 @pytest.mark.parametrize("model", [m for m in MODELS if section(m)["backend"] == "numpy"])
 def test_the_numpy_mlp_learns_the_spiral_a_little(tiny, model):
-    frame = pd.read_csv(tiny / f"reports/curves/{model}.csv")
+    frame = curves(tiny, model)
     assert frame["train_loss"].iloc[-1] < frame["train_loss"].iloc[0]
 
 
@@ -282,7 +295,7 @@ def test_mini_batches_are_used_and_deterministic(tiny, tmp_path, model):
                                                                                     run / dep)
         run.run([f"train@{model}"])
         runs.append({**tree_bytes(run.model_dir(model)),
-                     "curves": (run / f"reports/curves/{model}.csv").read_bytes()})
+                     **tree_bytes(run / f"reports/curves/{model}")})
     assert runs[0] == runs[1]
     full_batch = tree_bytes(tiny.model_dir(model))  # mini-batches really change training
     assert runs[0]["weights.npz"] != full_batch["weights.npz"]

@@ -265,13 +265,15 @@ def read_csv(path: str, text_columns: tuple[str, ...] = ()) -> Any:
         raise PipelineError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-def read_numeric_csv(path: str, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """A small all-numeric CSV (such as training curves) as column -> float64 array, no pandas."""
+def read_numeric_csv(path: str, required: tuple[str, ...] = (),
+                     delimiter: str = ",") -> dict[str, np.ndarray]:
+    """A small all-numeric CSV or TSV (such as DVCLive's training curves) as column -> float64
+    array, no pandas."""
     import csv
 
     try:
         with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
+            rows = list(csv.reader(handle, delimiter=delimiter))
         header, body = rows[0], np.array(rows[1:], dtype=np.float64).reshape(-1, len(rows[0]))
     except FileNotFoundError:
         raise PipelineError(f"{path}: file not found") from None
@@ -283,6 +285,25 @@ def read_numeric_csv(path: str, required: tuple[str, ...] = ()) -> dict[str, np.
     if missing:
         raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}")
     return {name: body[:, i] for i, name in enumerate(header)}
+
+
+def replace_dir(source: str, target: str) -> None:
+    """Copy the tree ``source`` to a temp directory beside ``target``, then swap it in for
+    ``target`` (whatever ``target`` held before is removed only once the copy is complete)."""
+    import shutil
+
+    parent = os.path.dirname(target) or "."
+    tmp = os.path.join(parent, f".{os.path.basename(target)}.tmp")
+    try:
+        os.makedirs(parent, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp)
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_error(target, exc) from None
 
 
 def save_figure(path: str, figure: Any, dpi: int = 100) -> None:
