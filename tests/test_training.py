@@ -220,7 +220,7 @@ def test_keep_best_val_restores_the_lowest_val_loss_epoch_and_patience_stops(bac
                            state, data, 3)
     assert len(stopped.history.rows) == _stop_epoch(losses, 3) + 1 < 40
     assert stopped.history.kept == int(np.argmin(losses[:len(stopped.history.rows)]))
-    assert stopped.history.to_csv().splitlines()[best + 1].endswith(",1")
+    assert stopped.history.kept_epoch() == best and stopped.history.kept_row()["epoch"] == best
 
 
 # --- the sklearn backend: the reference --------------------------------------------------------
