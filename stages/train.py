@@ -10,6 +10,7 @@ temp directory and swapped in whole when training succeeds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import tempfile
 
@@ -53,7 +54,11 @@ def log_curves(directory: str, rows: list[dict[str, float]], kept: dict[str, flo
     from nnpipe.models import CURVES
 
     logging.getLogger("dvclive").setLevel(logging.WARNING)  # its "Logging to experiment" line
-    with Live(dir=directory, save_dvc_exp=False, dvcyaml=False, report=None) as live:
+    # From the (temporary) directory, outside the repository: DVCLive then finds no git or DVC
+    # repository to inspect (one with no commit yet would fail it, a git one without DVC it
+    # would `dvc init`) and writes its files only.
+    with contextlib.chdir(directory), \
+            Live(dir=".", save_dvc_exp=False, dvcyaml=False, report=None) as live:
         for row in rows:
             live.step = int(row["epoch"])
             for name in CURVES:

@@ -20,11 +20,13 @@ SERVER_MODULE = "warmstart.server"  # started as ``python -m warmstart.server FD
 # ~1.4 s, ~800 modules) on first use, and pydantic loads its parts lazily on first use: the
 # server pays both once, not each stage (tests/test_training.py checks what a fork still loads).
 PRELOAD = ("numpy", "pandas", "pyarrow", "pyarrow.csv", "pyarrow.compute", "pyarrow.parquet",
-           "yaml", "ruamel.yaml", "threadpoolctl", "sklearn.model_selection", "sklearn.preprocessing", "sklearn.metrics", "sklearn.compose", "sklearn.impute",
-           "sklearn.pipeline", "sklearn.frozen", "torch", "torch.nn", "torch.optim",
-           "torch._dynamo", "torch.profiler", "matplotlib.figure",
-           "matplotlib.backends.backend_agg", "pydantic", "pydantic.main", "pydantic.fields",
-           "pydantic.types", "pydantic._internal._validators", "pydantic.plugin._loader")
+           "yaml", "ruamel.yaml", "threadpoolctl", "sklearn.model_selection",
+           "sklearn.preprocessing", "sklearn.metrics", "sklearn.compose", "sklearn.impute",
+           "sklearn.pipeline", "sklearn.frozen", "sklearn.linear_model", "scipy.stats", "dvclive",
+           "torch", "torch.nn", "torch.optim", "torch._dynamo", "torch.profiler",
+           "matplotlib.figure", "matplotlib.backends.backend_agg", "pydantic", "pydantic.main",
+           "pydantic.fields", "pydantic.types", "pydantic._internal._validators",
+           "pydantic.plugin._loader")
 CWD_CONFIG_FILES = ("matplotlibrc",)  # read from the working directory at import
 
 
