@@ -201,7 +201,7 @@ def test_readme_recipe_adds_a_fifth_model_without_python(repo):
         assert (path / f"reports/figures/{name}_curves.png").is_file()
         served = run(path, sys.executable, "-m", "nnpipe.predict", "--model", name,
                      "X1=0.1", "X2=0.1")
-        assert f"({name})" in served.stdout
+        assert served.stdout.startswith("predicted: ") and f", {name})" in served.stdout
         # the tests follow the registry: the fifth model breaks none of those that read it
         # (dvc.yaml's checks, and the tiny pipeline's, with the fifth model in it)
         result = run(path, sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
