@@ -215,7 +215,7 @@ def render(summary: dict, stages: list[dict], scaled: tuple | None) -> str:
         labels = list(per_size)
         lines += ["", "Scale (mini-batch training, params in bench/run.py SCALE_PARAMS):", "",
                   "| stage | " + " | ".join(f"{l} (s)" for l in labels)
-                  + " | ×10 growth (max) | peak RSS at 1M (MB) |",
+                  + f" | ×10 growth (max) | peak RSS at {labels[-1]} (MB) |",
                   "|---|" + "---:|" * (len(labels) + 2)]
         worst_growth = 0.0
         for stage in per_size[labels[0]]:
