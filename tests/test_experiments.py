@@ -172,10 +172,10 @@ def _merge(into: dict, extra: dict) -> None:
         if isinstance(value, dict) and isinstance(into.get(key), dict):
             _merge(into[key], value)
         elif isinstance(value, list) and isinstance(into.get(key), list):
-            for target, item in zip(into[key], value):
-                if isinstance(item, dict):
+            for target, item in zip(into[key], value):  # vars: the registry's mapping
+                if isinstance(item, dict) and key == "vars":
                     _merge(target, item)
-            into[key] += [item for item in value if not isinstance(item, dict)]
+            into[key] += [item for item in value if key != "vars" or not isinstance(item, dict)]
         else:
             into[key] = value
 
