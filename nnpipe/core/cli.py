@@ -61,20 +61,6 @@ def stage(name: str) -> Iterator[logging.Logger]:
         raise SystemExit(2) from None
 
 
-def training_parser(description: str | None) -> "argparse.ArgumentParser":
-    """Arguments every training stage takes (paths come from dvc.yaml's cmd)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--train", required=True, help="processed train split (.npz)")
-    parser.add_argument("--val", required=True, help="processed val split (.npz)")
-    parser.add_argument("--preprocess", required=True, help="scaler/encoder state JSON")
-    parser.add_argument("--model-dir", required=True, help="output model directory")
-    parser.add_argument("--curves", required=True, help="output per-epoch CSV")
-    return parser
-
-
 def name_value_pairs(parser: "argparse.ArgumentParser", rest: list[str]) -> dict[str, str]:
     """``--NAME VALUE ...`` (DVC's unpacking of a dict in a cmd) as an ordered mapping.
 
