@@ -260,25 +260,6 @@ def render_math_cost(cost: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def live_cost(steps: int = 100) -> str:
-    """What the training stage's DVCLive logging (stages.train.log_curves: four figures and a
-    summary per logged epoch) costs: a run of 1 step, then one of ``steps``, in this repo."""
-    from nnpipe.models import CURVES
-    from stages.train import log_curves
-
-    rows = [{"epoch": e, **{name: 1.0 / (e + 1) for name in CURVES}} for e in range(steps)]
-    seconds = {}
-    for n in (1, 1, steps):  # the first run imports DVCLive (and DVC)
-        with tempfile.TemporaryDirectory(prefix="nnpipe-live-") as tmp:
-            start = time.perf_counter()
-            log_curves(tmp, rows[:n], rows[n - 1])
-            seconds[n] = time.perf_counter() - start
-    per_step = (seconds[steps] - seconds[1]) / (steps - 1)
-    return ("## DVCLive: cost\n\n| measure | value |\n|---|---:|\n"
-            f"| a run of 1 logged step (Live's start and end) | {seconds[1] * 1000:.0f} ms |\n"
-            f"| per logged step ({steps} steps) | {per_step * 1000:.2f} ms |\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", action="store_true", help="also run 10k/100k/1M/10M rows")
@@ -292,6 +273,8 @@ def main() -> None:
                         "reports/benchmark-native.md or reports/benchmark-math.md")
     args = parser.parse_args()
     if args.live_cost:
+        from live_cost import live_cost  # bench/live_cost.py
+
         print(live_cost())
         return
     MATH["math"] = {"portable": args.math == "portable"}

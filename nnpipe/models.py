@@ -1,24 +1,16 @@
 """Model artifacts on disk, and NumPy inference for every model (no torch needed).
 
-A model directory is self-describing and pickle-free:
+A model directory is self-describing and pickle-free: ``config.json`` holds the architecture
+(backend, activation, D, hidden_dims, C) and the preprocess state of its data (imputer, scaler,
+encoders: nnpipe.preprocess); ``weights.npz`` holds W1 (D, H1), b1 (H1,), ..., Wn (Hn-1, C),
+bn (C,), loaded with allow_pickle=False. Its training record is a :class:`History`, which both
+backends' loops fill (the train stage logs it with DVCLive), with the epoch a :class:`Keeper`
+chose to keep and when it stopped.
 
-- ``config.json``: the architecture (backend, activation, D, hidden_dims, C) and the
-  preprocess state of the data it was trained on (imputer, scaler, one-hot and label
-  encoders: nnpipe.preprocess), which turns raw rows into its D inputs;
-- ``weights.npz``: W1 (D, H1), b1 (H1,), ..., Wn (Hn-1, C), bn (C,), one pair per affine
-  layer, loaded with allow_pickle=False;
-
-and its training record, a :class:`History` that both backends' loops fill and the training
-stage logs with DVCLive every ``log_every`` epochs (``CURVES``) for plot_model and `dvc plots`,
-with the epoch a :class:`Keeper` chose to keep (best validation loss, or the last) and when it
-stopped.
-
-Every model is affine -> activation -> ... -> affine, so one NumPy inference
-(``predict_proba``: each row computed on its own, the same bytes in a batch of any size)
-serves them all in evaluate, plot and predict, whichever backend trained them (dropout is off
-at inference); ``forward`` is the NumPy MLP's training pass; ``torch_models.load`` rebuilds a
-torch module from the same two files. A model's depth is data: ``layer_dims = [D] + hidden_dims +
-[C]`` (cs231n's FullyConnectedNet).
+Every model is affine -> activation -> ... -> affine (``layer_dims = [D] + hidden_dims + [C]``,
+cs231n's FullyConnectedNet), so one NumPy inference (``predict_proba``: each row on its own, the
+same bytes in a batch of any size) serves them all in evaluate, plot and predict; ``forward``
+is the NumPy MLP's training pass; ``torch_models.load`` rebuilds a torch module from the files.
 """
 from __future__ import annotations
 
@@ -229,10 +221,9 @@ CURVES = COLUMNS[1:]  # the figures logged per epoch (DVCLive: one plots/metrics
 
 @dataclass
 class History:
-    """One row per epoch of model ``name``: train loss/accuracy and validation loss/accuracy
-    (accuracy in [0, 1]), and the epoch whose weights were ``kept`` (the last one unless a
-    :class:`Keeper` says otherwise). A loss that is not finite means training diverged: it is
-    refused with one line, so no curve or weights are written from it."""
+    """One row per epoch of model ``name`` (train and val loss and accuracy, in [0, 1]) and the
+    epoch whose weights were ``kept`` (the last unless a :class:`Keeper` chose). A non-finite
+    loss means training diverged: refused in one line, so no curve or weights are written."""
     name: str = "model"
     rows: list[tuple[int, float, float, float, float]] = field(default_factory=list)
     kept: int | None = None  # None: the last row's epoch
@@ -256,9 +247,6 @@ class History:
         return (f"Epoch: {epoch} | loss: {loss:.2f}, accuracy: {acc * 100:.1f} | "
                 f"val_loss: {val_loss:.2f}, val_accuracy: {val_acc * 100:.1f}")
 
-    def last(self) -> dict[str, float]:
-        return dict(zip(COLUMNS, self.rows[-1]))
-
     def kept_row(self) -> dict[str, float]:
         """The row of the epoch whose weights the model holds."""
         epoch = self.kept_epoch()
@@ -278,14 +266,11 @@ class History:
 
 @dataclass
 class Keeper:
-    """Which epoch's weights a training loop keeps, and when it stops.
-
-    ``keep``: ``best_val`` restores the weights of the epoch with the lowest validation loss
-    (the first, on a tie); ``last`` keeps the last epoch's. ``patience``: stop once that many
-    epochs in a row bring no lower validation loss (None: every epoch runs). The loop calls
-    :meth:`step` after each epoch's row and :meth:`finish` once; ``snapshot`` copies the
-    model's weights, ``restore`` puts a copy back.
-    """
+    """Which epoch's weights a training loop keeps, and when it stops. ``keep``: ``best_val``
+    restores the weights of the epoch with the lowest validation loss (the first, on a tie),
+    ``last`` keeps the last epoch's; ``patience``: stop once that many epochs in a row bring no
+    lower validation loss (None: every epoch runs). The loop calls :meth:`step` after each
+    epoch's row and :meth:`finish` once (``snapshot``/``restore`` copy the weights out/back)."""
     keep: str = "last"
     patience: int | None = None
     best_epoch: int = -1

@@ -319,8 +319,8 @@ def test_line_in_the_lesson_style(hist):
     assert hist.line(0).startswith("Epoch: 0 | loss: 1.10, accuracy: 33.3 |")
 
 
-def test_last_is_a_dict_of_the_final_row(hist):
-    assert hist.last() == {"epoch": 10, "train_loss": 0.6612, "train_acc": hist.rows[1][2],
+def test_the_kept_row_is_the_final_one_unless_a_keeper_chose(hist):
+    assert hist.kept_row() == {"epoch": 10, "train_loss": 0.6612, "train_acc": hist.rows[1][2],
                            "val_loss": 0.7049, "val_acc": 0.55}
 
 

@@ -251,20 +251,6 @@ def write_csv(path: str, frame: Any) -> None:
     write_text(path, frame.to_csv(index=False, lineterminator="\n"))
 
 
-def read_csv(path: str, text_columns: tuple[str, ...] = ()) -> Any:
-    """Read a CSV this pipeline wrote (``text_columns`` kept as str), one-line errors."""
-    import pandas as pd
-
-    try:
-        return pd.read_csv(path, dtype={name: str for name in text_columns})
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: file not found") from None
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise PipelineError(f"{path}: not a readable CSV ({exc.__class__.__name__})") from None
-    except OSError as exc:
-        raise PipelineError(f"{path}: cannot read ({exc.strerror})") from None
-
-
 def read_numeric_csv(path: str, required: tuple[str, ...] = (),
                      delimiter: str = ",") -> dict[str, np.ndarray]:
     """A small all-numeric CSV or TSV (such as DVCLive's training curves) as column -> float64
