@@ -235,7 +235,8 @@ def _kept(rows: int, keep: np.ndarray, columns: dict, kinds: dict, target: str, 
     if not keep.any():
         raise PipelineError(f"{source}: no row left ({'; '.join(notes)})")
     lost = set(pc.unique(labels.filter(pa.array(~no_label))).to_pylist()) - \
-        set(pc.unique(labels.filter(pa.array(keep))).to_pylist())
+        set(pc.unique(labels.filter(pa.array(keep))).to_pylist()) \
+        if (keep != ~no_label).any() else ()  # only data.missing=drop can empty a class
     if lost:
         raise PipelineError(f"{source}: class '{short(min(lost))}' has no row left "
                             f"({'; '.join(notes)})")
@@ -250,21 +251,34 @@ def _kept(rows: int, keep: np.ndarray, columns: dict, kinds: dict, target: str, 
             raise PipelineError(f"{source}: categorical column '{name}' has {len(levels)} "
                                 f"categories, more than the {schema.MAX_LEVELS} allowed")
         described.append(schema.Column(name, kind, levels, table[name].null_count))
-    counts = pc.value_counts(table[target].combine_chunks()).to_pylist()
-    classes = sorted((item["values"], item["counts"]) for item in counts)
-    if len(classes) < 2:
-        raise PipelineError(f"{source}: column '{target}' has {len(classes)} class "
-                            f"({short(', '.join(c for c, _ in classes))}); at least 2 are needed")
-    names = [c for c, _ in classes]  # the labels as codes into the sorted classes: fast to read
-    codes = pc.index_in(table[target], value_set=pa.array(names, pa.string())).combine_chunks()
+    names, counts, codes = _label_codes(table[target])
+    if len(names) < 2:
+        raise PipelineError(f"{source}: column '{target}' has {len(names)} class "
+                            f"({short(', '.join(names))}); at least 2 are needed")
     table = table.set_column(table.num_columns - 1, target,
                              pa.DictionaryArray.from_arrays(codes, pa.array(names, pa.string())))
-    return Typed(table, Schema(tuple(described), target, tuple(c for c, _ in classes),
-                               tuple(n for _, n in classes),
+    return Typed(table, Schema(tuple(described), target, names, counts,
                                {"read": rows, "kept": int(keep.sum()),
                                 "dropped_missing_label": int(no_label.sum()),
                                 "dropped_missing_feature": int((~keep & ~no_label).sum())}),
                  tuple(notes))
+
+
+def _label_codes(labels: Any) -> tuple[tuple[str, ...], tuple[int, ...], Any]:
+    """The sorted classes of a string column with no nulls, each one's count, and the labels
+    as int32 codes into them (what the Parquet table stores: fast to read and to stratify)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(labels.combine_chunks())  # classes in order of appearance
+    seen = encoded.dictionary.to_pylist()
+    order = sorted(range(len(seen)), key=seen.__getitem__)
+    rank = np.empty(len(seen), np.int32)
+    rank[order] = np.arange(len(seen), dtype=np.int32)
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    counts = np.bincount(indices, minlength=len(seen))[order]
+    return (tuple(seen[i] for i in order), tuple(int(n) for n in counts),
+            pa.array(rank[indices], pa.int32()))
 
 
 def read_columns(raw: bytes, source: str, numeric: Sequence[str], categorical: Sequence[str],

@@ -147,20 +147,22 @@ def class_codes(labels: Any, classes: Sequence[str], source: str) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    value_set = pa.array(list(classes), pa.string())
-    parts = []
-    for chunk in getattr(labels, "chunks", [labels]):
-        if pa.types.is_dictionary(chunk.type):  # fetch's: map the (short) dictionary only
-            where = pc.index_in(chunk.dictionary, value_set=value_set).to_numpy(
-                zero_copy_only=False)
-            indices = chunk.indices.to_numpy(zero_copy_only=False)
-            parts.append(where[indices] if len(where) else indices.astype(float))
-        else:
-            parts.append(pc.index_in(chunk, value_set=value_set).to_numpy(zero_copy_only=False))
-    codes = np.concatenate(parts) if parts else np.zeros(0)
-    if np.isnan(codes.astype(float)).any() or labels.null_count:
+    if labels.null_count:
+        raise PipelineError(f"{source}: a row with no label; re-run fetch")
+    value_set, absent = pa.array(list(classes), pa.string()), len(classes)
+    dtype = np.min_scalar_type(absent)  # a sort on one-byte codes is a radix sort
+
+    def codes_of(values: Any) -> np.ndarray:
+        found = pc.fill_null(pc.index_in(values, value_set=value_set), absent)
+        return found.to_numpy(zero_copy_only=False).astype(dtype)
+
+    parts = [codes_of(chunk.dictionary)[chunk.indices.to_numpy(zero_copy_only=False)]
+             if pa.types.is_dictionary(chunk.type) else codes_of(chunk)  # fetch's: map the
+             for chunk in getattr(labels, "chunks", [labels])]         # dictionary only
+    codes = np.concatenate(parts) if parts else np.zeros(0, dtype)
+    if (codes == absent).any():
         raise PipelineError(f"{source}: a label the schema does not list; re-run fetch")
-    return codes.astype(np.min_scalar_type(len(classes)))  # a sort on int8 is radix
+    return codes
 
 
 @dataclass(frozen=True)

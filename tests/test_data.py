@@ -176,6 +176,25 @@ def test_numbers_labels_and_the_schema():
     assert s.rows == {"read": 3, "kept": 3, "dropped_missing_label": 0, "dropped_missing_feature": 0}
 
 
+def test_labels_stored_as_codes_into_the_sorted_classes_and_read_back():
+    """fetch stores labels as int32 codes into the sorted classes; split reads them back as
+    one-byte codes, from that dictionary or from plain text, and refuses a label the schema
+    does not list or a missing one."""
+    import pyarrow as pa
+
+    result = typed(b"X1,y\n1,b\n2,a\n3,c\n4,b\n", ("X1",), "y")
+    labels = result.table["y"]
+    assert labels.type == pa.dictionary(pa.int32(), pa.string())
+    assert (result.schema.classes, result.schema.class_counts) == (("a", "b", "c"), (1, 2, 1))
+    for stored in (labels, pa.chunked_array([labels.to_pylist()[:2], labels.to_pylist()[2:]])):
+        codes = schema.class_codes(stored, ("a", "b", "c"), "t.parquet")
+        assert codes.dtype == np.uint8 and codes.tolist() == [1, 0, 2, 1]
+    for bad, message in ((["a", "z"], "a label the schema does not list"),
+                         (["a", None], "a row with no label")):
+        with pytest.raises(PipelineError, match=f"^t.parquet: {message}; re-run fetch$"):
+            schema.class_codes(pa.array(bad), ("a", "b"), "t.parquet")
+
+
 def test_text_stays_the_text_the_file_has():
     """true/false are categories as written; 01, 1, 1.0 and 10 are four labels; a declared
     column of numbers keeps its text; a whitespace-only cell is missing."""

@@ -17,64 +17,41 @@ def spiral_labels() -> np.ndarray:
     return np.repeat(np.array(["c1", "c3", "c2"]), 500)
 
 
-@pytest.fixture(scope="module")
-def uneven_labels() -> np.ndarray:
-    return np.array(["a"] * 300 + ["b"] * 140 + ["c"] * 60)
+def oracle(y: np.ndarray, seed: int, sizes=SIZES) -> tuple[np.ndarray, ...]:
+    """The lesson's two cuts by scikit-learn's own train_test_split."""
+    from sklearn.model_selection import train_test_split
+
+    train, rest = train_test_split(np.arange(len(y)), train_size=sizes[0], stratify=y,
+                                   random_state=seed, shuffle=True)
+    val, test = train_test_split(rest, train_size=sizes[1] / (sizes[1] + sizes[2]),
+                                 stratify=y[rest], random_state=seed, shuffle=True)
+    return train, val, test
+
+
+@pytest.mark.parametrize("case", ["names", "codes", "codes with a gap", "uint16", "five classes",
+                                  "odd sizes"])
+@pytest.mark.parametrize("seed", [0, 1234, 2**31 - 1])
+def test_indices_are_scikit_learns(case, seed):
+    """Row for row the indices of scikit-learn's stratified train_test_split, on names and on
+    codes (one absent code included), uneven classes, any seed and sizes."""
+    rng = np.random.default_rng(seed)
+    codes = rng.choice(5 if case == "five classes" else 3, size=1001, p=None).astype(np.uint8)
+    y = {"names": np.array(["c3", "a", "b"])[codes % 3], "codes with a gap": codes * 2,
+         "uint16": codes.astype(np.uint16) + 300}.get(case, codes)
+    sizes = (0.55, 0.25, 0.2) if case == "odd sizes" else SIZES
+    split = stratified_split(y, *sizes, seed=seed)
+    for ours, theirs in zip(split, oracle(y, seed, sizes)):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def test_sizes_70_15_15_on_1500_rows(spiral_labels):
     split = stratified_split(spiral_labels, *SIZES, seed=1234)
     assert isinstance(split, SplitIndices)
     assert (len(split.train), len(split.val), len(split.test)) == (1050, 225, 225)
-
-
-def test_disjoint_and_covering(uneven_labels):
-    split = stratified_split(uneven_labels, *SIZES, seed=0)
-    joined = np.concatenate([split.train, split.val, split.test])
-    assert len(joined) == len(uneven_labels)
-    np.testing.assert_array_equal(np.sort(joined), np.arange(len(uneven_labels)))
-    assert not set(split.train) & set(split.val)
-    assert not set(split.train) & set(split.test)
-    assert not set(split.val) & set(split.test)
-
-
-@pytest.mark.parametrize("labels_fixture", ["spiral_labels", "uneven_labels"])
-def test_stratified_class_proportions(request, labels_fixture):
-    y = request.getfixturevalue(labels_fixture)
-    split = stratified_split(y, *SIZES, seed=7)
-    classes, totals = np.unique(y, return_counts=True)
-    for part in split:
-        counts = np.array([(y[part] == c).sum() for c in classes])
-        expected = totals / len(y) * len(part)
-        assert np.all(np.abs(counts - expected) <= 1.0), (counts, expected)
-
-
-def test_stratified_per_class_counts_on_spiral(spiral_labels):
-    split = stratified_split(spiral_labels, *SIZES, seed=1234)
     for part, per_class in zip(split, (350, 75, 75)):
-        _, counts = np.unique(spiral_labels[part], return_counts=True)
-        assert counts.tolist() == [per_class] * 3
-
-
-def test_indices_are_shuffled(spiral_labels):
-    split = stratified_split(spiral_labels, *SIZES, seed=1234)
-    assert not np.all(np.diff(split.train) > 0)
-
-
-def test_deterministic_per_seed(uneven_labels):
-    a = stratified_split(uneven_labels, *SIZES, seed=42)
-    b = stratified_split(uneven_labels, *SIZES, seed=42)
-    c = stratified_split(uneven_labels, *SIZES, seed=43)
-    for first, second in zip(a, b):
-        np.testing.assert_array_equal(first, second)
-    assert not np.array_equal(a.train, c.train)
-    assert set(a.test) != set(c.test)
-
-
-def test_does_not_mutate_labels(uneven_labels):
-    y = uneven_labels.copy()
-    stratified_split(y, *SIZES, seed=0)
-    np.testing.assert_array_equal(y, uneven_labels)
+        assert np.unique(spiral_labels[part], return_counts=True)[1].tolist() == [per_class] * 3
+    joined = np.concatenate(split)
+    np.testing.assert_array_equal(np.sort(joined), np.arange(len(spiral_labels)))
 
 
 def test_smallest_allowed_class_appears_in_every_split():
