@@ -7,9 +7,8 @@
     python bench/run.py --math-cost     # only: portable vs native kernels, s/epoch at 1M rows
     python bench/run.py --live-cost     # only: DVCLive's cost, per run and per logged step
 
-It clones the committed repository (HEAD) into temporary directories, so uncommitted changes
-are not measured, and gives the stages a warm-server directory of its own (warmstart.launcher), so the
-cold run starts with no server. The table is printed and written to reports/benchmark.md (not a DVC metric).
+It clones the committed HEAD (uncommitted changes are not measured) with a warm-server directory of
+its own (the cold run starts with no server); the table goes to reports/benchmark.md.
 """
 from __future__ import annotations
 
@@ -27,8 +26,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from nnpipe.core.cli import STATS_ENV  # noqa: E402  (the stages append their wall time and RSS there)
+import minimal  # noqa: E402  (bench/minimal.py: the no-op's yardstick)
 TARGETS = {"cold / floor": 1.9, "warm re-run / floor": 1.5, "incremental / floor": 0.75,
-           "no-op (s), median of 5": 1.0, "max stage peak RSS (MB)": 450.0}
+           "no-op / minimal pipeline's no-op": 1.0, "max stage peak RSS (MB)": 450.0}
 NOOP_RUNS = 5
 SCALE_ROWS = {"10k": 3_334, "100k": 33_334, "1M": 333_334, "10M": 3_333_334}  # per class, 3 classes
 DATA_STAGES = ("fetch", "split", "scale_encode")  # measured against one pandas.read_csv
@@ -39,7 +39,6 @@ SCALE_PARAMS = {  # mini-batch training with epochs chosen to fit the 5-minute b
     "train_numpy_mlp": {"batch_size": 1024, "epochs": 3, "log_every": 1},
     "train_torch_mlp": {"batch_size": 1024, "epochs": 3, "log_every": 1},
 }
-EPOCH_ROWS = 333_334 * 3
 
 
 WARM_ENV: dict[str, str] = {}  # main() points NNPIPE_WARM_DIR at the benchmark's own directory
@@ -86,23 +85,27 @@ def stop_warm_servers() -> None:
 
 
 def default_pipeline(tmp: Path) -> tuple[dict, list[dict]]:
-    """Cold (forced) repro with no warm server yet; a forced re-run with the server it started; no-op;
-    the incremental loop with that server (as after any earlier run), then once more after
-    stopping it."""
+    """Cold (forced) repro with no warm server yet; a forced re-run with the server it started;
+    no-op, alternated with the minimal twin's (bench/minimal.py); the incremental loop with
+    that server (as after any earlier run), then once more after stopping it."""
     stop_warm_servers()
     cold_repo = clone(tmp / "cold")
     cold, stages = repro_with_stats(cold_repo)
     rerun = sh(cold_repo, "dvc", "repro", "-f")
-    noops = sorted(sh(cold_repo, "dvc", "repro") for _ in range(NOOP_RUNS))
+    twin = minimal.build(cold_repo, tmp / "minimal")  # side by side, alternating
+    noops, twin_noops = (sorted(runs) for runs in zip(*[
+        (sh(cold_repo, "dvc", "repro"), sh(twin, "dvc", "repro")) for _ in range(NOOP_RUNS)]))
     incremental = sh(cold_repo, "dvc", "exp", "run", "-S", "train_torch_mlp.lr=0.001")
     stop_warm_servers()
     incremental_cold = sh(cold_repo, "dvc", "exp", "run", "-S", "train_torch_mlp.lr=0.002")
     stop_warm_servers()
     floor = sh(clone(tmp / "floor"), sys.executable, "bench/floor.py")
+    noop, twin_noop = noops[NOOP_RUNS // 2], twin_noops[NOOP_RUNS // 2]
     summary = {"cold dvc repro (s)": cold, "warm re-run, dvc repro -f (s)": rerun,
-               "in-process floor (s)": floor,
-               "no-op (s), median of 5": noops[NOOP_RUNS // 2],
+               "in-process floor (s)": floor, "no-op (s), median of 5": noop,
                "no-op (s), min / max": (noops[0], noops[-1]),
+               "no-op, minimal DVC pipeline of the same shape (s), median of 5": twin_noop,
+               "no-op / minimal pipeline's no-op": noop / twin_noop,
                "incremental exp run (s)": incremental,
                "incremental exp run, warm server stopped first (s)": incremental_cold,
                "cold / floor": cold / floor, "warm re-run / floor": rerun / floor,
@@ -250,7 +253,7 @@ def render(summary: dict, stages: list[dict], scaled: tuple | None) -> str:
 
 def render_math_cost(cost: dict) -> str:
     lines = ["## Portable math: cost", "", f"`python bench/run.py --math-cost` on "
-             f"{os.cpu_count()} cores: seconds per epoch at {EPOCH_ROWS:,} rows (70% train), "
+             f"{os.cpu_count()} cores: seconds per epoch at {SCALE_ROWS['1M'] * 3:,} rows (70% train), "
              f"batch {SCALE_PARAMS['train_torch_mlp']['batch_size']}, median of 3 rounds with "
              "the two modes alternated, all from one run.", "",
              "| model | portable s/epoch | native s/epoch | portable / native |",
@@ -273,10 +276,7 @@ def main() -> None:
                         "reports/benchmark-native.md or reports/benchmark-math.md")
     args = parser.parse_args()
     if args.live_cost:
-        from live_cost import live_cost  # bench/live_cost.py
-
-        print(live_cost())
-        return
+        return print(__import__("live_cost").live_cost())  # bench/live_cost.py
     MATH["math"] = {"portable": args.math == "portable"}
     name = "benchmark-math.md" if args.math_cost else \
         "benchmark.md" if args.math == "portable" else "benchmark-native.md"
