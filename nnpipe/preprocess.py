@@ -1,14 +1,12 @@
 """Imputer, scaler, one-hot and label encoders fit on the train split only, their learned state
 as JSON; the processed splits a model trains on.
 
-Three small steps, each a frozen dataclass whose fields are its JSON state, the same objects at
-fit and at load (nothing pickled, nothing of scikit-learn rebuilt): an :class:`Imputer`, a
-:class:`Scaler` of the numeric inputs and a one-hot :class:`Encoder`. scikit-learn fits them
-(SimpleImputer, StandardScaler, OneHotEncoder: the step keeps what they learned) and each step
-transforms with the NumPy operations their transforms make, so the output is theirs to the bit
-(tests/test_preprocess.py holds them side by side). The model's D inputs are the numeric
-columns, then one 0/1 column per category (``island_Biscoe``, scikit-learn's names).
-"""
+Three small steps, each a frozen dataclass whose fields are its JSON state, are the same objects
+at fit and at load: an :class:`Imputer`, a :class:`Scaler` of the numeric inputs, a one-hot
+:class:`Encoder`. scikit-learn fits them (SimpleImputer, StandardScaler, OneHotEncoder); each
+transforms with the NumPy operations theirs make, so the output is theirs to the bit
+(tests/test_preprocess.py). The model's D inputs: the numeric columns, then one 0/1 column per
+category (``island_Biscoe``, scikit-learn's name)."""
 from __future__ import annotations
 
 import json
@@ -27,8 +25,7 @@ Cell = Callable[[int, str], str]  # (row index, column) -> the cell, as an error
 
 
 class TrainData(NamedTuple):
-    """Standardized ``X: (N, D)`` and encoded ``y: (N,)`` of train and val, and the class
-    weights ``(C,)`` training gives them (None: unweighted)."""
+    """Standardized ``X: (N, D)``, encoded ``y: (N,)``; class weights (C,) training sets."""
     X_train: np.ndarray
     y_train: np.ndarray
     X_val: np.ndarray
@@ -38,15 +35,9 @@ class TrainData(NamedTuple):
 
 def _texts(values: Any, what: str) -> tuple[str, ...]:
     if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values) \
-            or len(set(values)) != len(values):
+            or len(set(values)) != len(values) or not values:
         raise ValueError(f"{what} must be a list of unique strings")
     return tuple(values)
-
-
-def _floats(values: Any, what: str) -> tuple[float, ...]:
-    if not isinstance(values, (list, tuple)) or any(isinstance(v, (bool, str)) for v in values):
-        raise ValueError(f"{what} must be a list of numbers")
-    return tuple(float(v) for v in values)
 
 
 @dataclass(frozen=True)
@@ -56,13 +47,21 @@ class Imputer:
     fill: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, frame: Any, numeric: Sequence[str], categorical: Sequence[str],
-            missing: str) -> "Imputer":
+    def fit(cls, frame: Any, numeric: Sequence[str], categorical: Sequence[str], missing: str,
+            source: str) -> "Imputer":
+        """Refuses a gap if ``missing`` imputes nothing, else a column with no value."""
         from sklearn.impute import SimpleImputer
 
+        if missing not in IMPUTE:
+            check_complete(frame, missing, lambda row, name: f"{source}: column '{name}' row {row + 2}")
+            return cls({})
+        empty = frame.columns[frame.isna().to_numpy().all(axis=0)]  # (inputs,)
+        if len(empty):
+            raise PipelineError(f"{source}: column '{empty[0]}' has no value in the train split; "
+                                f"data.missing={missing} has nothing to impute it from")
         fill: dict[str, Any] = {}
         for columns, strategy in ((numeric, missing), (categorical, "most_frequent")):
-            if columns and missing in IMPUTE:
+            if columns:
                 imputer = SimpleImputer(strategy=strategy).fit(frame[list(columns)])
                 fill.update(zip(columns, imputer.statistics_.tolist()))
         return cls(fill)
@@ -90,8 +89,10 @@ class Scaler:
     n_samples_seen: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("mean", "scale", "var"):
-            object.__setattr__(self, name, _floats(getattr(self, name), name))
+        for name in ("mean", "scale", "var"):  # numbers (float() refuses None, a list, ...)
+            if any(isinstance(v, (bool, str)) for v in getattr(self, name)):
+                raise ValueError(f"{name} must be a list of numbers")
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         if isinstance(self.n_samples_seen, (bool, str)) or \
                 not len(self.mean) == len(self.scale) == len(self.var):
             raise ValueError("n_samples_seen must be a number, mean/scale/var one per input")
@@ -124,10 +125,8 @@ class Encoder:
     def __post_init__(self) -> None:
         if self.handle_unknown not in HANDLE_UNKNOWN:
             raise ValueError(f"handle_unknown {self.handle_unknown!r}")
-        object.__setattr__(self, "categories", {str(name): _texts(levels, f"categories of {name!r}")
+        object.__setattr__(self, "categories", {name: _texts(levels, f"categories of {name!r}")
                                                 for name, levels in self.categories.items()})
-        if not all(self.categories.values()):
-            raise ValueError("a categorical column has no level")
 
     @classmethod
     def fit(cls, frame: Any, handle_unknown: str) -> "Encoder":
@@ -151,10 +150,9 @@ class Encoder:
 
 @dataclass(frozen=True)
 class Preprocessor:
-    """Learned state: the raw ``inputs`` (data.features order) and the D model ``features``
-    they encode to; data.missing and the three steps; C class names with their counts in the
-    train split, and the rows of the whole data set (all splits; ``hidden_dims: auto`` is
-    2 * rows + D). Its fields are the state's JSON keys."""
+    """The state (its fields are the JSON keys): the raw ``inputs`` and the D ``features`` they
+    encode to, data.missing and the steps, C classes with their train counts, and the rows of
+    the whole data set (all splits; ``hidden_dims: auto`` is 2 * rows + D)."""
     inputs: tuple[str, ...]
     features: tuple[str, ...]
     classes: tuple[str, ...]
@@ -168,18 +166,16 @@ class Preprocessor:
     def __post_init__(self) -> None:
         for name in ("inputs", "features", "classes"):
             object.__setattr__(self, name, _texts(getattr(self, name), name))
-        for name, values in (("class_counts", self.class_counts), ("rows", [self.rows])):
-            if not isinstance(values, (list, tuple)) or \
-                    not all(type(v) is int or isinstance(v, np.integer) for v in values):
-                raise ValueError(f"{name} must be whole numbers")
-        object.__setattr__(self, "class_counts", tuple(int(c) for c in self.class_counts))
+        if not all(type(v) is int for v in (self.rows, *self.class_counts)):
+            raise ValueError("rows and class_counts must be whole numbers")
+        object.__setattr__(self, "class_counts", tuple(self.class_counts))
         levels = self.encoder.categories
         if self.missing not in MISSING or not set(levels) <= set(self.inputs):
             raise ValueError("data.missing or the categorical columns do not fit the inputs")
         object.__setattr__(self, "encoder", Encoder(  # in inputs order, as the features
             {name: levels[name] for name in self.inputs if name in levels}, self.encoder.handle_unknown))
         self.imputer.check(self.numeric, self.categorical, self.missing)
-        if len(self.scaler.mean) != len(self.numeric) or not self.classes \
+        if len(self.scaler.mean) != len(self.numeric) \
                 or self.features != (*self.numeric, *self.encoder.names()) \
                 or len(self.class_counts) != len(self.classes):
             raise ValueError("scaler, features and classes have inconsistent lengths")
@@ -191,11 +187,6 @@ class Preprocessor:
     @property
     def numeric(self) -> tuple[str, ...]:
         return tuple(name for name in self.inputs if name not in self.encoder.categories)
-
-    @property
-    def categories(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
-        """(column, levels) pairs of the categorical inputs."""
-        return tuple(self.encoder.categories.items())
 
     def to_dict(self) -> dict[str, Any]:
         """The state as plain JSON values (lists, not tuples)."""
@@ -220,7 +211,8 @@ class Preprocessor:
         the train split did not have; ``cell(row, column)`` names it."""
         if not self.imputer.fill:
             check_complete(frame, self.missing, cell)
-        for name, levels in self.categories if self.encoder.handle_unknown == "error" else ():
+        levels_of = self.encoder.categories if self.encoder.handle_unknown == "error" else {}
+        for name, levels in levels_of.items():
             unknown = ~frame[name].isin(levels).to_numpy() & frame[name].notna().to_numpy()
             if unknown.any():
                 row = int(np.flatnonzero(unknown)[0])
@@ -257,12 +249,9 @@ def table(X: Any, inputs: Sequence[str], categorical: Sequence[str]) -> Any:
 
     if isinstance(X, np.ndarray):
         X = pd.DataFrame(np.asarray(X, dtype=np.float64), columns=list(inputs))
-    X = pd.DataFrame(X)
-    out = pd.DataFrame(index=range(len(X)))
-    for name in inputs:
-        values = X[name].reset_index(drop=True)
-        out[name] = as_text(values) if name in categorical else values.astype(np.float64)
-    return out
+    X = pd.DataFrame(X).reset_index(drop=True)
+    return pd.DataFrame({name: as_text(X[name]) if name in categorical else
+                         X[name].astype(np.float64) for name in inputs}, index=range(len(X)))
 
 
 def check_complete(frame: Any, missing: str, cell: Cell) -> None:
@@ -289,14 +278,7 @@ def fit(train: Any, labels: Sequence[str], inputs: Sequence[str], rows: int,
     categorical = [name for name in inputs if name in categorical]
     numeric = [name for name in inputs if name not in categorical]
     frame = table(train, inputs, categorical)
-    empty = frame.isna().to_numpy().all(axis=0)  # (inputs,)
-    if missing in IMPUTE and empty.any():
-        raise PipelineError(f"{source}: column '{frame.columns[int(np.flatnonzero(empty)[0])]}' "
-                            f"has no value in the train split; data.missing={missing} has "
-                            "nothing to impute it from")
-    if missing not in IMPUTE:
-        check_complete(frame, missing, lambda row, name: f"{source}: column '{name}' row {row + 2}")
-    imputer = Imputer.fit(frame, numeric, categorical, missing)
+    imputer = Imputer.fit(frame, numeric, categorical, missing, source)
     frame = imputer.transform(frame)
     encoder = Encoder.fit(frame[categorical], handle_unknown)
     features = (*numeric, *encoder.names())

@@ -135,8 +135,8 @@ def test_a_table_is_scikit_learns_column_transformer_to_the_bit(table_splits, mi
     unseen = _table(5, 2, islands=("Atlantis",))  # handle_unknown=ignore: all zeros
     state, reference = _fit_table(table_splits, missing), _sklearn(train, missing)
     assert state.features == tuple(reference.get_feature_names_out())
-    assert state.categories == (("island", ("Biscoe", "Dream", "Torgersen")),
-                                ("year", ("2007", "2008")))
+    assert state.encoder.categories == {"island": ("Biscoe", "Dream", "Torgersen"),
+                                        "year": ("2007", "2008")}
     assert state.imputer.fill == dict(zip(INPUTS, np.concatenate(
         [reference.named_transformers_[name][0].statistics_ for name in "nc"]).tolist()))
     for loaded in (state, _json_round_trip(state)):
