@@ -1,12 +1,10 @@
-"""Imputer, scaler, one-hot and label encoders fit on the train split only, their learned state
-as JSON; the processed splits a model trains on.
+"""Imputer, scaler, one-hot and label encoders fit on the train split only, their state as JSON.
 
-Three small steps, each a frozen dataclass whose fields are its JSON state, are the same objects
-at fit and at load: an :class:`Imputer`, a :class:`Scaler` of the numeric inputs, a one-hot
-:class:`Encoder`. scikit-learn fits them (SimpleImputer, StandardScaler, OneHotEncoder); each
-transforms with the NumPy operations theirs make, so the output is theirs to the bit
-(tests/test_preprocess.py). The model's D inputs: the numeric columns, then one 0/1 column per
-category (``island_Biscoe``, scikit-learn's name)."""
+Three small steps, frozen dataclasses whose fields are their JSON state, are the same objects at
+fit and at load: :class:`Imputer`, :class:`Scaler` (numeric inputs), one-hot :class:`Encoder`.
+scikit-learn fits them; each transforms with the NumPy operations scikit-learn's transform makes
+(the same bytes: tests/test_preprocess.py). The D features: the numeric inputs, then one 0/1
+column per category (``island_Biscoe``)."""
 from __future__ import annotations
 
 import json
@@ -42,18 +40,17 @@ def _texts(values: Any, what: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Imputer:
-    """SimpleImputer's ``statistics_``: input -> fill value (a categorical input's most
-    frequent level); empty when ``data.missing`` imputes nothing."""
+    """SimpleImputer's ``statistics_``: input -> fill value (none unless data.missing imputes)."""
     fill: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def fit(cls, frame: Any, numeric: Sequence[str], categorical: Sequence[str], missing: str,
-            source: str) -> "Imputer":
+            source: str) -> Imputer:
         """Refuses a gap if ``missing`` imputes nothing, else a column with no value."""
         from sklearn.impute import SimpleImputer
 
         if missing not in IMPUTE:
-            check_complete(frame, missing, lambda row, name: f"{source}: column '{name}' row {row + 2}")
+            check_complete(frame, missing, lambda row, col: f"{source}: column '{col}' row {row + 2}")
             return cls({})
         empty = frame.columns[frame.isna().to_numpy().all(axis=0)]  # (inputs,)
         if len(empty):
@@ -66,23 +63,13 @@ class Imputer:
                 fill.update(zip(columns, imputer.statistics_.tolist()))
         return cls(fill)
 
-    def check(self, numeric: Sequence[str], categorical: Sequence[str], missing: str) -> None:
-        if bool(self.fill) != (missing in IMPUTE) or \
-                (self.fill and set(self.fill) != {*numeric, *categorical}):
-            raise ValueError("the imputer's values do not fit data.missing and the inputs")
-        for name, value in self.fill.items():
-            if not isinstance(value, str) if name in categorical else \
-                    (isinstance(value, (bool, str)) or not math.isfinite(float(value))):
-                raise ValueError(f"imputer value {value!r} of {name!r}")
-
     def transform(self, frame: Any) -> Any:
         return frame.fillna(self.fill) if self.fill else frame
 
 
 @dataclass(frozen=True)
 class Scaler:
-    """StandardScaler's ``mean_``, ``scale_`` and ``var_`` over the numeric inputs, fit on
-    ``n_samples_seen`` rows."""
+    """StandardScaler's ``mean_``, ``scale_``, ``var_`` and ``n_samples_seen_``."""
     mean: tuple[float, ...] = ()
     scale: tuple[float, ...] = ()
     var: tuple[float, ...] = ()
@@ -93,13 +80,12 @@ class Scaler:
             if any(isinstance(v, (bool, str)) for v in getattr(self, name)):
                 raise ValueError(f"{name} must be a list of numbers")
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        if isinstance(self.n_samples_seen, (bool, str)) or \
+        if type(self.n_samples_seen) is not int or \
                 not len(self.mean) == len(self.scale) == len(self.var):
             raise ValueError("n_samples_seen must be a number, mean/scale/var one per input")
-        object.__setattr__(self, "n_samples_seen", int(self.n_samples_seen))
 
     @classmethod
-    def fit(cls, X: np.ndarray) -> "Scaler":
+    def fit(cls, X: np.ndarray) -> Scaler:
         from sklearn.preprocessing import StandardScaler
 
         if X.shape[1] == 0:
@@ -117,8 +103,7 @@ class Scaler:
 
 @dataclass(frozen=True)
 class Encoder:
-    """OneHotEncoder's ``categories_`` (column -> its sorted levels) and what it does with a
-    level the train split did not have (``ignore``: all zeros)."""
+    """OneHotEncoder's ``categories_`` (column -> sorted levels); ``ignore``: unknown = 0s."""
     categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     handle_unknown: str = "error"
 
@@ -129,7 +114,7 @@ class Encoder:
                                                 for name, levels in self.categories.items()})
 
     @classmethod
-    def fit(cls, frame: Any, handle_unknown: str) -> "Encoder":
+    def fit(cls, frame: Any, handle_unknown: str) -> Encoder:
         from sklearn.preprocessing import OneHotEncoder
 
         if frame.shape[1] == 0:
@@ -137,6 +122,17 @@ class Encoder:
         one_hot = OneHotEncoder(handle_unknown=handle_unknown).fit(frame)
         return cls({name: tuple(map(str, levels))
                     for name, levels in zip(frame.columns, one_hot.categories_)}, handle_unknown)
+
+    def check(self, frame: Any, cell: Cell) -> None:
+        """Refuse (handle_unknown=error) a level the train split did not have."""
+        for name, levels in self.categories.items() if self.handle_unknown == "error" else ():
+            unknown = ~frame[name].isin(levels).to_numpy() & frame[name].notna().to_numpy()
+            if unknown.any():
+                row = int(np.flatnonzero(unknown)[0])
+                raise PipelineError(
+                    f"{cell(row, name)}: category {short(repr(frame[name].iloc[row]))} was not "
+                    f"in the train split ({short(', '.join(levels), 120)}); "
+                    "data.handle_unknown=error refuses it (ignore: all zeros)")
 
     def names(self) -> list[str]:
         return [f"{name}_{level}" for name, levels in self.categories.items() for level in levels]
@@ -173,8 +169,12 @@ class Preprocessor:
         if self.missing not in MISSING or not set(levels) <= set(self.inputs):
             raise ValueError("data.missing or the categorical columns do not fit the inputs")
         object.__setattr__(self, "encoder", Encoder(  # in inputs order, as the features
-            {name: levels[name] for name in self.inputs if name in levels}, self.encoder.handle_unknown))
-        self.imputer.check(self.numeric, self.categorical, self.missing)
+            {n: levels[n] for n in self.inputs if n in levels}, self.encoder.handle_unknown))
+        fill = self.imputer.fill  # a text per categorical input, a finite number per other
+        if bool(fill) != (self.missing in IMPUTE) or (fill and set(fill) != set(self.inputs)) \
+                or not all(isinstance(v, str) if n in levels else not isinstance(v, (bool, str))
+                           and math.isfinite(float(v)) for n, v in fill.items()):
+            raise ValueError("the imputer's values do not fit data.missing and the inputs")
         if len(self.scaler.mean) != len(self.numeric) \
                 or self.features != (*self.numeric, *self.encoder.names()) \
                 or len(self.class_counts) != len(self.classes):
@@ -189,11 +189,10 @@ class Preprocessor:
         return tuple(name for name in self.inputs if name not in self.encoder.categories)
 
     def to_dict(self) -> dict[str, Any]:
-        """The state as plain JSON values (lists, not tuples)."""
         return json.loads(json.dumps({**asdict(self), "imputer": dict(self.imputer.fill)}))
 
     @classmethod
-    def from_dict(cls, state: Mapping[str, Any], source: str = "preprocess state") -> "Preprocessor":
+    def from_dict(cls, state: Mapping[str, Any], source: str = "preprocess state") -> Preprocessor:
         try:
             steps = {"imputer": Imputer(dict(state["imputer"])),
                      "scaler": Scaler(**state["scaler"]), "encoder": Encoder(**state["encoder"])}
@@ -206,26 +205,14 @@ class Preprocessor:
         """The raw inputs as the steps take them (see :func:`table`)."""
         return table(X, self.inputs, self.categorical)
 
-    def check(self, frame: Any, cell: Cell) -> None:
-        """Refuse a missing cell if nothing imputes it, and (handle_unknown=error) a category
-        the train split did not have; ``cell(row, column)`` names it."""
+    def transform(self, X: Any, cell: Cell | None = None) -> np.ndarray:
+        """Model inputs ``(N, D)`` from raw inputs (see :func:`table`), each row on its own (the
+        same bytes in a batch of any size). Refused first: a gap nothing imputes and
+        (handle_unknown=error) a category the train split did not have, ``cell`` naming it."""
+        frame, cell = self.table(X), cell or (lambda row, name: f"column '{name}' row {row + 2}")
         if not self.imputer.fill:
             check_complete(frame, self.missing, cell)
-        levels_of = self.encoder.categories if self.encoder.handle_unknown == "error" else {}
-        for name, levels in levels_of.items():
-            unknown = ~frame[name].isin(levels).to_numpy() & frame[name].notna().to_numpy()
-            if unknown.any():
-                row = int(np.flatnonzero(unknown)[0])
-                raise PipelineError(
-                    f"{cell(row, name)}: category {short(repr(frame[name].iloc[row]))} was not "
-                    f"in the train split ({short(', '.join(levels), 120)}); "
-                    "data.handle_unknown=error refuses it (ignore: all zeros)")
-
-    def transform(self, X: Any, cell: Cell | None = None) -> np.ndarray:
-        """Model inputs ``(N, D)`` from raw inputs (see :func:`table`), checked first; each
-        row on its own (the same bytes in a batch of any size)."""
-        frame = self.table(X)
-        self.check(frame, cell or (lambda row, name: f"column '{name}' row {row + 2}"))
+        self.encoder.check(frame, cell)
         frame = self.imputer.transform(frame)
         numeric = self.scaler.transform(frame[list(self.numeric)].to_numpy(np.float64))
         return np.hstack([numeric, self.encoder.transform(frame)])
@@ -234,7 +221,7 @@ class Preprocessor:
         """Class names -> ``(N,) int64`` indices."""
         names = np.asarray(labels, dtype=str)
         if not np.isin(names, self.classes).all():
-            raise PipelineError(f"a label is not one of the classes ({short(', '.join(self.classes))})")
+            raise PipelineError(f"a label is not one of the classes ({', '.join(self.classes)})")
         return np.searchsorted(np.asarray(self.classes), names).astype(np.int64)
 
     def decode(self, indices: np.ndarray) -> np.ndarray:
@@ -242,9 +229,8 @@ class Preprocessor:
 
 
 def table(X: Any, inputs: Sequence[str], categorical: Sequence[str]) -> Any:
-    """Raw inputs as a DataFrame of the ``inputs`` columns, numeric ones float64, the
-    ``categorical`` ones str, NaN where missing. ``X``: a DataFrame or a mapping of columns,
-    or for all-numeric inputs an ``(N, inputs)`` array."""
+    """``X`` (a DataFrame, a mapping of columns or an all-numeric ``(N, inputs)`` array) as a
+    DataFrame of the ``inputs``: numeric ones float64, ``categorical`` ones str, NaN if missing."""
     import pandas as pd
 
     if isinstance(X, np.ndarray):
@@ -272,9 +258,8 @@ def as_text(values: Any) -> Any:
 def fit(train: Any, labels: Sequence[str], inputs: Sequence[str], rows: int,
         categorical: Sequence[str] = (), missing: str = "error", handle_unknown: str = "error",
         classes: Sequence[str] | None = None, source: str = "train split") -> Preprocessor:
-    """Fit the steps on the train split only: ``train`` (a DataFrame, a mapping of columns,
-    or an all-numeric ``(N, inputs)`` array) and its class names ``labels: (N,)``, one of the
-    sorted ``classes`` each (default: those it holds), of a data set of ``rows`` rows in all."""
+    """Fit the steps on the train split only (``train``: see :func:`table`) and its class names
+    ``labels: (N,)`` (sorted ``classes``, default those it holds), of ``rows`` rows in all."""
     categorical = [name for name in inputs if name in categorical]
     numeric = [name for name in inputs if name not in categorical]
     frame = table(train, inputs, categorical)
@@ -288,15 +273,14 @@ def fit(train: Any, labels: Sequence[str], inputs: Sequence[str], rows: int,
     names = np.asarray(labels, dtype=str)
     classes = tuple(np.unique(names).tolist() if classes is None else classes)
     counts = np.bincount(np.searchsorted(np.asarray(classes), names), minlength=len(classes))
-    numbers = frame[numeric].to_numpy(np.float64)  # (N, numeric), column-major as pandas has it
-    if isinstance(train, np.ndarray):  # an array's rows as given: the scaler's sums follow the layout
+    numbers = frame[numeric].to_numpy(np.float64)  # (N, numeric); the scaler's sums follow the
+    if isinstance(train, np.ndarray):  # layout: column-major as pandas has it, an array's own
         numbers = np.ascontiguousarray(numbers)
     return Preprocessor(tuple(inputs), features, classes, tuple(counts.tolist()), int(rows),
                         missing, imputer, Scaler.fit(numbers), encoder)
 
 
 def load(path: str) -> Preprocessor:
-    """Read the state JSON written by scale_encode."""
     return Preprocessor.from_dict(files.read_json(path), source=path)
 
 
