@@ -184,8 +184,8 @@ def load_spec(directory: str) -> tuple[ModelSpec, Preprocessor]:
 def _check_scaler(state: Preprocessor, path: str) -> None:
     """Every mean finite and every scale finite and > 0: anything else turns every input
     into NaN or inf (a fitted StandardScaler never holds a zero scale)."""
-    for key, values, positive in (("mean", state.mean, False), ("scale", state.scale, True)):
-        for i, value in enumerate(values):
+    for key, positive in (("mean", False), ("scale", True)):
+        for i, value in enumerate(getattr(state.scaler, key)):
             if not math.isfinite(value) or (positive and value <= 0):
                 raise PipelineError(f"{path}: preprocess.scaler.{key}[{i}] is {value!r}; "
                                     f"it must be a finite number{' > 0' * positive}")

@@ -165,7 +165,7 @@ def unseen(frame: Any, state: Preprocessor, source: str | None = None) -> list[s
     never had: under data.handle_unknown=ignore it is encoded as all zeros, so the answer is
     the model's guess without that input (a typo, ``dream`` for ``Dream``, included)."""
     warnings = []
-    for name, levels in state.categories:
+    for name, levels in state.encoder.categories.items():
         values = frame[name]
         new = values[values.notna() & ~values.isin(levels)]
         for value in dict.fromkeys(new.tolist()):

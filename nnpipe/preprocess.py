@@ -1,24 +1,20 @@
-"""Imputer, scaler, one-hot and label encoders fit on the train split only, their learned state
-as JSON; the processed splits a model trains on.
+"""Imputer, scaler, one-hot and label encoders fit on the train split only, their state as JSON.
 
-scikit-learn does the work: a ColumnTransformer over the raw feature columns, numeric ones
-through ``[SimpleImputer ->] StandardScaler``, categorical ones through
-``[SimpleImputer(most_frequent) ->] OneHotEncoder`` (the imputers only when ``data.missing``
-imputes), and a LabelEncoder for the target. Their learned attributes (``statistics_``,
-``mean_``, ``scale_``, ``var_``, ``categories_``, ``classes_``) are kept as plain JSON and the
-objects are rebuilt from it, never pickled: the fitted pieces, frozen
-(``sklearn.frozen.FrozenEstimator``), in a ColumnTransformer laid out as at fit time. The
-model's D inputs are the numeric columns, then one 0/1 column per category
-(``island_Biscoe``: scikit-learn's ``get_feature_names_out``).
-"""
+Three small steps, frozen dataclasses whose fields are their JSON state, are the same objects at
+fit and at load: :class:`Imputer`, :class:`Scaler` (numeric inputs), one-hot :class:`Encoder`.
+scikit-learn fits them; each transforms with the NumPy operations scikit-learn's transform makes
+(the same bytes: tests/test_preprocess.py). The D features: the numeric inputs, then one 0/1
+column per category (``island_Biscoe``)."""
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from nnpipe.core import files
 from nnpipe.core.errors import PipelineError, short
 from nnpipe.core.params import HANDLE_UNKNOWN, MISSING
 
@@ -27,7 +23,7 @@ Cell = Callable[[int, str], str]  # (row index, column) -> the cell, as an error
 
 
 class TrainData(NamedTuple):
-    """Standardized ``X: (N, D)`` and encoded ``y: (N,)`` of train and val, and class weights (C,)."""
+    """Standardized ``X: (N, D)``, encoded ``y: (N,)``; class weights (C,) training sets."""
     X_train: np.ndarray
     y_train: np.ndarray
     X_val: np.ndarray
@@ -35,135 +31,101 @@ class TrainData(NamedTuple):
     class_weights: np.ndarray | None = None
 
 
+def _texts(values: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values) \
+            or len(set(values)) != len(values) or not values:
+        raise ValueError(f"{what} must be a list of unique strings")
+    return tuple(values)
+
+
 @dataclass(frozen=True)
-class Preprocessor:
-    """Learned state: the D model ``features`` the raw ``inputs`` (data.features order) encode
-    to; the scaler's mean/scale/var over the numeric inputs; each categorical input's levels;
-    the imputer's ``fill`` value per input (none unless ``missing`` imputes); C class names,
-    class weights 1/count, and the rows of the whole data set (all splits; ``hidden_dims:
-    auto`` is 2 * rows + D)."""
-    features: tuple[str, ...]
-    mean: tuple[float, ...]
-    scale: tuple[float, ...]
-    var: tuple[float, ...]
-    n_samples_seen: int
-    classes: tuple[str, ...]
-    class_counts: tuple[int, ...]
-    rows: int
-    inputs: tuple[str, ...] = ()  # () = the features (all numeric)
-    categories: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (column, levels) pairs
-    missing: str = "error"
-    fill: tuple[Any, ...] = ()  # one per input
+class Imputer:
+    """SimpleImputer's ``statistics_``: input -> fill value (none unless data.missing imputes)."""
+    fill: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, frame: Any, numeric: Sequence[str], categorical: Sequence[str], missing: str,
+            source: str) -> Imputer:
+        """Refuses a gap if ``missing`` imputes nothing, else a column with no value."""
+        from sklearn.impute import SimpleImputer
+
+        if missing not in IMPUTE:
+            check_complete(frame, missing, lambda row, col: f"{source}: column '{col}' row {row + 2}")
+            return cls({})
+        empty = frame.columns[frame.isna().to_numpy().all(axis=0)]  # (inputs,)
+        if len(empty):
+            raise PipelineError(f"{source}: column '{empty[0]}' has no value in the train split; "
+                                f"data.missing={missing} has nothing to impute it from")
+        fill: dict[str, Any] = {}
+        for columns, strategy in ((numeric, missing), (categorical, "most_frequent")):
+            if columns:
+                imputer = SimpleImputer(strategy=strategy).fit(frame[list(columns)])
+                fill.update(zip(columns, imputer.statistics_.tolist()))
+        return cls(fill)
+
+    def transform(self, frame: Any) -> Any:
+        return frame.fillna(self.fill) if self.fill else frame
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """StandardScaler's ``mean_``, ``scale_``, ``var_`` and ``n_samples_seen_``."""
+    mean: tuple[float, ...] = ()
+    scale: tuple[float, ...] = ()
+    var: tuple[float, ...] = ()
+    n_samples_seen: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "scale", "var"):  # numbers (float() refuses None, a list, ...)
+            if any(isinstance(v, (bool, str)) for v in getattr(self, name)):
+                raise ValueError(f"{name} must be a list of numbers")
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        if type(self.n_samples_seen) is not int or \
+                not len(self.mean) == len(self.scale) == len(self.var):
+            raise ValueError("n_samples_seen must be a number, mean/scale/var one per input")
+
+    @classmethod
+    def fit(cls, X: np.ndarray) -> Scaler:
+        from sklearn.preprocessing import StandardScaler
+
+        if X.shape[1] == 0:
+            return cls(n_samples_seen=len(X))
+        s = StandardScaler().fit(X)
+        return cls(s.mean_.tolist(), s.scale_.tolist(), s.var_.tolist(), int(s.n_samples_seen_))
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """``(X - mean) / scale``, as StandardScaler.transform computes it: ``(N, numeric)``."""
+        X = np.array(X, dtype=np.float64)
+        X -= np.asarray(self.mean)
+        X /= np.asarray(self.scale)
+        return X
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """OneHotEncoder's ``categories_`` (column -> sorted levels); ``ignore``: unknown = 0s."""
+    categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     handle_unknown: str = "error"
 
     def __post_init__(self) -> None:
-        if not self.inputs:
-            object.__setattr__(self, "inputs", tuple(self.features))
-
-    @property
-    def categorical(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.categories)
-
-    @property
-    def numeric(self) -> tuple[str, ...]:
-        return tuple(name for name in self.inputs if name not in self.categorical)
-
-    @property
-    def class_weights(self) -> np.ndarray:
-        """(C,) weight 1/count per class, as in the lesson."""
-        return 1.0 / np.asarray(self.class_counts, dtype=np.float64)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "inputs": list(self.inputs), "missing": self.missing,
-            "imputer": dict(zip(self.inputs, self.fill)),
-            "scaler": {"mean": list(self.mean), "scale": list(self.scale),
-                       "var": list(self.var), "n_samples_seen": self.n_samples_seen},
-            "encoder": {"categories": {name: list(levels) for name, levels in self.categories},
-                        "handle_unknown": self.handle_unknown},
-            "features": list(self.features), "classes": list(self.classes),
-            "class_counts": list(self.class_counts),
-            "class_weights": self.class_weights.tolist(), "rows": self.rows,
-        }
+        if self.handle_unknown not in HANDLE_UNKNOWN:
+            raise ValueError(f"handle_unknown {self.handle_unknown!r}")
+        object.__setattr__(self, "categories", {name: _texts(levels, f"categories of {name!r}")
+                                                for name, levels in self.categories.items()})
 
     @classmethod
-    def from_dict(cls, state: Mapping[str, Any], source: str = "preprocess state") -> "Preprocessor":
-        try:
-            result = _from_dict(cls, state)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise PipelineError(f"{source}: malformed scaler/encoder state ({exc!r})") from None
-        n = result.numeric
-        width = len(n) + sum(len(levels) for _, levels in result.categories)
-        if not (len(result.mean) == len(result.scale) == len(result.var) == len(n)) \
-                or len(result.features) != width or len(set(result.inputs)) != len(result.inputs) \
-                or len(result.class_counts) != len(result.classes) or not result.classes:
-            raise PipelineError(f"{source}: scaler/encoder state has inconsistent lengths")
-        return result
-
-    def scaler(self) -> Any:
-        """A fitted StandardScaler rebuilt from this state (over the numeric inputs)."""
-        from sklearn.preprocessing import StandardScaler
-
-        scaler = StandardScaler()
-        scaler.mean_ = np.asarray(self.mean)
-        scaler.scale_ = np.asarray(self.scale)
-        scaler.var_ = np.asarray(self.var)
-        scaler.n_features_in_ = len(self.mean)
-        scaler.n_samples_seen_ = self.n_samples_seen
-        return scaler
-
-    def encoder(self) -> Any:
-        """A fitted LabelEncoder rebuilt from this state."""
-        from sklearn.preprocessing import LabelEncoder
-
-        encoder = LabelEncoder()
-        encoder.classes_ = np.asarray(self.classes)
-        return encoder
-
-    def column_transformer(self) -> Any:
-        """The fitted ColumnTransformer rebuilt from this state: its pieces frozen, so laying
-        it out on one example row refits nothing."""
-        from sklearn.compose import ColumnTransformer
-        from sklearn.frozen import FrozenEstimator
-        from sklearn.impute import SimpleImputer
-        from sklearn.pipeline import make_pipeline
+    def fit(cls, frame: Any, handle_unknown: str) -> Encoder:
         from sklearn.preprocessing import OneHotEncoder
 
-        levels = dict(self.categories)
-        fill = dict(zip(self.inputs, self.fill)) or \
-            {name: levels[name][0] if name in levels else 0.0 for name in self.inputs}
-        example = self.table({name: [value] for name, value in fill.items()})  # one row
-        parts = []
-        for group, columns in (("numeric", self.numeric), ("categorical", self.categorical)):
-            if not columns:
-                continue
-            given = example[list(columns)]
-            # an imputer fit on one row of its fill values has them as statistics_
-            steps = [SimpleImputer(strategy="most_frequent" if group == "categorical" else
-                                   self.missing).fit(given)] if self.fill else []
-            if group == "numeric":
-                last = self.scaler()
-                if not steps:  # at fit time it saw the DataFrame's columns
-                    last.feature_names_in_ = np.asarray(columns, dtype=object)
-            else:
-                last = OneHotEncoder(categories=[np.asarray(levels[c], dtype=object)
-                                                 for c in columns],
-                                     handle_unknown=self.handle_unknown, sparse_output=False,
-                                     dtype=np.float64).fit(given.to_numpy() if steps else given)
-            parts.append((group, FrozenEstimator(make_pipeline(*steps, last)), list(columns)))
-        return ColumnTransformer(parts, sparse_threshold=0.0,
-                                 verbose_feature_names_out=False).fit(example)
-
-    def table(self, X: Any) -> Any:
-        """The raw inputs as the ColumnTransformer takes them (see :func:`table`)."""
-        return table(X, self.inputs, self.categorical)
+        if frame.shape[1] == 0:
+            return cls({}, handle_unknown)
+        one_hot = OneHotEncoder(handle_unknown=handle_unknown).fit(frame)
+        return cls({name: tuple(map(str, levels))
+                    for name, levels in zip(frame.columns, one_hot.categories_)}, handle_unknown)
 
     def check(self, frame: Any, cell: Cell) -> None:
-        """Refuse a missing cell if nothing imputes it, and (handle_unknown=error) a category
-        the train split did not have; ``cell(row, column)`` names it."""
-        if not self.fill:
-            check_complete(frame, self.missing, cell)
-        for name, levels in self.categories if self.handle_unknown == "error" else ():
+        """Refuse (handle_unknown=error) a level the train split did not have."""
+        for name, levels in self.categories.items() if self.handle_unknown == "error" else ():
             unknown = ~frame[name].isin(levels).to_numpy() & frame[name].notna().to_numpy()
             if unknown.any():
                 row = int(np.flatnonzero(unknown)[0])
@@ -172,64 +134,110 @@ class Preprocessor:
                     f"in the train split ({short(', '.join(levels), 120)}); "
                     "data.handle_unknown=error refuses it (ignore: all zeros)")
 
+    def names(self) -> list[str]:
+        return [f"{name}_{level}" for name, levels in self.categories.items() for level in levels]
+
+    def transform(self, frame: Any) -> np.ndarray:
+        """One 0/1 column per level ``(N, levels)``; a level not known (or a gap) is all 0."""
+        blocks = [frame[name].to_numpy(dtype=object)[:, None] == np.asarray(levels, dtype=object)
+                  for name, levels in self.categories.items()]
+        return np.hstack(blocks, dtype=np.float64) if blocks else np.zeros((len(frame), 0))
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """The state (its fields are the JSON keys): the raw ``inputs`` and the D ``features`` they
+    encode to, data.missing and the steps, C classes with their train counts, and the rows of
+    the whole data set (all splits; ``hidden_dims: auto`` is 2 * rows + D)."""
+    inputs: tuple[str, ...]
+    features: tuple[str, ...]
+    classes: tuple[str, ...]
+    class_counts: tuple[int, ...]
+    rows: int
+    missing: str = "error"
+    imputer: Imputer = Imputer()
+    scaler: Scaler = Scaler()
+    encoder: Encoder = Encoder()
+
+    def __post_init__(self) -> None:
+        for name in ("inputs", "features", "classes"):
+            object.__setattr__(self, name, _texts(getattr(self, name), name))
+        if not all(type(v) is int for v in (self.rows, *self.class_counts)):
+            raise ValueError("rows and class_counts must be whole numbers")
+        object.__setattr__(self, "class_counts", tuple(self.class_counts))
+        levels = self.encoder.categories
+        if self.missing not in MISSING or not set(levels) <= set(self.inputs):
+            raise ValueError("data.missing or the categorical columns do not fit the inputs")
+        object.__setattr__(self, "encoder", Encoder(  # in inputs order, as the features
+            {n: levels[n] for n in self.inputs if n in levels}, self.encoder.handle_unknown))
+        fill = self.imputer.fill  # a text per categorical input, a finite number per other
+        if bool(fill) != (self.missing in IMPUTE) or (fill and set(fill) != set(self.inputs)) \
+                or not all(isinstance(v, str) if n in levels else not isinstance(v, (bool, str))
+                           and math.isfinite(float(v)) for n, v in fill.items()):
+            raise ValueError("the imputer's values do not fit data.missing and the inputs")
+        if len(self.scaler.mean) != len(self.numeric) \
+                or self.features != (*self.numeric, *self.encoder.names()) \
+                or len(self.class_counts) != len(self.classes):
+            raise ValueError("scaler, features and classes have inconsistent lengths")
+
+    @property
+    def categorical(self) -> tuple[str, ...]:
+        return tuple(self.encoder.categories)
+
+    @property
+    def numeric(self) -> tuple[str, ...]:
+        return tuple(name for name in self.inputs if name not in self.encoder.categories)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps({**asdict(self), "imputer": dict(self.imputer.fill)}))
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any], source: str = "preprocess state") -> Preprocessor:
+        try:
+            steps = {"imputer": Imputer(dict(state["imputer"])),
+                     "scaler": Scaler(**state["scaler"]), "encoder": Encoder(**state["encoder"])}
+            return cls(**{name: state[name] for name in cls.__dataclass_fields__
+                          if name not in steps}, **steps)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PipelineError(f"{source}: malformed scaler/encoder state ({exc!r})") from None
+
+    def table(self, X: Any) -> Any:
+        """The raw inputs as the steps take them (see :func:`table`)."""
+        return table(X, self.inputs, self.categorical)
+
     def transform(self, X: Any, cell: Cell | None = None) -> np.ndarray:
-        """Model inputs ``(N, D)`` from raw inputs (see :func:`table`), checked first."""
-        frame = self.table(X)
-        self.check(frame, cell or (lambda row, name: f"column '{name}' row {row + 2}"))
-        return np.asarray(self.column_transformer().transform(frame), dtype=np.float64)
+        """Model inputs ``(N, D)`` from raw inputs (see :func:`table`), each row on its own (the
+        same bytes in a batch of any size). Refused first: a gap nothing imputes and
+        (handle_unknown=error) a category the train split did not have, ``cell`` naming it."""
+        frame, cell = self.table(X), cell or (lambda row, name: f"column '{name}' row {row + 2}")
+        if not self.imputer.fill:
+            check_complete(frame, self.missing, cell)
+        self.encoder.check(frame, cell)
+        frame = self.imputer.transform(frame)
+        numeric = self.scaler.transform(frame[list(self.numeric)].to_numpy(np.float64))
+        return np.hstack([numeric, self.encoder.transform(frame)])
 
     def encode(self, labels: Sequence[str]) -> np.ndarray:
         """Class names -> ``(N,) int64`` indices."""
-        return self.encoder().transform(np.asarray(labels, dtype=str)).astype(np.int64)
+        names = np.asarray(labels, dtype=str)
+        if not np.isin(names, self.classes).all():
+            raise PipelineError(f"a label is not one of the classes ({', '.join(self.classes)})")
+        return np.searchsorted(np.asarray(self.classes), names).astype(np.int64)
 
     def decode(self, indices: np.ndarray) -> np.ndarray:
-        return self.encoder().inverse_transform(np.asarray(indices, dtype=np.int64))
-
-
-def _from_dict(cls: type, state: Mapping[str, Any]) -> Preprocessor:
-    scaler, encoder, fill = state["scaler"], state["encoder"], state["imputer"]
-    inputs = tuple(str(f) for f in state["inputs"])
-    levels = {str(k): tuple(v) for k, v in encoder["categories"].items()}
-    missing, handle_unknown = state["missing"], encoder["handle_unknown"]
-    if missing not in MISSING or handle_unknown not in HANDLE_UNKNOWN \
-            or bool(fill) != (missing in IMPUTE) or (fill and set(fill) != set(inputs)) \
-            or not set(levels) <= set(inputs):
-        raise ValueError("missing/imputer/handle_unknown/categories do not fit the inputs")
-    for name, values in levels.items():
-        if not values or not all(isinstance(v, str) for v in values) \
-                or len(set(values)) != len(values):
-            raise ValueError(f"categories of {name!r} must be unique strings")
-    for name, value in fill.items():
-        if not isinstance(value, str) if name in levels else \
-                (isinstance(value, (bool, str)) or not math.isfinite(float(value))):
-            raise ValueError(f"imputer value {value!r} of {name!r}")
-    return cls(features=tuple(str(f) for f in state["features"]),
-               mean=tuple(float(v) for v in scaler["mean"]),
-               scale=tuple(float(v) for v in scaler["scale"]),
-               var=tuple(float(v) for v in scaler["var"]),
-               n_samples_seen=int(scaler["n_samples_seen"]),
-               classes=tuple(str(c) for c in state["classes"]),
-               class_counts=tuple(int(c) for c in state["class_counts"]),
-               rows=int(state["rows"]), inputs=inputs,
-               categories=tuple((name, levels[name]) for name in inputs if name in levels),
-               missing=missing, fill=tuple(fill[name] for name in inputs) if fill else (),
-               handle_unknown=handle_unknown)
+        return np.asarray(self.classes)[np.asarray(indices, dtype=np.int64)]
 
 
 def table(X: Any, inputs: Sequence[str], categorical: Sequence[str]) -> Any:
-    """Raw inputs as a DataFrame of the ``inputs`` columns, numeric ones float64, the
-    ``categorical`` ones str, NaN where missing. ``X``: a DataFrame or a mapping of columns,
-    or for all-numeric inputs an ``(N, inputs)`` array."""
+    """``X`` (a DataFrame, a mapping of columns or an all-numeric ``(N, inputs)`` array) as a
+    DataFrame of the ``inputs``: numeric ones float64, ``categorical`` ones str, NaN if missing."""
     import pandas as pd
 
     if isinstance(X, np.ndarray):
         X = pd.DataFrame(np.asarray(X, dtype=np.float64), columns=list(inputs))
-    X = pd.DataFrame(X)
-    out = pd.DataFrame(index=range(len(X)))
-    for name in inputs:
-        values = X[name].reset_index(drop=True)
-        out[name] = as_text(values) if name in categorical else values.astype(np.float64)
-    return out
+    X = pd.DataFrame(X).reset_index(drop=True)
+    return pd.DataFrame({name: as_text(X[name]) if name in categorical else
+                         X[name].astype(np.float64) for name in inputs}, index=range(len(X)))
 
 
 def check_complete(frame: Any, missing: str, cell: Cell) -> None:
@@ -247,110 +255,45 @@ def as_text(values: Any) -> Any:
     return values.astype(object).where(values.isna(), values.astype(str))
 
 
-def _label_state(labels_train: Sequence[str]) -> dict[str, tuple]:
-    from sklearn.preprocessing import LabelEncoder
-
-    labels = np.asarray(labels_train, dtype=str)
-    encoder = LabelEncoder().fit(labels)
-    counts = np.bincount(encoder.transform(labels), minlength=len(encoder.classes_))
-    return {"classes": tuple(str(c) for c in encoder.classes_),
-            "class_counts": tuple(int(c) for c in counts)}
-
-
-def _scaler_state(scaler: Any, rows: int) -> dict[str, Any]:
-    """The StandardScaler's learned state (none: no numeric input, ``rows`` seen)."""
-    if scaler is None:
-        return {"mean": (), "scale": (), "var": (), "n_samples_seen": rows}
-    return {"mean": tuple(scaler.mean_.tolist()), "scale": tuple(scaler.scale_.tolist()),
-            "var": tuple(scaler.var_.tolist()), "n_samples_seen": int(scaler.n_samples_seen_)}
-
-
-def fit(X_train: np.ndarray, labels_train: Sequence[str], features: Sequence[str],
-        rows: int) -> Preprocessor:
-    """Fit StandardScaler and LabelEncoder on an all-numeric train split only (of a data set
-    of ``rows`` rows in all): no missing values, no categories."""
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler().fit(np.asarray(X_train, dtype=np.float64))
-    return Preprocessor(features=tuple(features), rows=int(rows), **_scaler_state(scaler, 0),
-                        **_label_state(labels_train))
-
-
-def _fit_transformer(frame: Any, categorical: Sequence[str], missing: str,
-                     handle_unknown: str) -> Any:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    impute = missing in IMPUTE
-    numeric = [name for name in frame.columns if name not in categorical]
-    one_hot = OneHotEncoder(handle_unknown=handle_unknown, sparse_output=False, dtype=np.float64)
-    parts = [("numeric", make_pipeline(*[SimpleImputer(strategy=missing)] * impute,
-                                       StandardScaler()), numeric),
-             ("categorical", make_pipeline(*[SimpleImputer(strategy="most_frequent")] * impute,
-                                           one_hot), list(categorical))]
-    return ColumnTransformer([part for part in parts if part[2]], sparse_threshold=0.0,
-                             verbose_feature_names_out=False).fit(frame)
-
-
-def fit_frame(train: Any, features: Sequence[str], categorical: Sequence[str],
-              y_train: np.ndarray, classes: Sequence[str], missing: str, handle_unknown: str,
-              rows: int, source: str = "train split") -> Preprocessor:
-    """Fit the ColumnTransformer on the train split only (``train``: a DataFrame holding the
-    ``features`` columns, the ``categorical`` ones one-hot encoded; ``y_train: (N,)`` its
-    labels as indices into the sorted ``classes``, all of which it holds)."""
-    frame = table(train, features, categorical)
-    empty = frame.isna().to_numpy().all(axis=0)  # (inputs,)
-    if missing in IMPUTE and empty.any():
-        raise PipelineError(f"{source}: column '{frame.columns[int(np.flatnonzero(empty)[0])]}' "
-                            f"has no value in the train split; data.missing={missing} has "
-                            "nothing to impute it from")
-    if missing not in IMPUTE:
-        check_complete(frame, missing, lambda row, name: f"{source}: column '{name}' row {row + 2}")
-    transformer = _fit_transformer(frame, categorical, missing, handle_unknown)
-    try:
-        names = tuple(str(n) for n in transformer.get_feature_names_out())
-    except ValueError as exc:
-        raise PipelineError(f"{source}: encoded feature names clash ({short(str(exc))})") from None
-    fitted = {name: pipeline for name, pipeline in transformer.named_transformers_.items()
-              if name != "remainder"}
-    fill = {}
-    for group, pipeline in fitted.items() if missing in IMPUTE else ():
-        columns = [n for n in features if (n in categorical) == (group == "categorical")]
-        fill.update(zip(columns, pipeline[0].statistics_.tolist()))
-    levels = fitted["categorical"][-1].categories_ if categorical else ()
-    return Preprocessor(
-        features=names, rows=int(rows), inputs=tuple(features),
-        **_scaler_state(fitted["numeric"][-1] if "numeric" in fitted else None, len(frame)),
-        classes=tuple(classes), missing=missing, handle_unknown=handle_unknown,
-        class_counts=tuple(np.bincount(y_train, minlength=len(classes)).tolist()),
-        categories=tuple((name, tuple(map(str, values)))
-                         for name, values in zip(categorical, levels)),
-        fill=tuple(fill[name] for name in features) if fill else ())
+def fit(train: Any, labels: Sequence[str], inputs: Sequence[str], rows: int,
+        categorical: Sequence[str] = (), missing: str = "error", handle_unknown: str = "error",
+        classes: Sequence[str] | None = None, source: str = "train split") -> Preprocessor:
+    """Fit the steps on the train split only (``train``: see :func:`table`) and its class names
+    ``labels: (N,)`` (sorted ``classes``, default those it holds), of ``rows`` rows in all."""
+    categorical = [name for name in inputs if name in categorical]
+    numeric = [name for name in inputs if name not in categorical]
+    frame = table(train, inputs, categorical)
+    imputer = Imputer.fit(frame, numeric, categorical, missing, source)
+    frame = imputer.transform(frame)
+    encoder = Encoder.fit(frame[categorical], handle_unknown)
+    features = (*numeric, *encoder.names())
+    if len(set(features)) != len(features):
+        clash = sorted({name for name in features if features.count(name) > 1})
+        raise PipelineError(f"{source}: encoded feature names clash ({short(', '.join(clash))})")
+    names = np.asarray(labels, dtype=str)
+    classes = tuple(np.unique(names).tolist() if classes is None else classes)
+    counts = np.bincount(np.searchsorted(np.asarray(classes), names), minlength=len(classes))
+    numbers = frame[numeric].to_numpy(np.float64)  # (N, numeric); the scaler's sums follow the
+    if isinstance(train, np.ndarray):  # layout: column-major as pandas has it, an array's own
+        numbers = np.ascontiguousarray(numbers)
+    return Preprocessor(tuple(inputs), features, classes, tuple(counts.tolist()), int(rows),
+                        missing, imputer, Scaler.fit(numbers), encoder)
 
 
 def load(path: str) -> Preprocessor:
-    """Read the state JSON written by scale_encode."""
-    from nnpipe.core import files
-
     return Preprocessor.from_dict(files.read_json(path), source=path)
 
 
 def save(path: str, state: Preprocessor) -> None:
-    from nnpipe.core import files
-
     files.write_json(path, state.to_dict())
 
 
 def load_train_data(train_path: str, val_path: str, state: Preprocessor) -> TrainData:
     """The processed train and val splits, checked against the state's D features."""
-    from nnpipe.core import files
-
     X_train, y_train = files.read_xy(train_path)
     X_val, y_val = files.read_xy(val_path)
     for path, X in ((train_path, X_train), (val_path, X_val)):
         if X.shape[1] != len(state.features):
             raise PipelineError(f"{path}: has {X.shape[1]} features, the scaler state "
                                 f"has {len(state.features)}; re-run the data stages")
-    return TrainData(X_train, y_train, X_val, y_val, state.class_weights)
+    return TrainData(X_train, y_train, X_val, y_val)

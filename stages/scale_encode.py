@@ -29,19 +29,20 @@ def main(argv: list[str] | None = None) -> None:
         ys = [schema.class_codes(table[target], typed.classes, path).astype(np.int64)
               for path, table in zip(args.splits, splits)]
         frames = [tables.to_frame(table, features) for table in splits]
-        state = preprocess.fit_frame(frames[0], features, typed.categorical, ys[0], typed.classes,
-                                     p.data.missing, p.data.handle_unknown,
-                                     rows=sum(len(frame) for frame in frames),
-                                     source=args.splits[0])
+        state = preprocess.fit(frames[0], np.asarray(typed.classes)[ys[0]], features,
+                               rows=sum(len(frame) for frame in frames),
+                               categorical=typed.categorical, missing=p.data.missing,
+                               handle_unknown=p.data.handle_unknown, classes=typed.classes,
+                               source=args.splits[0])
         processed = [{"X": state.transform(frame, lambda row, name, source=source:
                                            f"{source}: column '{name}' row {row + 1}"), "y": y}
                      for source, frame, y in zip(args.splits, frames, ys)]  # checked, then written
         for path, arrays in zip(args.out, processed):
             files.write_npz(path, arrays)
         preprocess.save(args.state, state)
-        log.info("%d inputs (%d categorical) -> %d features, classes %s, class weights %s",
+        log.info("%d inputs (%d categorical) -> %d features, classes %s (train rows %s)",
                  len(features), len(typed.categorical), len(state.features),
-                 list(state.classes), np.round(state.class_weights, 6).tolist())
+                 list(state.classes), list(state.class_counts))
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ def training_ops() -> dict[str, set[str]]:
     state = preprocess.fit(X, labels, ["X1", "X2"], rows=90)
     y = state.encode(labels)
     Z = state.transform(X)
-    data = preprocess.TrainData(Z, y, Z, y, state.class_weights)
+    data = preprocess.TrainData(Z, y, Z, y)  # training.fit gives it its weights
     return {name: _aten_ops(lambda hp=hp: training.fit("m", hp, state, data, seed=0))
             for name, hp in RUNS.items()}
 

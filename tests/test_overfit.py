@@ -41,7 +41,7 @@ def test_make_splits_stratified_and_scales_on_train_only():
 def test_make_records_the_whole_data_sets_rows_for_hidden_dims_auto():
     made = overfit.make(50, 3, 4, SIZES, seed=7)
     assert made.preprocessor.rows == 150  # N * C, all splits: auto = 2 * 150 + D
-    assert made.preprocessor.n_samples_seen == 105  # the scaler saw train only
+    assert made.preprocessor.scaler.n_samples_seen == 105  # the scaler saw train only
     assert all(X.shape[1] == 4 for X, _ in made.splits.values())
 
 
@@ -63,7 +63,7 @@ def _gap(name: str, seed: int) -> float:
     made = overfit.make(p.random_data.samples_per_class, p.random_data.num_classes,
                         p.random_data.num_features, SIZES, seed)
     (X_train, y_train), (X_val, y_val) = made.splits["train"], made.splits["val"]
-    data = TrainData(X_train, y_train, X_val, y_val, made.preprocessor.class_weights)
+    data = TrainData(X_train, y_train, X_val, y_val)  # training.fit gives it its weights
     fitted = training.fit(name, p[f"train_{name}"], made.preprocessor, data, seed)
 
     def accuracy(split: str) -> float:

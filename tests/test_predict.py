@@ -618,7 +618,7 @@ def test_a_raw_row_with_text_is_served_by_every_model(own_models, model):
 def test_a_gap_is_imputed_with_the_train_splits_value(own_models, gap):
     models_dir = own_models["impute"]
     state = models.load(str(models_dir / "torch_mlp")).preprocessor
-    fill = dict(zip(state.inputs, state.fill))
+    fill = state.imputer.fill
     gapped = json.loads(predict(models_dir, "--json", *row_args(sex=gap, bill_depth_mm=gap)).stdout)
     filled = json.loads(predict(models_dir, "--json", *row_args(
         sex=fill["sex"], bill_depth_mm=repr(fill["bill_depth_mm"]))).stdout)

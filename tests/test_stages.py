@@ -89,7 +89,7 @@ def test_split_sizes_are_stratified_and_partition_the_rows(tiny):
 def test_scale_encode_writes_npz_and_state(tiny):
     state = json.loads((tiny / "data/processed/preprocess.json").read_text())
     assert set(state) == {"inputs", "missing", "imputer", "scaler", "encoder", "features",
-                          "classes", "class_counts", "class_weights", "rows"}
+                          "classes", "class_counts", "rows"}
     assert set(state["scaler"]) == {"mean", "scale", "var", "n_samples_seen"}
     assert state["features"] == state["inputs"] == ["X1", "X2"]
     assert state["encoder"] == {"categories": {}, "handle_unknown": TINY["data"]["handle_unknown"]}
@@ -99,7 +99,6 @@ def test_scale_encode_writes_npz_and_state(tiny):
     train_labels = pd.read_parquet(tiny / f"data/split/train.parquet")["color"]
     counts = [int((train_labels == c).sum()) for c in classes]
     assert state["class_counts"] == counts
-    assert state["class_weights"] == pytest.approx([1 / n for n in counts])
     assert state["scaler"]["n_samples_seen"] == len(train_labels)
     assert state["rows"] == len(pd.read_parquet(tiny / "data/table.parquet"))
     for s in SPLITS:

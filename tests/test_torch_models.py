@@ -236,7 +236,7 @@ def spiral():
     X, labels = make_spiral(40, ("c1", "c2", "c3"), 0.2, 1234)
     state = preprocess.fit(X, labels, ["X1", "X2"], rows=len(X))
     Z, y = state.transform(X), state.encode(labels)
-    return state, TrainData(Z, y, Z, y, state.class_weights)
+    return state, TrainData(Z, y, Z, y, 1.0 / np.asarray(state.class_counts, dtype=np.float64))
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
