@@ -20,9 +20,8 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from nnpipe.core.errors import PipelineError, short
-from nnpipe.core.params import HANDLE_UNKNOWN, MISSING
+from nnpipe.dataset import HANDLE_UNKNOWN, IMPUTE, MISSING
 
-IMPUTE = ("mean", "median", "most_frequent")  # the data.missing policies that impute
 Cell = Callable[[int, str], str]  # (row index, column) -> the cell, as an error names it
 
 
