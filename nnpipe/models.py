@@ -21,9 +21,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from nnpipe.architecture import ACTIVATIONS, BACKENDS, KEEPS
 from nnpipe.core import files
 from nnpipe.core.errors import PipelineError, short
-from nnpipe.core.params import ACTIVATIONS, BACKENDS, KEEPS
 from nnpipe.preprocess import Preprocessor
 
 CONFIG_FILE = "config.json"
@@ -85,7 +85,7 @@ def forward(weights: Mapping[str, np.ndarray], activation: str, X: np.ndarray) -
     layers, out = len(weights) // 2, X
     for i in range(1, layers + 1):
         out = out @ weights[f"W{i}"] + weights[f"b{i}"]  # (N, H_i), then (N, C)
-        if i < layers and activation == "relu":
+        if i < layers and ACTIVATIONS[activation].rectify:
             out = np.maximum(out, 0.0)
     return out
 
@@ -127,7 +127,7 @@ def predict_proba(spec: ModelSpec, weights: Mapping[str, np.ndarray], X: np.ndar
         h = np.ascontiguousarray(X[start:start + chunk].T)  # (D, n)
         for i in range(1, layers + 1):
             h = affine_by_row(h, weights[f"W{i}"], weights[f"b{i}"])  # (H_i, n), then (C, n)
-            if i < layers and spec.activation == "relu":
+            if i < layers and ACTIVATIONS[spec.activation].rectify:
                 np.maximum(h, 0.0, out=h)
         exp = np.exp(h - h.max(axis=0))
         total = exp[0].copy()

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from nnpipe.architecture import ACTIVATIONS
 from nnpipe.models import History, Keeper, forward
 from nnpipe.preprocess import TrainData
 
@@ -70,11 +71,11 @@ class NumpyMLP:
     """(affine -> activation) per hidden layer -> affine; ``params`` holds W1..Wn, b1..bn.
 
     ``layer_dims = [D] + hidden_dims + [C]``: Wi is (layer_dims[i-1], layer_dims[i]).
-    ``activation`` is "relu" or "identity" (no activation: the lesson's linear model).
+    ``activation`` is a name of architecture.ACTIVATIONS ("identity": the linear model).
     """
 
     def __init__(self, params: dict[str, np.ndarray], activation: str = "relu"):
-        if activation not in ("relu", "identity"):
+        if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}")
         self.params = params
         self.layers = len(params) // 2
@@ -101,7 +102,7 @@ class NumpyMLP:
         for i in range(1, self.layers + 1):
             out, affine_cache = affine_forward(out, p[f"W{i}"], p[f"b{i}"])
             relu_cache = None
-            if i < self.layers and self.activation == "relu":
+            if i < self.layers and ACTIVATIONS[self.activation].rectify:
                 out, relu_cache = relu_forward(out)
             caches.append((affine_cache, relu_cache))
         loss, dout = softmax_cross_entropy(out, y, class_weights)

@@ -16,9 +16,8 @@ import numpy as np
 
 from nnpipe.core import files
 from nnpipe.core.errors import PipelineError, short
-from nnpipe.core.params import HANDLE_UNKNOWN, MISSING
+from nnpipe.dataset import HANDLE_UNKNOWN, IMPUTE, MISSING
 
-IMPUTE = ("mean", "median", "most_frequent")  # the data.missing policies that impute
 Cell = Callable[[int, str], str]  # (row index, column) -> the cell, as an error names it
 
 

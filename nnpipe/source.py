@@ -9,9 +9,22 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Annotated, Any, Optional
+
+from pydantic import Field, StrictStr
 
 from nnpipe.core.errors import PipelineError, short
+from nnpipe.core.params import Number, Section, Text
+
+MAX_TIMEOUT = 86_400  # seconds (a day): a socket timeout beyond ~1e9 overflows
+MAX_MB, MIN_MB = 1 << 20, 2.0 ** -20  # fetch.max_mb: at most a terabyte, at least one byte
+
+
+class FetchParams(Section):
+    source: Text  # a CSV path or an http(s) URL: fetch's dependency
+    sha256: Optional[Annotated[StrictStr, Field(pattern=r"^[0-9a-fA-F]{64}$")]]
+    timeout: Number = Field(gt=0, le=MAX_TIMEOUT)
+    max_mb: Number = Field(ge=MIN_MB, le=MAX_MB)  # the largest CSV read
 
 
 def is_url(source: str) -> bool:

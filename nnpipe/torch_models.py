@@ -17,12 +17,11 @@ import torch
 from torch import nn
 
 from nnpipe import models
+from nnpipe.architecture import ACTIVATIONS, INITS
 from nnpipe.core.errors import PipelineError
 from nnpipe.preprocess import TrainData
 
 log = logging.getLogger(__name__)
-ACTIVATIONS = {"identity": nn.Identity, "relu": nn.ReLU}
-INITS = ("default", "xavier_normal")
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class FeedForward(nn.Module):
         super().__init__()
         dims = spec.layer_dims
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self.activation = ACTIVATIONS[spec.activation]()
+        self.activation = getattr(nn, ACTIVATIONS[spec.activation].torch)()
         self.dropout = nn.Dropout(dropout_p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,7 +61,7 @@ def build(spec: models.ModelSpec, dropout_p: float = 0.0, init: str = "default")
         raise PipelineError(f"model {spec.name}: unknown init {init!r}")
     model = FeedForward(spec, dropout_p)
     if init == "xavier_normal":
-        gain = nn.init.calculate_gain("relu" if spec.activation == "relu" else "linear")
+        gain = nn.init.calculate_gain(ACTIVATIONS[spec.activation].gain)
         for layer in model.layers[:-1]:
             nn.init.xavier_normal_(layer.weight, gain=gain)
     return model

@@ -1,6 +1,6 @@
 """One training path for every model: its params section in, its weights and curves out.
 
-A model is data: a section ``train_<model>`` of params.yaml (validated by nnpipe.core.params)
+A model is data: a section ``train_<model>`` of params.yaml (nnpipe.architecture)
 names its ``backend``, ``activation`` and ``hidden_dims``. This is the one place a backend
 maps to code (``BACKENDS``, one fit function each): ``numpy`` is the lesson's MLP written by
 hand (nnpipe.numpy_mlp: its init and plain gradient descent), ``torch`` the same architecture
@@ -17,8 +17,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from nnpipe import models, numpy_mlp
+from nnpipe.architecture import MAX_WIDTH, ModelParams
 from nnpipe.core.errors import PipelineError
-from nnpipe.core.params import ModelParams
 from nnpipe.preprocess import Preprocessor, TrainData
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,28 @@ class Fitted(NamedTuple):
     history: models.History
 
 
+def hidden_widths(hidden_dims: Any, rows: int, features: int, section: str) -> tuple[int, ...]:
+    """The hidden widths for a data set of ``rows`` rows and ``features`` input features:
+    ``auto`` is one layer of 2 * rows + features units (the lesson's rule for a model that
+    memorizes its data), at most MAX_WIDTH."""
+    if hidden_dims != "auto":
+        return tuple(hidden_dims)
+    width = 2 * rows + features
+    if width > MAX_WIDTH:
+        raise PipelineError(f"{section}.hidden_dims=auto gives 2*{rows}+{features}={width} "
+                            f"hidden units for a data set of {rows} rows, at most {MAX_WIDTH}: "
+                            "give a list of widths")
+    return (width,)
+
+
 def spec_for(name: str, hp: ModelParams, state: Preprocessor) -> models.ModelSpec:
     """The architecture section ``hp`` describes for data of ``state``'s D features and C
     classes (``hidden_dims: auto`` resolved against the data set's rows)."""
+    features = len(state.features)
     return models.ModelSpec(name=name, backend=hp.backend, activation=hp.activation,
-                            input_dim=len(state.features),
-                            hidden_dims=hp.widths(state.rows, len(state.features),
-                                                  f"train_{name}"),
+                            input_dim=features,
+                            hidden_dims=hidden_widths(hp.hidden_dims, state.rows, features,
+                                                      f"train_{name}"),
                             num_classes=len(state.classes))
 
 

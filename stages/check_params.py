@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from nnpipe import source
-from nnpipe.core import cli, params
+from nnpipe import params, source
+from nnpipe.core import cli
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from nnpipe.core import cli, params, portable
+from nnpipe import params
+from nnpipe.core import cli, portable
 from nnpipe.core.errors import short
 
 

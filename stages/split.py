@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from nnpipe.core import cli, params, portable
+from nnpipe import params
+from nnpipe.core import cli, portable
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,7 +14,8 @@ import contextlib
 import logging
 import tempfile
 
-from nnpipe.core import cli, params, portable
+from nnpipe import params
+from nnpipe.core import cli, portable
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,8 +12,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from deps import ROOT
-from nnpipe import fingerprint, preprocess, training
-from nnpipe.core import params, portable
+from nnpipe import fingerprint, params, preprocess, training
+from nnpipe.architecture import ModelParams
+from nnpipe.core import portable
 
 DATA = ROOT / "tests" / "data" / "portable"
 REFERENCE = DATA / "pins-aten_avx2.json"  # tests/data/portable/README.md: an Intel Xeon
@@ -137,7 +138,7 @@ def test_main_compare_reports_and_fails_only_on_exact_kernels(monkeypatch, capsy
 
 # --- the training stages call only covered, exact kernels ------------------------------------
 
-def _section(**changes) -> params.ModelParams:
+def _section(**changes) -> ModelParams:
     raw = {"backend": "torch", "activation": "relu", "hidden_dims": [8, 4], "lr": 0.05,
            "epochs": 2, "batch_size": None, "log_every": 100, "dropout_p": 0.0,
            "class_weight": "balanced", "keep": "last", "patience": None,

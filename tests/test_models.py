@@ -13,7 +13,7 @@ import pytest
 from nnpipe import models, preprocess
 from nnpipe.core import files
 from nnpipe.core.errors import PipelineError
-from nnpipe.core.params import ACTIVATIONS, BACKENDS
+from nnpipe.architecture import ACTIVATIONS, BACKENDS
 from nnpipe.models import CURVES, History, ModelSpec
 
 D, H, C = 2, 5, 3

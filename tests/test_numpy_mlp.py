@@ -8,7 +8,7 @@ import pytest
 
 from nnpipe import numpy_mlp
 from nnpipe.core.errors import PipelineError
-from nnpipe.core.params import ACTIVATIONS
+from nnpipe.architecture import ACTIVATIONS
 from nnpipe.data import make_spiral
 from nnpipe.numpy_mlp import NumpyMLP
 from nnpipe.preprocess import TrainData

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline import REGISTRY, ROOT, STAGES
 from nnpipe import models, overfit, training
-from nnpipe.core import params
+from nnpipe import params
 from nnpipe.preprocess import TrainData
 
 SIZES = (0.7, 0.15, 0.15)

@@ -1,4 +1,4 @@
-"""nnpipe.core.params: params.yaml into frozen pydantic models; every bad value names key and value."""
+"""nnpipe.params: params.yaml into the frozen pydantic sections beside their code; every bad value names key and value."""
 from __future__ import annotations
 
 import copy
@@ -9,7 +9,8 @@ import pydantic
 import pytest
 import yaml
 
-from nnpipe.core import params, yamlfile
+from nnpipe import architecture, dataset, params
+from nnpipe.core import yamlfile
 from nnpipe.core.errors import PipelineError
 
 REPO_PARAMS = Path(__file__).parents[1] / "params.yaml"
@@ -77,7 +78,7 @@ def _schemas() -> dict[str, type]:
 
 def test_the_registry_has_a_model_of_each_backend():
     """But sklearn: the reference a linear section switches to (-S ...backend=sklearn)."""
-    assert set(BY_BACKEND) | {"sklearn"} == set(params.BACKENDS) == set(params.MODEL_SECTIONS)
+    assert set(BY_BACKEND) | {"sklearn"} == set(architecture.BACKENDS) == set(architecture.MODEL_SECTIONS)
 
 
 def test_repo_params_yaml_validates_every_section(repo_raw):
@@ -95,7 +96,7 @@ def test_repo_params_yaml_validates_every_section(repo_raw):
 def test_repo_model_sections_are_validated_as_their_backend_says(repo_raw):
     for name in MODEL_SECTIONS:
         backend = repo_raw[name]["backend"]
-        assert _schemas()[name] is params.MODEL_SECTIONS[backend], name
+        assert _schemas()[name] is architecture.MODEL_SECTIONS[backend], name
         assert load(REPO_PARAMS, name)[name].backend == backend
 
 
@@ -106,22 +107,22 @@ def test_repo_params_yaml_has_exactly_the_known_sections_and_keys(repo_raw):
 
 
 def test_every_field_is_required_params_yaml_holds_the_values():
-    for cls in (*params.SECTIONS.values(), *params.MODEL_SECTIONS.values()):
+    for cls in (*params.SECTIONS.values(), *architecture.MODEL_SECTIONS.values()):
         assert all(f.is_required() for f in cls.model_fields.values()), cls.__name__
 
 
 def test_backends_share_the_model_keys_and_add_their_own():
-    common = list(params.ModelParams.model_fields)
+    common = list(architecture.ModelParams.model_fields)
     assert ", ".join(common) == COMMON
-    assert list(params.NumpyModelParams.model_fields) == common + ["init_scale"]
-    assert list(params.TorchModelParams.model_fields) == common + ["dropout_p", "init"]
+    assert list(architecture.NumpyModelParams.model_fields) == common + ["init_scale"]
+    assert list(architecture.TorchModelParams.model_fields) == common + ["dropout_p", "init"]
 
 
 def test_load_only_builds_the_sections_asked_for(write_params):
     # a typo in another stage's section does not stop this one
     path = write_params(_set(TORCH, "lrr", 0.1))
     loaded = load(path, "split")
-    assert loaded.split == params.SplitParams(train_size=0.7, val_size=0.15, test_size=0.15)
+    assert loaded.split == dataset.SplitParams(train_size=0.7, val_size=0.15, test_size=0.15)
     for name in ("seed", TORCH, "fetch"):
         with pytest.raises(AttributeError, match=f"section '{name}' was not loaded"):
             getattr(loaded, name)
@@ -141,11 +142,11 @@ def test_a_new_model_section_is_validated_as_its_backend(write_params, repo_raw,
     path = write_params(_add("train_wide_mlp", dict(repo_raw[BY_BACKEND[backend]],
                                                     hidden_dims=[256])))
     wide = load(path, "train_wide_mlp")["train_wide_mlp"]
-    assert type(wide) is params.MODEL_SECTIONS[backend]
+    assert type(wide) is architecture.MODEL_SECTIONS[backend]
     assert wide.hidden_dims == (256,) and wide.backend == backend
 
 
-@pytest.mark.parametrize("activation", params.ACTIVATIONS)
+@pytest.mark.parametrize("activation", architecture.ACTIVATIONS)
 @pytest.mark.parametrize("backend", BY_BACKEND)
 def test_every_backend_takes_every_activation(backend, activation):
     section = BY_BACKEND[backend]
@@ -179,10 +180,10 @@ def test_a_sklearn_section_reads_epochs_and_class_weight_and_ignores_the_other_b
     """Switching a section to sklearn is one key: its torch or numpy keys are ignored."""
     for name in (TORCH, NUMPY):
         section = build(name, _set(name, "backend", "sklearn"))
-        assert type(section) is params.SklearnModelParams
+        assert type(section) is architecture.SklearnModelParams
         assert (section.epochs, section.class_weight) == (repo_raw[name]["epochs"],
                                                           repo_raw[name]["class_weight"])
-        assert section.activation == "identity" and section.widths(150, 2) == ()
+        assert section.activation == "identity" and section.hidden_dims == ()
     with _raises(f"params.yaml: unknown key {TORCH}.lrr (known: backend, epochs, class_weight)"):
         build(TORCH, lambda raw: raw[TORCH].update(backend="sklearn", lrr=0.1))
     with _raises(f"params.yaml: missing key {TORCH}.class_weight"):
@@ -200,13 +201,6 @@ def test_a_missing_backend_is_named_with_its_choices(write_params):
 def test_an_invalid_backend_is_named_with_its_choices(value):
     with _raises(f"params.yaml: {NUMPY}.backend={value!r} must be one of numpy, torch, sklearn"):
         build(NUMPY, _set(NUMPY, "backend", value))
-
-
-@pytest.mark.parametrize("section", [TORCH, NUMPY])
-@pytest.mark.parametrize("value", ["tanh", "ReLU", None, 1])
-def test_an_invalid_activation_is_named_with_its_choices(section, value):
-    with _raises(f"params.yaml: {section}.activation={value!r} must be one of identity, relu"):
-        build(section, _set(section, "activation", value))
 
 
 def test_a_missing_activation_is_named():
@@ -230,30 +224,14 @@ def test_lists_become_tuples(write_params):
     assert isinstance(loaded.data.features, tuple)
 
 
-@pytest.mark.parametrize("missing", params.MISSING)
-@pytest.mark.parametrize("unknown", params.HANDLE_UNKNOWN)
+@pytest.mark.parametrize("missing", dataset.MISSING)
+@pytest.mark.parametrize("unknown", dataset.HANDLE_UNKNOWN)
 def test_data_missing_and_handle_unknown_take_their_policies(missing, unknown):
     def edit(raw):
         raw["data"].update(features=["a", "b", "k"], categorical=["k"], missing=missing,
                            handle_unknown=unknown)
     data = build("data", edit)
     assert (data.missing, data.handle_unknown, data.categorical) == (missing, unknown, ("k",))
-
-
-@pytest.mark.parametrize("key, value, message", [
-    ("missing", "impute", "data.missing='impute' must be one of error, drop, mean, median, "
-                          "most_frequent"),
-    ("missing", None, "data.missing=None must be one of error, drop, mean, median, most_frequent"),
-    ("handle_unknown", "warn", "data.handle_unknown='warn' must be one of error, ignore"),
-    ("categorical", "X1", "data.categorical='X1' must be a list of strings"),
-    ("categorical", ["X1", "X1"], "data.categorical=['X1', 'X1'] must not repeat a name"),
-    ("categorical", ["X3"], "data.categorical=['X3'] names 'X3', which is not in data.features"),
-    ("categorical", [""], "data.categorical=[''] must be a list of strings"),
-], ids=["missing", "missing_null", "handle_unknown", "categorical_text", "categorical_twice",
-        "categorical_not_a_feature", "categorical_empty_name"])
-def test_bad_data_policies_name_key_and_value(key, value, message):
-    with _raises(f"params.yaml: {message}"):
-        build("data", _set("data", key, value))
 
 
 def test_int_is_accepted_where_a_number_is_expected():
@@ -275,32 +253,9 @@ def test_hidden_dims_accepts_auto_and_a_list(write_params, section):
     assert build(section, _set(section, "hidden_dims", [7, 5])).hidden_dims == (7, 5)
 
 
-@pytest.mark.parametrize("widths", [[1], [100], [64, 32], [8] * params.MAX_LAYERS])
+@pytest.mark.parametrize("widths", [[1], [100], [64, 32], [8] * architecture.MAX_LAYERS])
 def test_hidden_dims_takes_any_depth(widths):
     assert build(NUMPY, _set(NUMPY, "hidden_dims", widths)).hidden_dims == tuple(widths)
-
-
-def _section(backend: str, hidden_dims) -> params.ModelParams:
-    section = BY_BACKEND[backend]
-    return build(section, _set(section, "hidden_dims", hidden_dims))
-
-
-@pytest.mark.parametrize("backend", BY_BACKEND)
-def test_widths_resolves_auto_to_one_layer_of_two_rows_plus_features(backend):
-    auto = _section(backend, "auto")
-    assert auto.widths(150, 2) == (302,)  # the lesson: N*C = 150 rows, D = 2
-    assert auto.widths(40, 5) == (85,)
-    assert _section(backend, [64, 32]).widths(150, 2) == (64, 32)  # a list is kept as given
-
-
-def test_widths_auto_is_bounded_by_max_width():
-    auto = _section("torch", "auto")
-    rows = (params.MAX_WIDTH - 2) // 2
-    assert auto.widths(rows, 2) == (params.MAX_WIDTH,)  # the largest width allowed
-    with _raises(f"train_x.hidden_dims=auto gives 2*{rows + 1}+2={params.MAX_WIDTH + 2} hidden "
-                 f"units for a data set of {rows + 1} rows, at most {params.MAX_WIDTH}: give a "
-                 "list of widths"):
-        auto.widths(rows + 1, 2, "train_x")
 
 
 def test_valid_sha256_is_accepted():
@@ -355,103 +310,60 @@ def test_missing_seed_is_named(write_params):
         load(path, "seed")
 
 
-# --- type errors ------------------------------------------------------------------------------
+# --- one line per bad value: file, key and value, then pydantic's own words ------------------
 
 @pytest.mark.parametrize("section, key, value, message", [
-    (TORCH, "lr", "0.01", "lr='0.01' must be a finite number"),
-    (TORCH, "lr", float("nan"), "lr=nan must be a finite number"),
+    (NUMPY, "activation", "tanh", "activation='tanh' must be 'identity' or 'relu'"),
+    (TORCH, "init", "he", "init='he' must be 'default' or 'xavier_normal'"),
+    (TORCH, "keep", "best", "keep='best' must be 'best_val' or 'last'"),
+    (NUMPY, "class_weight", None, "class_weight=None must be 'balanced' or 'none'"),
+    ("data", "missing", "impute",
+     "missing='impute' must be 'error', 'drop', 'mean', 'median' or 'most_frequent'"),
+    ("data", "handle_unknown", "warn", "handle_unknown='warn' must be 'error' or 'ignore'"),
+    ("data", "categorical", "X1", "categorical='X1' must be a valid tuple"),
+    ("data", "categorical", ["X1", "X1"], "categorical=['X1', 'X1'] must not repeat a name"),
+    ("data", "categorical", ["X3"], "categorical=['X3'] names 'X3', which is not in "
+                                    "data.features"),
+    ("data", "features", ["X1", ""], "features[1]='' must have at least 1 character"),
+    ("data", "target", None, "target=None must be a valid string"),
+    (TORCH, "lr", "0.01", "lr='0.01' must be a valid number"),
+    (TORCH, "lr", True, "lr=True must be a valid number"),
     (NUMPY, "lr", float("inf"), "lr=inf must be a finite number"),
-    (TORCH, "lr", True, "lr=True must be a finite number"),
-    (TORCH, "hidden_dims", True, "hidden_dims=True must be 'auto' or a list of integers"),
-    (TORCH, "hidden_dims", 100, "hidden_dims=100 must be 'auto' or a list of integers"),
-    (NUMPY, "hidden_dims", "big", "hidden_dims='big' must be 'auto' or a list of integers"),
-    (TORCH, "hidden_dims", [32, 2.5], "hidden_dims=[32, 2.5] must be 'auto' or a list of "
-                                      "integers"),
-    (NUMPY, "hidden_dims", [True], "hidden_dims=[True] must be 'auto' or a list of integers"),
-    (TORCH, "epochs", 10.0, "epochs=10.0 must be an integer"),
-    (NUMPY, "epochs", "10", "epochs='10' must be an integer"),
-    (NUMPY, "batch_size", 8.0, "batch_size=8.0 must be null or an integer"),
-    (TORCH, "dropout_p", "0.1", "dropout_p='0.1' must be a finite number"),
-    (NUMPY, "init_scale", None, "init_scale=None must be a finite number"),
+    (TORCH, "lr", -0.1, "lr=-0.1 must be greater than 0"),
+    (TORCH, "lr", 1e10, "lr=10000000000.0 must be less than or equal to 1000000"),
+    (TORCH, "epochs", 10.0, "epochs=10.0 must be a valid integer"),
+    (NUMPY, "epochs", 10**7, "epochs=10000000 must be less than or equal to 1000000"),
+    (NUMPY, "batch_size", 0, "batch_size=0 must be greater than 0"),
+    (TORCH, "patience", 2.0, "patience=2.0 must be a valid integer"),
+    (TORCH, "dropout_p", 1.0, "dropout_p=1.0 must be less than 1"),
+    (TORCH, "dropout_p", -0.1, "dropout_p=-0.1 must be greater than or equal to 0"),
+    (TORCH, "hidden_dims", "big", "hidden_dims='big' must be 'auto' or a valid tuple"),
+    (TORCH, "hidden_dims", [64, -1], "hidden_dims[1]=-1 must be greater than 0"),
+    (NUMPY, "hidden_dims", [True], "hidden_dims[0]=True must be a valid integer"),
+    (TORCH, "hidden_dims", [], "hidden_dims=[] must be 'auto' or have at least 1 item, not 0"),
+    (NUMPY, "hidden_dims", [8] * 21, f"hidden_dims={[8] * 21} must be 'auto' or have at most 20 "
+                                     "items, not 21"),
+    (TORCH, "hidden_dims", [10**12],
+     "hidden_dims[0]=1000000000000 must be less than or equal to 100000"),
+    ("fetch", "source", "", "source='' must have at least 1 character"),
+    ("fetch", "source", 5, "source=5 must be a valid string"),
+    ("fetch", "sha256", "g" * 64, f"sha256='{'g' * 64}' must match pattern '^[0-9a-fA-F]{{64}}$'"),
+    ("fetch", "sha256", 12345, "sha256=12345 must be a valid string"),
+    ("fetch", "timeout", 1e10, "timeout=10000000000.0 must be less than or equal to 86400"),
+    ("fetch", "max_mb", 0, "max_mb=0 must be greater than or equal to 0.000000953"),
+    ("spiral", "classes", ["c1", 2], "classes[1]=2 must be a valid string"),
+    ("spiral", "classes", [], "classes=[] must have at least 1 item, not 0"),
+    ("spiral", "classes", ["a", "b", "a"], "classes=['a', 'b', 'a'] must not repeat a name"),
+    ("spiral", "noise", -0.2, "noise=-0.2 must be greater than or equal to 0"),
+    ("spiral", "samples_per_class", 10**8, "samples_per_class=100000000 must be less than or "
+                                           "equal to 30000000"),
+    ("split", "val_size", 1.2, "val_size=1.2 must be less than 1"),
+    ("split", "train_size", 0, "train_size=0 must be greater than 0"),
+    ("random_data", "num_features", 2.0, "num_features=2.0 must be a valid integer"),
+    ("plot", "grid_size", 0, "grid_size=0 must be greater than 0"),
 ])
-def test_wrong_type_of_a_model_key_names_key_and_value(section, key, value, message):
+def test_a_bad_value_is_one_line_naming_file_key_and_value(section, key, value, message):
     with _raises(f"params.yaml: {section}.{message}"):
-        build(section, _set(section, key, value))
-
-
-@pytest.mark.parametrize("section, key, value, message", [
-    ("fetch", "source", "", "fetch.source='' must be a string"),
-    ("fetch", "source", 5, "fetch.source=5 must be a string"),
-    ("spiral", "classes", "c1", "spiral.classes='c1' must be a list of strings"),
-    ("spiral", "classes", ["c1", 2], "spiral.classes=['c1', 2] must be a list of strings"),
-    ("data", "features", ["X1", ""], "data.features=['X1', ''] must be a list of strings"),
-    ("data", "target", None, "data.target=None must be a string"),
-    ("fetch", "timeout", None, "fetch.timeout=None must be a finite number"),
-    ("random_data", "num_features", 2.0, "random_data.num_features=2.0 must be an integer"),
-])
-def test_wrong_type_names_key_and_value(section, key, value, message):
-    with _raises(f"params.yaml: {message}"):
-        build(section, _set(section, key, value))
-
-
-# --- range errors -----------------------------------------------------------------------------
-
-WIDTHS = "must be 'auto' or a list of 1 to 20 widths, each > 0 and at most 100000"
-
-
-@pytest.mark.parametrize("section, key, value, message", [
-    (TORCH, "lr", -0.1, "lr=-0.1 must be > 0"),
-    (NUMPY, "lr", 0.0, "lr=0.0 must be > 0"),
-    (TORCH, "epochs", 0, "epochs=0 must be > 0"),
-    (TORCH, "hidden_dims", [0], f"hidden_dims=[0] {WIDTHS}"),
-    (NUMPY, "hidden_dims", [64, -1], f"hidden_dims=[64, -1] {WIDTHS}"),
-    (TORCH, "hidden_dims", [], "hidden_dims=[] must not be empty"),
-    (NUMPY, "hidden_dims", [8] * 21,
-     "hidden_dims=[8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8] must hold at "
-     "most 20"),
-    (TORCH, "dropout_p", 1.0, "dropout_p=1.0 must be in [0, 1)"),
-    (TORCH, "dropout_p", -0.1, "dropout_p=-0.1 must be in [0, 1)"),
-    (TORCH, "batch_size", 0, "batch_size=0 must be null or > 0"),
-    (NUMPY, "batch_size", -4, "batch_size=-4 must be null or > 0"),
-    (TORCH, "init", "he", "init='he' must be one of default, xavier_normal"),
-    (TORCH, "init", "Default", "init='Default' must be one of default, xavier_normal"),
-    (NUMPY, "init_scale", 0, "init_scale=0 must be > 0"),
-    (NUMPY, "log_every", 0, "log_every=0 must be > 0"),
-    (TORCH, "lr", 1e10, "lr=10000000000.0 must be at most 1000000"),
-    (NUMPY, "init_scale", 1e300, "init_scale=1e+300 must be at most 1000000"),
-    (TORCH, "class_weight", "Balanced", "class_weight='Balanced' must be one of balanced, none"),
-    (NUMPY, "class_weight", None, "class_weight=None must be one of balanced, none"),
-    (TORCH, "keep", "best", "keep='best' must be one of best_val, last"),
-    (NUMPY, "patience", 0, "patience=0 must be null or > 0"),
-    (TORCH, "patience", 2.0, "patience=2.0 must be null or an integer"),
-])
-def test_out_of_range_model_key_names_key_and_value(section, key, value, message):
-    with _raises(f"params.yaml: {section}.{message}"):
-        build(section, _set(section, key, value))
-
-
-@pytest.mark.parametrize("section, key, value, message", [
-    ("split", "val_size", 1.2, "split.val_size=1.2 must be in (0, 1)"),
-    ("split", "train_size", 0, "split.train_size=0 must be in (0, 1)"),
-    ("split", "test_size", 1.0, "split.test_size=1.0 must be in (0, 1)"),
-    ("spiral", "noise", -0.2, "spiral.noise=-0.2 must be >= 0"),
-    ("fetch", "timeout", 0, "fetch.timeout=0 must be > 0"),
-    ("fetch", "timeout", 1e10, "fetch.timeout=10000000000.0 must be at most 86400 (a day)"),
-    ("fetch", "max_mb", 1e-300, "fetch.max_mb=1e-300 must be at least 2**-20 (one byte)"),
-    ("fetch", "max_mb", 0, "fetch.max_mb=0 must be at least 2**-20 (one byte)"),
-    ("fetch", "max_mb", 2e6, "fetch.max_mb=2000000.0 must be at most 1048576"),
-    ("spiral", "noise", 1e7, "spiral.noise=10000000.0 must be at most 1000000"),
-    ("spiral", "samples_per_class", 0, "spiral.samples_per_class=0 must be > 0"),
-    ("spiral", "classes", [], "spiral.classes=[] must not be empty"),
-    ("spiral", "classes", ["a", "b", "a"], "spiral.classes=['a', 'b', 'a'] must not repeat a name"),
-    ("data", "features", [], "data.features=[] must not be empty"),
-    ("plot", "grid_size", 0, "plot.grid_size=0 must be > 0"),
-    ("random_data", "num_classes", -1, "random_data.num_classes=-1 must be > 0"),
-    ("random_data", "samples_per_class", 0, "random_data.samples_per_class=0 must be > 0"),
-    ("random_data", "num_features", 0, "random_data.num_features=0 must be > 0"),
-])
-def test_out_of_range_names_key_and_value(section, key, value, message):
-    with _raises(f"params.yaml: {message}"):
         build(section, _set(section, key, value))
 
 
@@ -474,7 +386,7 @@ def test_split_sizes_must_sum_to_one(write_params):
 def test_split_sizes_summing_to_one_in_float_arithmetic_pass():
     def edit(raw):
         raw["split"].update(train_size=0.6, val_size=0.3, test_size=0.1)
-    assert build("split", edit) == params.SplitParams(train_size=0.6, val_size=0.3, test_size=0.1)
+    assert build("split", edit) == dataset.SplitParams(train_size=0.6, val_size=0.3, test_size=0.1)
 
 
 # --- seed -------------------------------------------------------------------------------------
@@ -495,14 +407,6 @@ def test_invalid_seed_is_named(value):
 def test_seed_bounds_are_accepted(write_params, value):
     path = write_params(lambda raw: raw.__setitem__("seed", value))
     assert load(path, "seed").seed == value
-
-
-# --- sha256 -----------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("value", ["abc", "g" * 64, "a" * 63, "a" * 65, 12345])
-def test_bad_sha256_is_named(value):
-    with _raises(f"params.yaml: fetch.sha256={value!r} must be null or a 64-digit hex sha256"):
-        build("fetch", _set("fetch", "sha256", value))
 
 
 # --- the file itself --------------------------------------------------------------------------
@@ -539,7 +443,7 @@ def test_build_section_default_origin():
     with _raises("params.yaml: unknown key plot.dpi"):
         params.build_section("plot", {"max_points": 10, "grid_size": 5, "dpi": 3})
     section = params.build_section("plot", {"max_points": 10, "grid_size": 5})
-    assert section == params.PlotParams(max_points=10, grid_size=5)
+    assert section == dataset.PlotParams(max_points=10, grid_size=5)
     with _raises("params.yaml: missing key plot.grid_size"):
         params.build_section("plot", {"max_points": 10})
 
@@ -566,7 +470,7 @@ def test_hand_written_exponent_numbers_are_floats_as_dvc_reads_them(tmp_path, re
 
 def test_yes_is_a_string_as_in_yaml_1_2_so_a_bool_key_refuses_it(tmp_path, repo_raw):
     text = yaml.safe_dump(repo_raw, sort_keys=False).replace("portable: true", "portable: yes")
-    with _raises("math.portable='yes' must be true or false"):
+    with _raises("math.portable='yes' must be a valid boolean"):
         load(_text(tmp_path, text), "math")
 
 
@@ -581,25 +485,12 @@ def test_hostile_yaml_is_refused_before_it_expands(tmp_path, text, message):
         yamlfile.read_yaml(_text(tmp_path, text))
 
 
-@pytest.mark.parametrize("section, key, value, message", [
-    (TORCH, "hidden_dims", [10**12], "must be 'auto' or a list of 1 to 20 widths, each > 0 and "
-                                     "at most 100000"),
-    (NUMPY, "epochs", 10**7, "must be at most 1000000"),
-    ("spiral", "samples_per_class", 10**8, "must be at most 30000000"),
-    ("plot", "grid_size", 10**5, "must be at most 2001"),
-    ("random_data", "samples_per_class", 10**8, "must be at most 50000000"),
-])
-def test_absurd_sizes_are_refused(section, key, value, message):
-    with _raises(f"{section}.{key}={value} {message}"):
-        build(section, _set(section, key, value))
-
-
 @pytest.mark.parametrize("section, widths", [(TORCH, [100_000, 100_000]),
                                              (NUMPY, [8, 10_000, 10_000])])
 def test_deep_lists_that_would_allocate_too_many_weights_are_refused(section, widths):
     weights = sum(a * b for a, b in zip(widths, widths[1:]))
     with _raises(f"{section}.hidden_dims={widths} has {weights} hidden-to-hidden weights, "
-                 f"at most {params.MAX_WEIGHTS}"):
+                 f"at most {architecture.MAX_WEIGHTS}"):
         build(section, _set(section, "hidden_dims", widths))
 
 

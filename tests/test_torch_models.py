@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from nnpipe import models, preprocess, torch_models, training
-from nnpipe.core import params
+from nnpipe import models, params, preprocess, torch_models, training
+from nnpipe.architecture import ACTIVATIONS, ModelParams
 from nnpipe.core.errors import PipelineError
-from nnpipe.core.params import ACTIVATIONS
 from nnpipe.data import make_spiral
 from nnpipe.models import ModelSpec
 from nnpipe.preprocess import TrainData
@@ -221,7 +220,7 @@ def test_minibatch_order_is_a_function_of_the_seed():
 
 # --- a model directory back as a torch module ------------------------------------------------
 
-def _section(backend: str, activation: str) -> params.ModelParams:
+def _section(backend: str, activation: str) -> ModelParams:
     """A small section of ``backend`` (the keys its schema asks for)."""
     raw = {"backend": backend, "activation": activation, "hidden_dims": [16, 8], "lr": 0.05,
            "epochs": 15, "batch_size": None, "log_every": 100, "class_weight": "balanced",
@@ -247,7 +246,7 @@ def test_load_rebuilds_a_trained_model_of_either_backend(tmp_path, spiral, backe
     models.save(str(tmp_path / "m"), fitted.spec, fitted.weights, state)
     module = torch_models.load(str(tmp_path / "m"))
     assert not module.training
-    assert type(module.activation) is type(torch_models.ACTIVATIONS[activation]())
+    assert type(module.activation).__name__ == ACTIVATIONS[activation].torch
     assert all(p.dtype == torch.float32 for p in module.parameters())
     grid = np.mgrid[-2:2:21j, -2:2:21j].reshape(2, -1).T  # beyond the data too
     X = np.vstack([data.X_train, grid])

@@ -15,10 +15,9 @@ import torch
 import yaml
 
 from deps import ROOT
-from nnpipe import numpy_mlp, preprocess, torch_models, training
-from nnpipe.core import params
+from nnpipe import numpy_mlp, params, preprocess, torch_models, training
+from nnpipe.architecture import ACTIVATIONS, MAX_WIDTH, ModelParams
 from nnpipe.core.errors import PipelineError
-from nnpipe.core.params import ACTIVATIONS
 from nnpipe.preprocess import TrainData
 
 REPO_RAW = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
@@ -34,7 +33,7 @@ def _raises(message: str):
     return pytest.raises(PipelineError, match=re.escape(message))
 
 
-def section(backend: str, activation: str = "relu", **changes) -> params.ModelParams:
+def section(backend: str, activation: str = "relu", **changes) -> ModelParams:
     """A small valid section of ``backend``, validated as params.yaml's are."""
     raw = {"backend": backend, "activation": activation, "hidden_dims": [6], "lr": 0.1,
            "epochs": 3, "batch_size": None, "log_every": 100, "class_weight": "balanced",
@@ -71,10 +70,10 @@ def test_spec_for_resolves_hidden_dims_auto_against_the_whole_data_set():
 
 def test_fit_refuses_an_auto_width_above_max_width():
     state, data = _data()
-    huge = dataclasses.replace(state, rows=params.MAX_WIDTH)
-    with _raises(f"train_m.hidden_dims=auto gives 2*{params.MAX_WIDTH}+2="
-                 f"{2 * params.MAX_WIDTH + 2} hidden units for a data set of {params.MAX_WIDTH} "
-                 f"rows, at most {params.MAX_WIDTH}: give a list of widths"):
+    huge = dataclasses.replace(state, rows=MAX_WIDTH)
+    with _raises(f"train_m.hidden_dims=auto gives 2*{MAX_WIDTH}+2="
+                 f"{2 * MAX_WIDTH + 2} hidden units for a data set of {MAX_WIDTH} "
+                 f"rows, at most {MAX_WIDTH}: give a list of widths"):
         training.fit("m", section("numpy", hidden_dims="auto"), huge, data, seed=0)
 
 
@@ -225,7 +224,7 @@ def test_keep_best_val_restores_the_lowest_val_loss_epoch_and_patience_stops(bac
 
 # --- the sklearn backend: the reference --------------------------------------------------------
 
-def _sklearn(class_weight: str = "balanced", epochs: int = 200) -> params.ModelParams:
+def _sklearn(class_weight: str = "balanced", epochs: int = 200) -> ModelParams:
     """A torch section switched to sklearn in one key (its other keys are ignored)."""
     raw = {**section("torch").model_dump(), "backend": "sklearn", "epochs": epochs,
            "class_weight": class_weight}
@@ -283,7 +282,7 @@ def test_every_registry_model_trains_through_fit(name):
     fitted = training.fit(name, hp, state, data, seed=REPO_RAW["seed"])
     assert (fitted.spec.name, fitted.spec.backend, fitted.spec.activation) == \
         (name, raw["backend"], raw["activation"])
-    assert fitted.spec.hidden_dims == hp.widths(state.rows, 2)
+    assert fitted.spec.hidden_dims == training.hidden_widths(hp.hidden_dims, state.rows, 2, "")
     assert fitted.spec.layer_dims == (2, *fitted.spec.hidden_dims, 3)
     assert sorted(fitted.weights) == sorted(fitted.spec.weight_names)
     assert [row[0] for row in fitted.history.rows] == [0, 1]
@@ -301,7 +300,7 @@ def test_nnpipe_has_no_optimizer_of_its_own_and_no_private_torch_api():
 def test_torch_loads_only_for_a_torch_model():
     code = ("import sys, numpy as np\n"
             "from nnpipe import preprocess, training\n"
-            "from nnpipe.core import params\n"
+            "from nnpipe import params\n"
             "X = np.random.RandomState(0).randn(12, 2); labels = np.array(list('abc' * 4))\n"
             "state = preprocess.fit(X, labels, ['X1', 'X2'], rows=12)\n"
             "y = state.encode(labels)\n"
@@ -337,7 +336,7 @@ def test_warm_preload_holds_what_a_torch_fit_imports():
     new = _imported_after_preload(
         "import numpy as np\n"
         "from nnpipe import preprocess, training\n"
-        "from nnpipe.core import params\n"
+        "from nnpipe import params\n"
         "X = np.random.RandomState(0).randn(30, 2); labels = np.array(list('abc' * 10))\n"
         "state = preprocess.fit(X, labels, ['X1', 'X2'], rows=30)\n"
         "y = state.encode(labels)\n"
@@ -356,7 +355,7 @@ def test_warm_preload_holds_what_validating_params_imports():
     so a forked stage builds only its own sections' schemas (defer_build)."""
     sections = ", ".join(repr(f"train_{m}") for m in MODELS)
     assert _imported_after_preload(
-        "from nnpipe.core import params\n"
+        "from nnpipe import params\n"
         f"params.load('params.yaml', 'seed', 'math', 'split', 'random_data', {sections})") == []
 
 

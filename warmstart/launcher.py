@@ -107,7 +107,7 @@ def _portable_setting(path: str) -> bool | None:
 
     Every stage launch reads it, so a file without aliases (nothing can expand) is read with
     PyYAML's C loader, ~30 ms faster than the stages' guarded ruamel.yaml reader
-    (nnpipe.core.params), which reads anything else. The two agree on ``true``/``false``;
+    (nnpipe.params), which reads anything else. The two agree on ``true``/``false``;
     where they could differ (``yes``), the stage's validation refuses the value anyway.
     """
     try:
@@ -127,7 +127,7 @@ def _portable_setting(path: str) -> bool | None:
             return value if isinstance(value, bool) else None
     except (yaml.YAMLError, RecursionError, ValueError):
         return None
-    from nnpipe.core import params
+    from nnpipe import params
     from nnpipe.core.errors import PipelineError
 
     try:
