@@ -118,8 +118,7 @@ def default_pipeline(tmp: Path) -> tuple[dict, list[dict]]:
 EPOCH_CODE = """
 import json, sys, time
 sys.path.insert(0, ".")
-from nnpipe import params
-from nnpipe.core import portable
+from nnpipe import params; from nnpipe.core import portable
 portable.pin({portable})  # as the stages do, before numpy and torch load
 import numpy as np
 from nnpipe import numpy_mlp, preprocess, torch_models, training
