@@ -71,15 +71,7 @@ def test_this_cpu_computes_every_exact_kernel_as_each_real_cpu_reference(mine, c
         assert len(sqrt) == 2 and sqrt <= set(approximate), approximate
 
 
-@pytest.mark.slow
-def test_the_op_map_names_kernels_of_the_fingerprint(mine):
-    for op in [*fingerprint.TORCH_OPS, *fingerprint.APPROXIMATE_OPS]:
-        missing = [k for k in fingerprint.op_keys(op) if k not in mine]
-        assert not missing, f"{op}: {missing}"
-
-
 def test_the_op_map_names_torch_kernels_computed_in_process():
-    """The quick version: the torch kernels alone (a fraction of a second)."""
     out: dict[str, str] = {}
     kernels.torch_kernels(out)
     kernels.training_kernels(out)

@@ -237,4 +237,4 @@ def test_preload_keeps_the_third_party_modules_the_ones_before_do_not_import():
 
     assert reduce(["json", "nnpipe.core", "org.python.core", "numpy", "numpy.linalg", "yaml",
                    "pydantic", "pydantic._internal", "pydantic.main"]) == [
-        "numpy", "yaml", "pydantic", "pydantic.main"]
+        "pydantic", "yaml", "numpy", "pydantic.main"]  # by depth, the later first
