@@ -37,10 +37,10 @@ RUNNER = f"""
 import hashlib, json, sys
 from pathlib import Path
 sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
-from nnpipe import fingerprint
+from fingerprint import kernels
 from nnpipe.core import portable
 portable.pin(True)
-Path("fingerprint.json").write_text(json.dumps(fingerprint.fingerprint(), sort_keys=True))
+Path("fingerprint.json").write_text(json.dumps(kernels.compute(), sort_keys=True))
 import pipeline
 for name in {TRAINING!r}:
     pipeline.STAGES[name].main()

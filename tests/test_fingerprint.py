@@ -1,4 +1,4 @@
-"""nnpipe.fingerprint: this CPU's kernels against real Intel and AMD CPUs', and the proof that
+"""fingerprint: this CPU's kernels against real Intel and AMD CPUs', and the proof that
 the training stages call only kernels the fingerprint covers, none of them approximate."""
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
-from torch.profiler import ProfilerActivity, profile
 
+import fingerprint
 from deps import ROOT
-from nnpipe import fingerprint, params, preprocess, training
-from nnpipe.architecture import ModelParams
+from fingerprint import __main__ as command, kernels, ops, record
 from nnpipe.core import portable
 
 DATA = ROOT / "tests" / "data" / "portable"
@@ -48,7 +46,7 @@ def _vendor() -> str:
 @pytest.fixture(scope="module")
 def mine() -> dict:
     """This machine's fingerprint, computed as a user would: a fresh, pinned process (~13 s)."""
-    result = subprocess.run([sys.executable, "-m", "nnpipe.fingerprint"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "fingerprint"], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)
@@ -73,18 +71,10 @@ def test_this_cpu_computes_every_exact_kernel_as_each_real_cpu_reference(mine, c
         assert len(sqrt) == 2 and sqrt <= set(approximate), approximate
 
 
-@pytest.mark.slow
-def test_the_op_map_names_kernels_of_the_fingerprint(mine):
-    for op in [*fingerprint.TORCH_OPS, *fingerprint.APPROXIMATE_OPS]:
-        missing = [k for k in fingerprint.op_keys(op) if k not in mine]
-        assert not missing, f"{op}: {missing}"
-
-
 def test_the_op_map_names_torch_kernels_computed_in_process():
-    """The quick version: the torch kernels alone (a fraction of a second)."""
     out: dict[str, str] = {}
-    fingerprint.torch_kernels(out)
-    fingerprint.training_kernels(out)
+    kernels.torch_kernels(out)
+    kernels.training_kernels(out)
     for op in [*fingerprint.TORCH_OPS, *fingerprint.APPROXIMATE_OPS]:
         missing = [k for k in fingerprint.op_keys(op) if k not in out]
         assert not missing, f"{op}: {missing}"
@@ -129,76 +119,41 @@ def test_compare_names_each_differing_kernel_and_sets_the_approximate_apart():
 def test_main_compare_reports_and_fails_only_on_exact_kernels(monkeypatch, capsys, changed,
                                                               code, words):
     mine = {**_reference(), **{k: "f" * 16 for k in changed}}
-    monkeypatch.setattr(fingerprint, "fingerprint", lambda: mine)
+    monkeypatch.setattr(kernels, "compute", lambda: mine)
     with pytest.raises(SystemExit) as caught:
-        fingerprint.main(["--compare", str(REFERENCE)])
+        command.main(["--compare", str(REFERENCE)])
     assert caught.value.code == code
     assert capsys.readouterr().out == f"62 kernels compared with {REFERENCE}: {words}\n"
 
 
-# --- the training stages call only covered, exact kernels ------------------------------------
+# --- the training stages call only covered, exact kernels (fingerprint/ops.json) --------------
 
-def _section(**changes) -> ModelParams:
-    raw = {"backend": "torch", "activation": "relu", "hidden_dims": [8, 4], "lr": 0.05,
-           "epochs": 2, "batch_size": None, "log_every": 100, "dropout_p": 0.0,
-           "class_weight": "balanced", "keep": "last", "patience": None,
-           "init": "default"}
-    return params.build_section("train_m", {**raw, **changes})
+RECORDED = json.loads(ops.OPS_FILE.read_text(encoding="utf-8"))
 
 
-RUNS = {  # the torch configurations the stages can be given
-    "relu-dropout-xavier-minibatch": _section(dropout_p=0.1, init="xavier_normal",
-                                              batch_size=16),
-    "identity-full-batch": _section(activation="identity"),
-    "identity-dropout-xavier-minibatch": _section(activation="identity", dropout_p=0.3,
-                                                  init="xavier_normal", batch_size=16),
-}
+@pytest.mark.slow
+def test_the_recorded_ops_are_those_training_and_the_kernels_call_now():
+    """Re-records (profiling training.fit in each torch configuration and each kernel)."""
+    assert record.record() == RECORDED, (f"{ops.OPS_FILE} is stale: run `{record.COMMAND}` "
+                                         "and commit it")
 
 
-def _aten_ops(work) -> set[str]:
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        work()
-    return {event.name for event in prof.events() if event.name.startswith("aten::")}
-
-
-@pytest.fixture(scope="module")
-def training_ops() -> dict[str, set[str]]:
-    """The ATen ops each training.fit run calls (torch.profiler)."""
-    rng = np.random.RandomState(0)
-    X, labels = rng.randn(60, 2), np.array(list("abc" * 20))
-    state = preprocess.fit(X, labels, ["X1", "X2"], rows=90)
-    y = state.encode(labels)
-    Z = state.transform(X)
-    data = preprocess.TrainData(Z, y, Z, y)  # training.fit gives it its weights
-    return {name: _aten_ops(lambda hp=hp: training.fit("m", hp, state, data, seed=0))
-            for name, hp in RUNS.items()}
-
-
-@pytest.mark.parametrize("run", RUNS)
-def test_training_calls_no_approximate_op_and_uses_fused_adam(training_ops, run):
-    ops = training_ops[run]
-    called = sorted(ops & set(fingerprint.APPROXIMATE_OPS))
-    assert not called, f"{run}: approximate ops {called} (kernels {fingerprint.op_keys(called[0])})"
-    assert not any(op.startswith("aten::sqrt") or "sqrt" in op for op in ops), sorted(ops)
-    assert "aten::_fused_adam_" in ops
-
-
-@pytest.mark.parametrize("run", RUNS)
-def test_every_compute_op_of_training_is_covered_by_the_fingerprint(training_ops, run):
-    uncovered = sorted(training_ops[run] - set(fingerprint.TORCH_OPS) - fingerprint.DATA_OPS)
-    assert not uncovered, (f"{run}: ops no fingerprint kernel covers: {uncovered} (add them to "
-                           "nnpipe.fingerprint.TORCH_OPS, with a kernel that computes them)")
-
-
-def test_the_op_map_lists_only_ops_training_calls(training_ops):
-    """No stale entries: each op of TORCH_OPS runs in some configuration."""
-    seen = set().union(*training_ops.values())
-    assert sorted(set(fingerprint.TORCH_OPS) - seen) == []
+@pytest.mark.parametrize("run", RECORDED["training"])
+def test_training_calls_no_approximate_op_and_uses_fused_adam(run):
+    called = set(RECORDED["training"][run])
+    assert not sorted(called & set(fingerprint.APPROXIMATE_OPS)), run
+    assert not any("sqrt" in op for op in called), sorted(called)
+    assert "aten::_fused_adam_" in called
     assert {"aten::bernoulli_", "aten::normal_", "aten::randperm", "aten::index",
-            "aten::clamp_min", "aten::threshold_backward"} <= seen  # dropout, init, batches, relu
+            "aten::clamp_min", "aten::threshold_backward"} <= set().union(
+        *map(set, RECORDED["training"].values()))  # dropout, init, batches, relu: profiled
 
 
-def test_the_op_map_holds_no_approximate_kernel():
+def test_every_compute_op_of_training_is_covered_by_exact_kernels():
+    called = set().union(*map(set, RECORDED["training"].values())) - fingerprint.DATA_OPS
+    assert sorted(fingerprint.TORCH_OPS) == sorted(called)
+    uncovered = [op for op in called if not fingerprint.op_keys(op)]
+    assert not uncovered, f"ops no fingerprint kernel covers: {uncovered} (add a kernel)"
     for op in fingerprint.TORCH_OPS:
         assert not [k for k in fingerprint.op_keys(op) if fingerprint.is_approximate(k)], op
     for op in fingerprint.APPROXIMATE_OPS:
@@ -215,6 +170,6 @@ def test_the_profiler_sees_the_approximate_op_of_unfused_adam(options, op):
     optimizer = torch.optim.Adam(weights, lr=0.1, **options)
     for w in weights:
         w.grad = torch.full_like(w, 0.5)
-    ops = _aten_ops(optimizer.step)
-    assert op in ops and op in fingerprint.APPROXIMATE_OPS
-    assert "aten::_fused_adam_" not in ops
+    called = record.aten_ops(optimizer.step)
+    assert op in called and op in fingerprint.APPROXIMATE_OPS
+    assert "aten::_fused_adam_" not in called

@@ -4,7 +4,7 @@ on emulated ones, and the pins win over whatever the caller's environment says.
 QEMU user-mode emulation (`qemu-x86_64 -cpu NAME`, Debian's qemu-user; .ci/run installs it)
 runs this machine's Python on an emulated AMD EPYC-Rome and an Intel Haswell: numpy, OpenBLAS,
 MKL and torch see that CPU's vendor and features and pick their code paths for it. Under each,
-the kernel fingerprint (nnpipe.fingerprint) and the data and training stages at default sizes
+the kernel fingerprint (fingerprint/) and the data and training stages at default sizes
 must give what they give natively: every output md5, every exact kernel. QEMU computes the
 approximate instructions (rsqrtps, rcpps) exactly, unlike a real CPU: so the approximate
 kernels no stage uses do differ, which shows the comparison can fail; the real Intel reference
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import emulation
-from nnpipe import fingerprint
+import fingerprint
 from nnpipe.core import portable
 from nnpipe.core.errors import PipelineError
 from pipeline import ROOT, STAGES, Run, tiny_params, tree_bytes, with_changes

@@ -221,3 +221,20 @@ def test_the_launcher_reads_math_portable_cheaply_and_safely(tmp_path, text, exp
     path.write_text(text)
     assert warm._portable_setting(str(path)) is expected
     assert warm._portable_setting(str(tmp_path / "missing.yaml")) is None
+
+
+@pytest.mark.slow
+def test_preload_is_what_the_stages_import_now():
+    """Re-records PRELOAD: every stage of dvc.yaml run cold under -X importtime (~1 min)."""
+    from warmstart import protocol, record
+
+    assert tuple(record.record()) == protocol.PRELOAD, (
+        f"{protocol.PRELOAD_FILE} is stale: run `{record.COMMAND}` and commit it")
+
+
+def test_preload_keeps_the_third_party_modules_the_ones_before_do_not_import():
+    from warmstart.record import reduce
+
+    assert reduce(["json", "nnpipe.core", "org.python.core", "numpy", "numpy.linalg", "yaml",
+                   "pydantic", "pydantic._internal", "pydantic.main"]) == [
+        "pydantic", "yaml", "numpy", "pydantic.main"]  # by depth, the later first

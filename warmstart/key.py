@@ -71,11 +71,12 @@ def _interpreter_flags() -> list[str]:
 
 
 def _source_digest() -> str:
-    """The hash of this package's modules: a changed launcher or server gets a new server."""
+    """The hash of this package's modules and preload.json: a changed launcher, server or
+    PRELOAD gets a new server."""
     here = os.path.dirname(os.path.abspath(__file__))
     digest = hashlib.sha256()
     for name in sorted(os.listdir(here)):
-        if name.endswith(".py"):
+        if name.endswith((".py", ".json")):
             with open(os.path.join(here, name), "rb") as handle:
                 digest.update(name.encode() + b"\0" + handle.read())
     return digest.hexdigest()

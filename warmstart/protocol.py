@@ -1,5 +1,5 @@
-"""What the launcher and the warm server share: the wire format, what is preloaded, and the
-process context a request must match.
+"""What the launcher and the warm server share: the wire format, what is preloaded (recorded in
+preload.json), and the process context a request must match.
 
 A request is one message on the server's Unix socket: ``LENGTH`` (4 bytes) and a JSON object
 (stage, args, cwd, env, umask, context), with the client's fds 0, 1 and 2 attached
@@ -9,6 +9,7 @@ signal) when it ends. The client closing the connection makes the server kill th
 """
 from __future__ import annotations
 
+import json
 import os
 import struct
 
@@ -16,17 +17,12 @@ ACCEPTED, DECLINED = b"A", b"D"
 LENGTH = struct.Struct("!I")
 STATUS = struct.Struct("!i")
 SERVER_MODULE = "warmstart.server"  # started as ``python -m warmstart.server FD IDLE_S``
-# torch.optim and torch.use_deterministic_algorithms import the compiler stack (torch._dynamo,
-# ~1.4 s, ~800 modules) on first use, and pydantic loads its parts lazily on first use: the
-# server pays both once, not each stage (tests/test_training.py checks what a fork still loads).
-PRELOAD = ("numpy", "pandas", "pyarrow", "pyarrow.csv", "pyarrow.compute", "pyarrow.parquet",
-           "yaml", "ruamel.yaml", "threadpoolctl", "sklearn.model_selection",
-           "sklearn.preprocessing", "sklearn.metrics", "sklearn.compose", "sklearn.impute",
-           "sklearn.pipeline", "sklearn.frozen", "sklearn.linear_model", "scipy.stats", "dvclive",
-           "torch", "torch.nn", "torch.optim", "torch._dynamo", "torch.profiler",
-           "matplotlib.figure", "matplotlib.backends.backend_agg", "pydantic", "pydantic.main",
-           "pydantic.fields", "pydantic.types", "pydantic._internal._validators",
-           "pydantic.plugin._loader")
+# The third-party modules the stages import, their lazy imports included (torch's compiler
+# stack, pydantic's parts): the server pays them once, not each stage. Recorded from a run of
+# every stage by ``python -m warmstart.record`` (tests/test_warm_contract.py re-records).
+PRELOAD_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "preload.json")
+with open(PRELOAD_FILE, encoding="utf-8") as _handle:
+    PRELOAD: tuple[str, ...] = tuple(json.load(_handle)["preload"])
 CWD_CONFIG_FILES = ("matplotlibrc",)  # read from the working directory at import
 
 

@@ -11,7 +11,7 @@ pins every one of them before numpy or torch loads, overriding the caller's envi
   thread each; oneDNN is capped at AVX2 (torch uses none of it for these models).
 
 Which kernels these pins give is checked kernel by kernel, on emulated CPUs of both vendors and
-against a real Intel CPU's results, by nnpipe.fingerprint (docs/portable-math.md).
+against a real Intel CPU's results, by the fingerprint tool (docs/portable-math.md).
 
 ``math.portable: false`` leaves the caller's environment alone: native kernels, faster at
 scale, with results that depend on the CPU. This module imports neither numpy nor torch: it

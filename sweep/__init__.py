@@ -1,6 +1,6 @@
-"""``python -m nnpipe.sweep``: a grid of DVC experiments fanned out as Ray tasks.
+"""``python -m sweep``: a grid of DVC experiments fanned out as Ray tasks.
 
-    python -m nnpipe.sweep -S 'train_torch_mlp.lr=0.001,0.01' [-S ...] [--jobs N]
+    python -m sweep -S 'train_torch_mlp.lr=0.001,0.01' [-S ...] [--jobs N]
         [--address ADDR] [--git-remote REMOTE] [--dvc-remote NAME] [--metric MODEL.SPLIT.NAME]
 
 ``-S`` takes DVC's own override syntax; comma lists make a grid, expanded by the same code as

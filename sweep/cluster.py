@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nnpipe.core.errors import PipelineError, short
-from nnpipe.sweep import trial
+from sweep import trial
 
 RETRIES = 3  # times Ray re-runs a trial whose worker died (a trial's own failure is a result)
 PROBE_SECONDS = 5  # a cluster's address must accept a TCP connection within this

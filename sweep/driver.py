@@ -1,6 +1,6 @@
 """The sweep's driver: expand the grid, check remotes and Ray, fan the trials out, report.
 
-Ray is imported by nnpipe.sweep.cluster only, and only once the sweep has trials to run.
+Ray is imported by sweep.cluster only, and only once the sweep has trials to run.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from typing import Any, NamedTuple
 
 from nnpipe.core.errors import PipelineError, short
-from nnpipe.sweep import cluster, remotes, trial
+from sweep import cluster, remotes, trial
 
 
 class Options(NamedTuple):

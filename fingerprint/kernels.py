@@ -1,93 +1,13 @@
-"""Kernel fingerprint: a hash of every math kernel the pipeline computes with, under portable math.
-
-    python -m nnpipe.fingerprint > fingerprint.json       # this CPU's fingerprint
-    python -m nnpipe.fingerprint --compare OTHER.json     # kernel by kernel against another CPU's
-
-Two CPUs whose fingerprints agree compute these kernels bit for bit alike; a kernel whose
-hash differs is where their results part. Every input is built from integers, so it is the
-same everywhere, and every kernel runs at the shapes of the default pipeline: the spiral
-(N=1050 train rows, D=2, H=100, C=3), overfit_random (N=105, H=302), evaluate's splits,
-plot_model's 101 x 101 grid. Covered: torch's forward and backward ops, initializers, dropout,
-permutations and fused Adam (the training stages); NumPy's matmul, elementwise and reduction
-kernels (the NumPy MLP, evaluate, predict); the legacy RandomState draws, sin/cos and the
-scikit-learn fits (fetch, split, scale_encode); a rendered figure (the plot stages).
-
-``APPROXIMATE`` lists the kernels kept as a negative control: torch.sqrt on a float32 tensor
-(MKL's vector math, not correctly rounded) and the torch.optim.Adam steps built on it. They
-differ between CPUs, and no stage uses them (training uses ``fused=True``; ``TORCH_OPS`` maps
-each op a training run calls to the kernels covering it, and the test suite profiles a run
-against it). ``--compare`` reports them apart and fails only on the others.
-"""
+"""The kernels of the fingerprint: every input built from integers (the same everywhere), every
+kernel at the shapes of the default pipeline (SHAPES), each hash stored under its own key."""
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
-import sys
 from typing import Any, Callable
 
 from nnpipe.core import portable
 
-# Not correctly rounded on real CPUs: expected to differ between CPU models, used by no stage.
-APPROXIMATE = ("adam5", "adam5.foreach", "sqrt(float32")
 SHAPES = (("spiral", 1050, 2, 100, 3), ("overfit", 105, 2, 302, 3))
-
-
-def is_approximate(key: str) -> bool:
-    kernel = key.split(".", 1)[-1]
-    return kernel in APPROXIMATE[:2] or kernel.startswith(APPROXIMATE[2])
-
-
-# Every compute ATen op a torch training run calls (torch.profiler's names) and the kernels
-# that cover it, each at every shape of SHAPES ({d}, {hid}, {nh} = N*H filled in by op_keys).
-# tests/test_fingerprint.py profiles training.fit and checks that each op it sees is here or in
-# DATA_OPS, and that none of APPROXIMATE_OPS runs.
-_LINEAR = ("linear1(addmm K={d})", "linear2(addmm K={hid})")
-_LOG_SOFTMAX = ("log_softmax", "cross_entropy(weighted)")
-_NLL = ("nll_loss(weighted)", "cross_entropy(weighted)")
-_TO_FLOAT32 = ("as_float32", "accuracy")
-_ADAM_STEP = ("adam5.fused",)  # the fused step, and its step counter (_foreach_add_, add_)
-TORCH_OPS: dict[str, tuple[str, ...]] = {
-    "aten::linear": _LINEAR, "aten::addmm": _LINEAR,
-    "aten::mm": ("mm(N,H)x(H,C)", "mm dz.T@a1 (C,N)x(N,H)", "mm dz@W2 (N,C)x(C,H)",
-                 "mm dh.T@x (H,N)x(N,D)", "grad.dW1", "grad.dW2"),
-    "aten::sum": ("sum(dim0)", "grad.db1", "grad.db2", "mean"),
-    "aten::mean": ("mean", "accuracy"), "aten::div_": ("mean", "accuracy", "dropout(p=0.1)"),
-    "aten::relu": ("relu",), "aten::clamp_min": ("relu",),
-    "aten::threshold_backward": ("relu.backward", "grad.dW1", "grad.db1"),
-    "aten::cross_entropy_loss": ("cross_entropy(weighted)", "cross_entropy.backward"),
-    "aten::log_softmax": _LOG_SOFTMAX, "aten::_log_softmax": _LOG_SOFTMAX,
-    "aten::_log_softmax_backward_data": ("cross_entropy.backward",),
-    "aten::nll_loss": _NLL, "aten::nll_loss_nd": _NLL, "aten::nll_loss_forward": _NLL,
-    "aten::nll_loss_backward": ("cross_entropy.backward",),
-    "aten::argmax": ("argmax", "accuracy"), "aten::eq": ("accuracy",),
-    "aten::to": _TO_FLOAT32, "aten::_to_copy": _TO_FLOAT32,
-    "aten::dropout": ("dropout(p=0.1)", "dropout.backward"),
-    "aten::bernoulli_": ("dropout(p=0.1)",), "aten::mul": ("dropout(p=0.1)", "dropout.backward"),
-    "aten::uniform_": ("init.kaiming_uniform",),
-    "aten::normal_": ("init.xavier_normal", "init.xavier_normal(H,H)"),
-    "aten::randperm": ("randperm",), "aten::index": ("index_rows",),
-    "aten::_fused_adam_": _ADAM_STEP, "aten::_foreach_add_": _ADAM_STEP, "aten::add_": _ADAM_STEP,
-}
-# The ops behind the APPROXIMATE kernels: no training run may call them.
-APPROXIMATE_OPS: dict[str, tuple[str, ...]] = {
-    "aten::sqrt": ("sqrt(float32, n={nh})", "adam5"), "aten::_foreach_sqrt": ("adam5.foreach",),
-}
-# Ops that compute nothing: views, allocation, constant fills, copies (a dtype conversion
-# copies inside aten::_to_copy, covered above), scalar reads, integer ranges.
-DATA_OPS = frozenset(f"aten::{name}" for name in (
-    "view", "reshape", "t", "transpose", "expand", "as_strided", "slice", "narrow", "split",
-    "detach", "lift_fresh", "resolve_conj", "resolve_neg", "empty", "empty_like",
-    "empty_strided", "zeros", "zeros_like", "ones_like", "scalar_tensor", "fill_", "zero_",
-    "copy_", "set_", "resize_", "item", "_local_scalar_dense", "arange"))
-
-
-def op_keys(op: str) -> list[str]:
-    """The fingerprint keys of every shape that cover torch op ``op`` (TORCH_OPS or
-    APPROXIMATE_OPS)."""
-    kernels = TORCH_OPS.get(op) or APPROXIMATE_OPS[op]
-    return [f"{tag}.{kernel.format(d=d, hid=hid, nh=n * hid)}"
-            for tag, n, d, hid, _ in SHAPES for kernel in kernels]
 
 
 def _exact(rng: Any, *shape: int, scale: float = 2 ** 18) -> Any:
@@ -180,8 +100,8 @@ def torch_kernels(out: dict[str, str]) -> None:
 
 
 def training_kernels(out: dict[str, str]) -> None:
-    """The remaining torch ops a training run calls (tests/test_fingerprint.py lists them by
-    profiling one), at the pipeline's shapes."""
+    """The remaining torch ops a training run calls (fingerprint.record lists them by profiling
+    training), at the pipeline's shapes."""
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -292,47 +212,17 @@ def plot_kernels(out: dict[str, str]) -> None:
     out["plot.png"] = digest(buffer.getvalue())
 
 
-def fingerprint() -> dict[str, Any]:
+KERNELS = (torch_kernels, training_kernels, numpy_kernels, plot_kernels)
+
+
+def compute(out: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every kernel's hash, plus ``_kernels``: the code paths in effect (see nnpipe.core.portable)."""
     import torch
 
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    out: dict[str, Any] = {"_kernels": portable.in_effect(load_torch=True)}
-    for kernels in (torch_kernels, training_kernels, numpy_kernels, plot_kernels):
+    out = {} if out is None else out
+    out["_kernels"] = portable.in_effect(load_torch=True)
+    for kernels in KERNELS:
         kernels(out)
     return out
-
-
-def compare(mine: dict[str, Any], other: dict[str, Any]) -> tuple[list[str], list[str], int]:
-    """(kernels that differ, approximate kernels that differ, kernels compared): the keys
-    both fingerprints hold, ``_``-prefixed entries (the code paths in effect) left out."""
-    common = sorted(k for k in mine.keys() & other.keys() if not k.startswith("_"))
-    differ = [k for k in common if mine[k] != other[k]]
-    return ([k for k in differ if not is_approximate(k)],
-            [k for k in differ if is_approximate(k)], len(common))
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m nnpipe.fingerprint", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--compare", metavar="OTHER.json",
-                        help="a fingerprint from another CPU: list the kernels that differ")
-    args = parser.parse_args(argv)
-    portable.pin(True)
-    mine = fingerprint()
-    if not args.compare:
-        json.dump(mine, sys.stdout, indent=1, sort_keys=True)
-        print()
-        return
-    with open(args.compare, encoding="utf-8") as handle:
-        other = json.load(handle)
-    differ, approximate, compared = compare(mine, other)
-    print(f"{compared} kernels compared with {args.compare}: {len(differ)} differ"
-          + (f" ({', '.join(differ)})" if differ else "")
-          + f"; approximate kernels (used by no stage) differing: {len(approximate)}")
-    raise SystemExit(1 if differ else 0)
-
-
-if __name__ == "__main__":
-    main()

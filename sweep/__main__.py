@@ -1,18 +1,18 @@
-"""The command line of ``python -m nnpipe.sweep`` (see nnpipe/sweep/__init__.py)."""
+"""The command line of ``python -m sweep`` (see sweep/__init__.py)."""
 from __future__ import annotations
 
 import argparse
 import os
 
-import nnpipe.sweep
+import sweep
 from nnpipe.core import cli
 from nnpipe.core.errors import PipelineError
-from nnpipe.sweep import driver
+from sweep import driver
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m nnpipe.sweep",
-                                     description=nnpipe.sweep.__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sweep",
+                                     description=sweep.__doc__.split("\n\n")[0])
     parser.add_argument("-S", "--set-param", dest="sets", action="append", required=True,
                         metavar="[FILE:]KEY=VALUES", help="as dvc exp run -S; a,b,c makes a grid")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
