@@ -23,7 +23,6 @@ import pytest
 import local_http
 import penguins
 from local_http import good_csv_text
-from nnpipe.core.errors import PipelineError
 from nnpipe.models import CURVES
 from pipeline import (MODELS, REGISTRY, ROOT, SPLITS, STAGES, Run, model_sections, tiny_params,
                       tree_bytes, with_changes, write_params)
@@ -829,15 +828,6 @@ def test_evaluate_follows_the_registry_it_is_given(tiny, tmp_path, monkeypatch):
     assert metrics["wide_mlp"] == original[first] and metrics["base"] == original[second]
     assert sorted(p.name for p in (tmp_path / "reports/predictions").iterdir()) == \
         ["base.csv", "wide_mlp.csv"]
-
-
-def test_debug_env_lets_the_pipeline_error_propagate(tmp_path, monkeypatch):
-    run = Run(tmp_path, with_changes(TINY, {"fetch.source": str(tmp_path / "no.csv")}))
-    monkeypatch.setenv("NNPIPE_DEBUG", "1")
-    monkeypatch.chdir(run.root)
-    with pytest.raises(PipelineError, match="no.csv: file not found"):
-        STAGES["fetch"].main()
-    assert not (run / "data").exists()
 
 
 @pytest.mark.slow
