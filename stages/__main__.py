@@ -116,7 +116,8 @@ def run(stage: str, argv: list[str]) -> None:
 
 def execute(stage: str, argv: list[str]) -> NoReturn:
     """``run`` and end the process (nnpipe.core.cli.run_command): the launcher's in-process
-    run and a warm server's fork both end here."""
+    run and a warm server's fork both end here, with the argv of ``python -m stages``."""
+    sys.argv = [__file__, stage, *argv]
     cli.run_command(lambda: run(stage, argv))
 
 

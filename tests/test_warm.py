@@ -163,7 +163,7 @@ def test_a_warm_run_looks_like_a_plain_process(repo, quick_dir):
     assert ran_warm["ppid"] != ran_cold["ppid"]
     for key in ("cwd", "argv", "argv0", "env", "value", "stdin"):
         assert ran_warm[key] == ran_cold[key], key
-    assert ran_warm["argv0"] == "probe.py" and ran_warm["stdin"] == "input\n"
+    assert ran_warm["argv0"] == "__main__.py" and ran_warm["stdin"] == "input\n"
 
 
 @pytest.mark.slow

@@ -104,7 +104,6 @@ def _runner():
 
 def run_here(stage: str, args: list[str]) -> None:
     """Run ``stages.<stage>`` in this process, as a warm server's fork does; never returns."""
-    sys.argv = [sys.argv[0], *args]
     _runner().execute(stage, args)
 
 
