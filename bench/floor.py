@@ -34,8 +34,9 @@ def stage_commands(path: str = "dvc.yaml") -> list[tuple[str, list[str]]]:
 def main() -> None:
     sys.path.insert(0, ".")
     start = time.perf_counter()
+    run = importlib.import_module("stages.__main__").run  # the stages' runner, in-process
     for module, argv in stage_commands():
-        importlib.import_module(module).main(argv)
+        run(module.split(".")[1], argv)
     print(f"floor: {time.perf_counter() - start:.2f} s", file=sys.stderr)
 
 

@@ -1,1 +1,2 @@
-"""Thin DVC stage entry points: `python -m stages.<stage> ...` (see dvc.yaml)."""
+"""One small module per DVC stage, run by ``python -m stages <stage> ...`` (the runner,
+stages/__main__.py; see dvc.yaml)."""

@@ -9,18 +9,18 @@ temp directory and swapped in whole when training succeeds.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import tempfile
 
-from nnpipe import params
-from nnpipe.core import cli, portable
+from nnpipe import models, preprocess, training
+from nnpipe.core import files
+
+PARAMS = ("train_{name}", "seed")
+LOG = "train_{name}"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
+def add_arguments(parser) -> None:
     parser.add_argument("--name", required=True, help="the model's name: models/NAME, "
                         "params section train_NAME")
     parser.add_argument("--train", required=True, help="processed train split (.npz)")
@@ -28,31 +28,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state", required=True, help="the splits' preprocessing state (JSON)")
     parser.add_argument("--model-dir", required=True, help="output model directory")
     parser.add_argument("--curves", required=True, help="output directory of DVCLive's curves")
-    args = parser.parse_args(argv)
-    section = f"train_{args.name}"
-    with cli.stage(section) as log:
-        p = params.load(args.params, "seed", "math", section)
-        portable.pin(p.math.portable)
-        from nnpipe import models, preprocess, training  # numpy/torch load here, after pinning
-        from nnpipe.core import files
-        state = preprocess.load(args.state)
-        data = preprocess.load_train_data(args.train, args.val, state)
-        fitted = training.fit(args.name, p[section], state, data, p.seed)
-        models.save(args.model_dir, fitted.spec, fitted.weights, state)
-        kept = fitted.history.kept_row()
-        with tempfile.TemporaryDirectory() as tmp:
-            log_curves(tmp, fitted.history.logged(p[section].log_every), kept)
-            files.replace_dir(tmp, args.curves)
-        log.info("hidden_dims %s, kept epoch %d, last %d (val_loss %.4f, val_acc %.4f) -> %s",
-                 list(fitted.spec.hidden_dims), kept["epoch"], fitted.history.rows[-1][0],
-                 kept["val_loss"], kept["val_acc"], args.model_dir)
+
+
+def run(args, p) -> str:
+    hp = p[f"train_{args.name}"]
+    state = preprocess.load(args.state)
+    data = preprocess.load_train_data(args.train, args.val, state)
+    fitted = training.fit(args.name, hp, state, data, p.seed)
+    models.save(args.model_dir, fitted.spec, fitted.weights, state)
+    kept = fitted.history.kept_row()
+    with tempfile.TemporaryDirectory() as tmp:
+        log_curves(tmp, fitted.history.logged(hp.log_every), kept)
+        files.replace_dir(tmp, args.curves)
+    return (f"hidden_dims {list(fitted.spec.hidden_dims)}, kept epoch {int(kept['epoch'])}, last "
+            f"{int(fitted.history.rows[-1][0])} (val_loss {kept['val_loss']:.4f}, val_acc "
+            f"{kept['val_acc']:.4f}) -> {args.model_dir}")
 
 
 def log_curves(directory: str, rows: list[dict[str, float]], kept: dict[str, float]) -> None:
     """Log ``rows`` with DVCLive into ``directory``, step = epoch; ``kept`` in its summary."""
     from dvclive import Live
-
-    from nnpipe.models import CURVES
 
     logging.getLogger("dvclive").setLevel(logging.WARNING)  # its "Logging to experiment" line
     # From the (temporary) directory, outside the repository: DVCLive then finds no git or DVC
@@ -62,11 +57,8 @@ def log_curves(directory: str, rows: list[dict[str, float]], kept: dict[str, flo
             Live(dir=".", save_dvc_exp=False, dvcyaml=False, report=None) as live:
         for row in rows:
             live.step = int(row["epoch"])
-            for name in CURVES:
+            for name in models.CURVES:
                 live.log_metric(name, row[name], timestamp=False)
             live.next_step()
         live.summary["kept"] = kept
 
-
-if __name__ == "__main__":
-    cli.run_command(main)

@@ -51,7 +51,9 @@ class Stage:
         return self.name.replace("@", " ")
 
     def main(self, argv: list[str] | None = None) -> None:
-        importlib.import_module(self.module).main(list(self.argv if argv is None else argv))
+        """The stage in this process, through the runner (``python -m stages``'s ``run``)."""
+        importlib.import_module("stages.__main__").run(self.module.split(".")[1],
+                                                       list(self.argv if argv is None else argv))
 
     def command(self, argv: list[str] | None = None) -> list[str]:
         """The stage as dvc.yaml runs it, through the launcher (``python -m stages NAME``)."""

@@ -75,7 +75,7 @@ def test_debug_env_shows_the_environmental_error(monkeypatch):
 
 @pytest.fixture
 def fetch_command(tmp_path) -> tuple[list[str], Path]:
-    """``python -m stages.fetch`` (no warm server: it runs in the limited process itself) on
+    """``python -m stages fetch`` (NNPIPE_WARM=0: it runs in the limited process itself) on
     a ~70 kB spiral CSV, and its --out, holding a previous output."""
     from nnpipe import data
     from nnpipe.core import files
@@ -89,13 +89,13 @@ def fetch_command(tmp_path) -> tuple[list[str], Path]:
     out = tmp_path / "data" / "table.parquet"
     out.parent.mkdir()
     out.write_text("previous\n")
-    return [sys.executable, "-m", "stages.fetch", "--params", str(tmp_path / "params.yaml"),
+    return [sys.executable, "-m", "stages", "fetch", "--params", str(tmp_path / "params.yaml"),
             "--out", str(out), "--schema", str(tmp_path / "data" / "schema.json")], out
 
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "NNPIPE_DEBUG"}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(PYTHONDONTWRITEBYTECODE="1", NNPIPE_WARM="0")
     return env
 
 

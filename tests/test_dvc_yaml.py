@@ -1,7 +1,10 @@
-"""dvc.yaml keeps its promises: every stage's deps and params are exactly what its script uses."""
+"""dvc.yaml keeps its promises: every stage's deps are what its script imports, its params
+what the script declares (PARAMS)."""
 from __future__ import annotations
 
+import argparse
 import ast
+import importlib
 import re
 from pathlib import Path
 
@@ -14,14 +17,6 @@ from nnpipe.models import CURVES
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 STAGES = resolve_stages(DVC)
 REGISTRY: dict[str, str] = DVC["vars"][0]["models"]  # model -> the data set it trains on
-# The params section a stage owns and tracks whole (others: per key).
-OWN_SECTION = {
-    "spiral": "spiral", "fetch": "fetch", "split": "split", "random_data": "random_data",
-    "plot_data": "plot", **{f"train@{m}": f"train_{m}" for m in REGISTRY},
-    **{f"plot_model@{m}": "plot" for m in REGISTRY},
-}
-
-
 def _body(name: str) -> dict:
     return STAGES[name]
 
@@ -32,34 +27,13 @@ def _script(name: str) -> Path:
     return ROOT / "stages" / f"{match.group(1)}.py"
 
 
-def params_read(script: Path, own: str | None) -> set[str]:
-    """What the script reads: its own section whole, shared sections per key, and seed."""
-    tree = ast.parse(script.read_text())
-    loaded: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "load" \
-                and getattr(node.func.value, "id", None) == "params":
-            loaded.update(a.value for a in node.args[1:] if isinstance(a, ast.Constant))
-            if any(not isinstance(a, ast.Constant) for a in node.args[1:]):
-                loaded.add(own)  # a section named at run time: the stage's own (train_<model>)
-    used: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
-                and node.value.id == "p" and node.attr in loaded:
-            used.add(node.attr)
-        if isinstance(node, ast.Subscript) and getattr(node.value, "id", None) == "p" \
-                and own in loaded:
-            used.add(own)  # p[section]
-    read = {own} if own in used else set()
-    if "seed" in used:
-        read.add("seed")
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
-                and isinstance(node.value.value, ast.Name) and node.value.value.id == "p":
-            section = node.value.attr
-            if section in loaded and section != own:
-                read.add(f"{section}.{node.attr}")
-    return read
+def params_declared(name: str) -> set[str]:
+    """What the stage module declares it reads (PARAMS, and math.portable for every stage:
+    stages/__main__.py), for this stage of dvc.yaml (``train@linear``: ``--name linear``)."""
+    from stages import __main__ as runner
+
+    module = importlib.import_module(f"stages.{_script(name).stem}")
+    return set(runner.declared(module, argparse.Namespace(name=name.partition("@")[2])))
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -77,25 +51,25 @@ def test_package_inits_hold_only_a_docstring(package):
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
-def test_stage_params_are_exactly_what_its_script_reads(name):
-    declared = set(_body(name).get("params", []))
-    assert declared == params_read(_script(name), OWN_SECTION.get(name))
+def test_stage_params_are_exactly_what_it_declares(name):
+    """A stage that depends on params.yaml's bytes (check_params) reads it whole."""
+    body = _body(name)
+    expected = set() if "params.yaml" in body["deps"] else params_declared(name)
+    assert set(body.get("params", [])) == expected
 
 
-@pytest.mark.parametrize("name", sorted(OWN_SECTION))
-def test_own_section_is_tracked_whole(name):
-    assert OWN_SECTION[name] in _body(name)["params"]
+def test_a_stage_reads_only_the_params_it_declares():
+    from nnpipe import params
+    from stages.__main__ import Declared
 
-
-def test_shared_sections_are_read_per_key_not_aliased():
-    """`s = p.split` in a stage that does not own `split` would hide its reads from the check."""
-    for name in STAGES:
-        tree = ast.parse(_script(name).read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Attribute) \
-                    and getattr(node.value.value, "id", None) == "p":
-                assert node.value.attr == OWN_SECTION.get(name), \
-                    f"{name}: aliases p.{node.value.attr}; read shared keys as p.section.key"
+    names = ("math.portable", "seed", "split.val_size", "plot")
+    p = Declared(params.load(str(ROOT / "params.yaml"), "math", "seed", "split", "plot"), names)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert (p.seed, p.split.val_size, p["plot"].grid_size) == \
+        (raw["seed"], raw["split"]["val_size"], raw["plot"]["grid_size"])
+    for read in (lambda: p.split.test_size, lambda: p.fetch, lambda: p.math.other):
+        with pytest.raises(AttributeError, match="not declared by the stage"):
+            read()
 
 
 def test_every_params_key_is_read_by_some_stage():
@@ -107,13 +81,6 @@ def test_every_params_key_is_read_by_some_stage():
         assert isinstance(value, dict), f"top-level {section} is read by no stage"
         for key in value:
             assert f"{section}.{key}" in declared, f"{section}.{key} is read by no stage"
-
-
-def test_params_read_detects_an_undeclared_read(tmp_path):
-    script = tmp_path / "s.py"
-    script.write_text("p = params.load(x, 'seed', 'fetch', 'data')\n"
-                      "print(p.fetch.source, p.data.target, p.seed)\n")
-    assert params_read(script, "fetch") == {"fetch", "seed", "data.target"}
 
 
 def test_library_never_imports_stages_and_low_modules_stay_low():

@@ -88,20 +88,16 @@ CONFLICTING = {"OPENBLAS_CORETYPE": "Sandybridge", "ATEN_CPU_CAPABILITY": "defau
 TINY = tiny_params()
 
 
-def _trainers(root: Path, portable_math: bool, env: dict, head: str = "launcher",
-              data: Path | None = None) -> dict:
+def _trainers(root: Path, portable_math: bool, env: dict, data: Path | None = None) -> dict:
     """The tiny pipeline's data and training stages (only the training ones on a copy of
     ``data``, if given), each a real process started with ``env``, as ``python -m stages X``
-    (launcher: warm or, with NNPIPE_WARM=0, cold) or ``python -m stages.X`` (module); the bytes
-    of what they wrote."""
+    (the runner: warm or, with NNPIPE_WARM=0, cold); the bytes of what they wrote."""
     run = Run(root, with_changes(TINY, {"math.portable": portable_math}))
     if data is not None:
         shutil.copytree(data, run / "data")
     for name in TRAINING if data is None else [n for n in TRAINING if n.startswith("train@")]:
         stage = STAGES[name]
-        argv = stage.command() if head == "launcher" else \
-            [sys.executable, "-m", stage.module, *stage.argv]
-        result = subprocess.run(argv, cwd=run.root, env=env, capture_output=True, text=True)
+        result = subprocess.run(stage.command(), cwd=run.root, env=env, capture_output=True, text=True)
         assert result.returncode == 0, f"{name}: {result.stderr[-2000:]}"
     return {top: tree_bytes(run / top) for top in ("data", "models")}
 
@@ -113,15 +109,14 @@ def pinned(tmp_path_factory) -> tuple[dict, Path]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("head, warm", [("launcher", "1"), ("launcher", "0"), ("module", "1")],
-                         ids=["warm", "cold", "module"])
-def test_each_way_of_starting_a_stage_pins_the_same_kernels(pinned, tmp_path, head, warm):
+@pytest.mark.parametrize("warm", ["1", "0"], ids=["warm", "cold"])
+def test_each_way_of_starting_a_stage_pins_the_same_kernels(pinned, tmp_path, warm):
     """Under a caller environment that asks for other kernels and threads, every way a stage
     starts computes with the pinned ones: the same bytes as with the caller's own (cold: the
-    data stages too; warm and module: the training stages, on the same data)."""
+    data stages too; warm: the training stages, on the same data)."""
     env = caller_env(CONFLICTING, NNPIPE_WARM=warm)
     data = None if warm == "0" else pinned[1]
-    assert _trainers(tmp_path, True, env, head, data) == pinned[0]
+    assert _trainers(tmp_path, True, env, data) == pinned[0]
 
 
 @pytest.mark.slow

@@ -23,7 +23,6 @@ import pytest
 import local_http
 import penguins
 from local_http import good_csv_text
-from nnpipe.core.errors import PipelineError
 from nnpipe.models import CURVES
 from pipeline import (MODELS, REGISTRY, ROOT, SPLITS, STAGES, Run, model_sections, tiny_params,
                       tree_bytes, with_changes, write_params)
@@ -332,8 +331,8 @@ def test_user_csv_with_three_features_runs_every_model(tmp_path, caplog):
         assert config["preprocess"]["classes"] == ["hi", "lo", "mid"]
         boundary = run / f"reports/figures/{model}_boundary.png"
         assert png_size(boundary) == (1200, 500)  # per-class ROC | precision-recall
-        skipped = [r.getMessage() for r in caplog.records if "decision boundary not drawn" in
-                   r.getMessage() and r.name == f"plot_model {model}"]
+        skipped = [m for m in caplog.messages if m.startswith("decision boundary not drawn")
+                   and f", {model} has" in m]
         assert skipped == [f"decision boundary not drawn: it needs exactly 2 numeric features "
                            f"and no categorical one, {model} has 3 numeric and 0 categorical: "
                            "drew per-class ROC and precision-recall on test instead"]
@@ -666,49 +665,33 @@ def test_fetch_from_url_with_matching_sha256(server, tmp_path):
     assert list(frame.columns) == ["X1", "X2", "color"] and len(frame) == 24
 
 
-def _model_cases() -> list:
-    """Bad values of every model section of the registry (stage, changes, fragments)."""
-    cases = []
-    for model in MODELS:
-        s, hp = f"train_{model}", section(model)
-        other = {"numpy": ("dropout_p", 0.1), "torch": ("init_scale", 0.1)}[hp["backend"]]
-        cases += [
-            (model, {f"{s}.foo": 1}, [f"unknown key {s}.foo"]),
-            (model, {f"{s}.epochs": "ten"}, [f"{s}.epochs='ten'", "integer"]),
-            (model, {f"{s}.epochs": 0}, [f"{s}.epochs=0", "> 0"]),
-            (model, {f"{s}.lr": -0.5}, [f"{s}.lr=-0.5", "> 0"]),
-            (model, {f"{s}.hidden_dims": [8, 0]}, [f"{s}.hidden_dims=[8, 0]"]),
-            (model, {f"{s}.hidden_dims": []}, [f"{s}.hidden_dims=[]"]),
-            (model, {f"{s}.hidden_dims": [2.5]}, [f"{s}.hidden_dims=[2.5]", "integer"]),
-            (model, {f"{s}.batch_size": 0}, [f"{s}.batch_size=0"]),
-            (model, {f"{s}.backend": "jax"}, [f"{s}.backend='jax'", "numpy, torch"]),
-            (model, {f"{s}.activation": "tanh"}, [f"{s}.activation='tanh'", "identity, relu"]),
-            (model, {f"{s}.{other[0]}": other[1]}, [f"unknown key {s}.{other[0]}"]),
-            (model, {"seed": "abc"}, ["seed='abc'", "integer"]),
-        ]
-        if hp["backend"] == "torch":
-            cases += [(model, {f"{s}.dropout_p": 1.0}, [f"{s}.dropout_p=1.0", "[0, 1)"]),
-                      (model, {f"{s}.init": "he"}, [f"{s}.init='he'", "default, xavier_normal"])]
-        else:
-            cases += [(model, {f"{s}.init_scale": "small"}, [f"{s}.init_scale='small'"])]
-    return cases
+def _bad_value(name: str) -> tuple[dict, str]:
+    """(params changes, message fragment) that break one declared params name."""
+    if name == "seed":
+        return {"seed": -1}, "seed=-1"
+    if "." in name:
+        return {name: {"bad": 1}}, f"{name}="
+    return {f"{name}.zz": 1}, f"unknown key {name}.zz"
 
 
-@pytest.mark.parametrize("model, changes, fragments", _model_cases(),
-                         ids=lambda v: v if isinstance(v, str) else None)
-def test_training_params_error_writes_nothing(tiny, tmp_path, capsys, model, changes,
-                                              fragments):
-    fails_and_keeps(capsys, tiny, tmp_path, f"train@{model}", changes, "{params}", *fragments)
+@pytest.mark.parametrize("name", [n for n in STAGES if n != "check_params"])
+def test_a_bad_declared_param_is_one_line_and_writes_nothing(tiny, tmp_path, capsys, name):
+    """The runner validates every params name a stage declares before the stage runs (the
+    messages themselves: tests/test_params.py); here the last one each stage declares."""
+    import argparse
+    import importlib
+
+    from stages.__main__ import declared
+
+    module = importlib.import_module(STAGES[name].module)
+    last = declared(module, argparse.Namespace(name=name.partition("@")[2]))[-1]
+    changes, fragment = _bad_value(last)
+    fails_and_keeps(capsys, tiny, tmp_path, name, changes, "{params}", fragment)
 
 
-@pytest.mark.parametrize("changes, fragments", [
-    ({"random_data.samples_per_class": 0}, ["random_data.samples_per_class=0"]),
-    ({"random_data.typo": 3}, ["unknown key random_data.typo"]),
-    ({"split.val_size": 0.2}, ["split.", "=1.05", "sum to 1"]),
-    ({"random_data.samples_per_class": 2}, ["class '0' has 2 row(s)"]),
-], ids=["zero", "unknown", "split_sum", "too_small_for_the_split"])
-def test_random_data_error_writes_nothing(tiny, tmp_path, capsys, changes, fragments):
-    fails_and_keeps(capsys, tiny, tmp_path, "random_data", changes, *fragments)
+def test_random_data_too_small_for_the_split_writes_nothing(tiny, tmp_path, capsys):
+    fails_and_keeps(capsys, tiny, tmp_path, "random_data", {"random_data.samples_per_class": 2},
+                    "class '0' has 2 row(s)")
 
 
 def test_hidden_dims_auto_too_wide_for_the_data_is_one_line(tiny, tmp_path, capsys):
@@ -725,16 +708,6 @@ def test_hidden_dims_auto_too_wide_for_the_data_is_one_line(tiny, tmp_path, caps
     finally:
         os.chdir(cwd)
     assert not big.model_dir(spiral_model).exists()
-
-
-@pytest.mark.parametrize("changes, fragments", [
-    ({"split.train_size": 0.8}, ["{params}", "split.train_size + val_size + test_size=1.1"]),
-    ({"split.test_size": 0}, ["{params}", "split.test_size=0", "(0, 1)"]),
-    ({"split.extra": 1}, ["{params}", "unknown key split.extra"]),
-    ({"seed": -1}, ["seed=-1", "[0, 2**32)"]),
-], ids=["sum", "zero", "unknown", "seed"])
-def test_split_params_error_writes_nothing(tiny, tmp_path, capsys, changes, fragments):
-    fails_and_keeps(capsys, tiny, tmp_path, "split", changes, *fragments)
 
 
 def test_split_refuses_a_class_too_small_for_the_split(tmp_path, capsys):
@@ -856,26 +829,12 @@ def test_evaluate_follows_the_registry_it_is_given(tiny, tmp_path, monkeypatch):
         ["base.csv", "wide_mlp.csv"]
 
 
-def test_debug_env_lets_the_pipeline_error_propagate(tmp_path, monkeypatch):
-    run = Run(tmp_path, with_changes(TINY, {"fetch.source": str(tmp_path / "no.csv")}))
-    monkeypatch.setenv("NNPIPE_DEBUG", "1")
-    monkeypatch.chdir(run.root)
-    with pytest.raises(PipelineError, match="no.csv: file not found"):
-        STAGES["fetch"].main()
-    assert not (run / "data").exists()
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("launch", ["module", "launcher"])
-def test_debug_env_in_a_real_process(tmp_path, launch):
-    """The same contract seen from outside: exit 2 and one line; a traceback with NNPIPE_DEBUG=1.
-
-    Both as ``python -m stages.fetch`` and through dvc.yaml's launcher (``python -m stages``).
-    """
+def test_debug_env_in_a_real_process(tmp_path):
+    """The same contract seen from outside, through dvc.yaml's runner (``python -m stages``):
+    exit 2 and one line; a traceback with NNPIPE_DEBUG=1."""
     run = Run(tmp_path, with_changes(TINY, {"fetch.source": str(tmp_path / "no.csv")}))
-    stage = STAGES["fetch"]
-    argv = stage.command() if launch == "launcher" else \
-        [sys.executable, "-m", stage.module, *stage.argv]
+    argv = STAGES["fetch"].command()
     env = {k: v for k, v in os.environ.items() if k != "NNPIPE_DEBUG"}
     env["PYTHONPATH"] = str(ROOT)
     quiet = subprocess.run(argv, cwd=run.root, env=env, capture_output=True, text=True)

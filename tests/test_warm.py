@@ -66,14 +66,14 @@ def test_first_run_starts_a_server_and_runs_in_process(repo, own_dir):
 
 
 def test_a_stage_that_does_not_begin_its_work_starts_no_server(repo, own_dir):
-    """The server starts at the stage's first import of numpy, which a stage does once it
-    has parsed its arguments and read its params: --help, a usage error or bad params start
-    none (the launcher writes the pid file before the stage goes on)."""
-    for argv, code in (["--help"], 0), (["--usage-error"], 2), (["--bad-params"], 2):
+    """The server starts at the stage's first import of numpy, which the runner makes once it
+    has read the params and pinned the kernels: --help or bad params start none (the launcher
+    writes the pid file before the stage goes on)."""
+    for argv, code in (["--help"], 0), (["--params", "missing.yaml"], 2):
         result = launch(repo, own_dir, *argv)
         assert result.returncode == code, argv
         assert server_pids(own_dir) == [] and not list(own_dir.glob("*.sock")), argv
-    assert result.stderr == "probe: error: params.yaml: bad\n"
+    assert result.stderr == "probe: error: missing.yaml: file not found\n"
     assert launch(repo, own_dir).returncode == 0  # a stage that begins its work starts one
     wait_for_pid_file(own_dir)
 
@@ -163,7 +163,7 @@ def test_a_warm_run_looks_like_a_plain_process(repo, quick_dir):
     assert ran_warm["ppid"] != ran_cold["ppid"]
     for key in ("cwd", "argv", "argv0", "env", "value", "stdin"):
         assert ran_warm[key] == ran_cold[key], key
-    assert ran_warm["argv0"] == "probe.py" and ran_warm["stdin"] == "input\n"
+    assert ran_warm["argv0"] == "__main__.py" and ran_warm["stdin"] == "input\n"
 
 
 @pytest.mark.slow

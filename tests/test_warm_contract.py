@@ -211,21 +211,27 @@ def test_ctrl_c_ends_the_launcher_by_sigint_warm_or_cold(repo, own_dir, tmp_path
     ("math:\n  portable: true  # 2*N*C\n", True),
     ("math:\n  portable: false\n", False),
     ("math:\n  portable: 'true'\n", None),
-    ("a: &x [1, 2]\nb: *x\nmath:\n  portable: true\n", None),  # the guarded reader refuses it
-    ("math: [\n", None),
+    ("math:\n  portable: yes\n", None),  # YAML 1.2, as DVC reads it: a string, refused later
+    ("a: &x [1, 2]\nb: *x\nmath:\n  portable: true\n", "YAML aliases"),
+    ("math: [\n", "not valid YAML"),
 ])
-def test_the_launcher_reads_math_portable_cheaply_and_safely(tmp_path, text, expected):
-    from warmstart import launcher as warm
+def test_the_runner_reads_math_portable_with_the_params_reader(tmp_path, text, expected):
+    """The launcher pins by the same reading (a PipelineError there: it pins nothing)."""
+    from nnpipe.core.errors import PipelineError
+    from stages.__main__ import portable_setting
 
     path = tmp_path / "params.yaml"
     path.write_text(text)
-    assert warm._portable_setting(str(path)) is expected
-    assert warm._portable_setting(str(tmp_path / "missing.yaml")) is None
+    if isinstance(expected, str):
+        with pytest.raises(PipelineError, match=expected):
+            portable_setting(str(path))
+    else:
+        assert portable_setting(str(path)) is expected
 
 
 @pytest.mark.slow
 def test_preload_is_what_the_stages_import_now():
-    """Re-records PRELOAD: every stage of dvc.yaml run cold under -X importtime (~1 min)."""
+    """Re-records PRELOAD: every stage of dvc.yaml run cold (~1 min)."""
     from warmstart import protocol, record
 
     assert tuple(record.record()) == protocol.PRELOAD, (

@@ -73,37 +73,32 @@ def forks(warm_dir: Path) -> list[int]:
 PROBE = '''"""A stage that reports where and how it ran."""
 import json, os, signal, sys, time
 
+import numpy  # as every stage's imports do, after the runner pinned the kernels
+
 from nnpipe import probe_value
 
-from nnpipe.core import cli
-from nnpipe.core.errors import PipelineError
+PARAMS = ()
 
 
-def main():
-    args = sys.argv[1:]
-    if "--usage-error" in args:  # as argparse does, before the stage starts
-        print("usage: probe [--exit N]", file=sys.stderr)
-        raise SystemExit(2)
-    with cli.stage("probe"):
-        if "--bad-params" in args:  # as a stage that cannot read its params, before numpy
-            raise PipelineError("params.yaml: bad")
-        import numpy  # as every stage does once it has read its params and pinned the kernels
-        run(args)
+def add_arguments(parser):
+    for flag in ("--lib", "--sleep", "--nap"):
+        parser.add_argument(flag)
+    parser.add_argument("--exit", type=int, default=0)
+    for flag in ("--stdin", "--context", "--rc", "--signal"):
+        parser.add_argument(flag, action="store_true")
 
 
-def run(args):
-    lib = args[args.index("--lib") + 1] if "--lib" in args else None  # a module's VALUE
+def run(args, p):
     print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
-                      "argv": args, "argv0": os.path.basename(sys.argv[0]),
+                      "argv": sys.argv[1:], "argv0": os.path.basename(sys.argv[0]),
                       "env": os.environ.get("PROBE_ENV"), "value": probe_value.VALUE,
                       "warnoptions": sys.warnoptions,
-                      "lib": __import__(lib).VALUE if lib else None,
-                      "stdin": sys.stdin.read() if "--stdin" in args else None}))
-    if "--context" in args:  # what the computing process runs under (--rc: matplotlib's too)
-        import numpy
+                      "lib": __import__(args.lib).VALUE if args.lib else None,
+                      "stdin": sys.stdin.read() if args.stdin else None}))
+    if args.context:  # what the computing process runs under (--rc: matplotlib's too)
         stat = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
         mask = os.umask(0); os.umask(mask)
-        rc = __import__("matplotlib").rcParams if "--rc" in args else {}
+        rc = __import__("matplotlib").rcParams if args.rc else {}
         print(json.dumps({"umask": mask, "nice": int(stat[16]),
                           "limits": open("/proc/self/limits").read(),
                           "affinity": sorted(os.sched_getaffinity(0)),
@@ -111,21 +106,17 @@ def run(args):
                           "x86_v4": numpy._core._multiarray_umath.__cpu_features__.get("X86_V4")}))
     print("probe: to stderr", file=sys.stderr)
     sys.stdout.flush()
-    if "--sleep" in args:
-        with open(args[args.index("--sleep") + 1], "w") as handle:
+    if args.sleep:
+        with open(args.sleep, "w") as handle:
             handle.write(str(os.getpid()))
         time.sleep(120)
-    if "--nap" in args:  # a short stage: writes its pid, sleeps 2 s, ends well
-        with open(args[args.index("--nap") + 1], "w") as handle:
+    if args.nap:  # a short stage: writes its pid, sleeps 2 s, ends well
+        with open(args.nap, "w") as handle:
             handle.write(str(os.getpid()))
         time.sleep(2)
-    if "--signal" in args:
+    if args.signal:
         os.kill(os.getpid(), signal.SIGKILL)
-    raise SystemExit(int(args[args.index("--exit") + 1]) if "--exit" in args else 0)
-
-
-if __name__ == "__main__":
-    main()
+    raise SystemExit(args.exit)
 '''
 
 
@@ -149,6 +140,7 @@ def probe_repo_at(root: Path) -> Path:
                         ignore=shutil.ignore_patterns("__pycache__"))
     (root / "stages/probe.py").write_text(PROBE)
     (root / "nnpipe/probe_value.py").write_text("VALUE = 1\n")
+    (root / "params.yaml").write_text("math:\n  portable: false\n")
     return root
 
 

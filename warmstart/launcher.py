@@ -27,9 +27,8 @@ from warmstart import client, key, settings, spawn
 from warmstart.protocol import is_server
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str]) -> None:
     """``python -m stages <stage> ARGS``: run ``stages.<stage>`` warm or, failing that, here."""
-    argv = sys.argv[1:] if argv is None else argv
     try:
         config = settings.read()
     except settings.SettingError as exc:
@@ -80,12 +79,9 @@ def _run_warm(stage: str, args: list[str], config: settings.Settings) -> None:
 
 
 def pin_math(args: list[str]) -> None:
-    """Pin the math kernels as the stage's params file says (``math.portable``).
-
-    A params file this cannot read leaves the environment alone: the stage then reports the
-    problem itself, in one line, before it loads numpy.
-    """
-    from nnpipe.core import portable
+    """Pin the math kernels as the stage's params file says (``math.portable``), read as the
+    runner reads it. A params file this cannot read leaves the environment alone: the runner
+    then reports the problem itself, in one line, before it loads numpy."""
     from nnpipe.core.errors import PipelineError
 
     path = "params.yaml"
@@ -94,54 +90,21 @@ def pin_math(args: list[str]) -> None:
             path = args[i + 1]
         elif arg.startswith("--params="):
             path = arg.split("=", 1)[1]
-    setting = _portable_setting(path)
-    if setting is not None:
-        try:
-            portable.pin(setting)
-        except PipelineError:
-            pass  # e.g. a CPU without AVX2: the stage says so itself
+    with contextlib.suppress(PipelineError):  # e.g. a CPU without AVX2: the runner says so
+        _runner().pin_as(path)
 
 
-def _portable_setting(path: str) -> bool | None:
-    """``math.portable`` of ``path``, or None if it cannot be read as a boolean.
+def _runner():
+    """stages/__main__.py, the runner (imported, not run: ``python -m stages`` runs it as
+    ``__main__``)."""
+    import importlib
 
-    Every stage launch reads it, so a file without aliases (nothing can expand) is read with
-    PyYAML's C loader, ~30 ms faster than the stages' guarded ruamel.yaml reader
-    (nnpipe.params), which reads anything else. The two agree on ``true``/``false``;
-    where they could differ (``yes``), the stage's validation refuses the value anyway.
-    """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read(1 << 20)
-    except (OSError, UnicodeDecodeError):
-        return None
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        if len(text) < 1 << 20 and not any(isinstance(event, yaml.AliasEvent)
-                                           for event in yaml.parse(text, Loader=loader)):
-            raw = yaml.load(text, Loader=loader)
-            section = raw.get("math") if isinstance(raw, dict) else None
-            value = section.get("portable") if isinstance(section, dict) else None
-            return value if isinstance(value, bool) else None
-    except (yaml.YAMLError, RecursionError, ValueError):
-        return None
-    from nnpipe import params
-    from nnpipe.core.errors import PipelineError
-
-    try:
-        return params.load(path, "math").math.portable
-    except PipelineError:
-        return None
+    return importlib.import_module("stages.__main__")
 
 
 def run_here(stage: str, args: list[str]) -> None:
-    """Run ``stages.<stage>`` in this process, exactly as ``python -m stages.<stage>`` would."""
-    import runpy
-
-    sys.argv = [sys.argv[0], *args]
-    runpy.run_module(f"stages.{stage}", run_name="__main__", alter_sys=True)
+    """Run ``stages.<stage>`` in this process, as a warm server's fork does; never returns."""
+    _runner().execute(stage, args)
 
 
 def stop_servers(base: str) -> int:

@@ -3,9 +3,9 @@
 Started by the launcher (warmstart.spawn) as ``python -m warmstart.server FD IDLE_S`` with the
 bound socket FD, detached from the client that started it, one per key (warmstart.key). It
 imports the third-party libraries once, then for each request forks; the fork takes the
-client's stdio, working directory, environment, umask and argv and runs ``stages.<stage>`` as
-``__main__``. The server sends ``A`` and the fork's pid when the fork has started and the
-fork's exit status when it ends (warmstart.protocol), and kills the fork with SIGKILL if the
+client's stdio, working directory, environment, umask and argv and runs the stage with the
+runner (``stages/__main__.py``). The server sends ``A`` and the fork's pid when the fork has
+started and the fork's exit status when it ends (warmstart.protocol), and kills the fork with SIGKILL if the
 client goes away first; a fork dies with its server (PR_SET_PDEATHSIG). It declines (``D``,
 and the client runs the stage cold) a client whose process context differs from its own or
 whose working directory holds a file the libraries read at import, since the preloaded
@@ -189,10 +189,9 @@ def _child(request: dict, fds: list[int], sockets: list, wake: tuple, server: in
             os.dup2(fd, target)
             os.close(fd)
         _become(request)
-        import runpy
+        import importlib
 
-        runpy.run_module(f"stages.{request['stage']}", run_name="__main__", alter_sys=True)
-        code = 0
+        importlib.import_module("stages.__main__").execute(request["stage"], request["args"])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if exc.code is not None and not isinstance(exc.code, int):

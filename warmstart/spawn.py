@@ -1,9 +1,8 @@
 """Starting a warm server: once a stage begins its work, under the key's lock, detached.
 
-A stage parses its arguments, reads its params and pins the math kernels before it imports
-numpy; so the launcher starts the server at the stage's first import of numpy (a finder on
-``sys.meta_path``, removed as it fires), and ``--help``, a usage error or a bad params file
-start none. The stage goes on in-process while the server warms up on another core.
+The runner reads the params and pins the math kernels before it imports the stage, whose
+imports load numpy; so the launcher starts the server at the first import of numpy (a finder on
+``sys.meta_path``, removed as it fires), and ``--help`` or a bad params file start none. The stage goes on in-process while the server warms up on another core.
 """
 from __future__ import annotations
 

@@ -39,18 +39,12 @@ def _record_stats(name: str, path: str) -> None:
 
 
 @contextlib.contextmanager
-def stage(name: str) -> Iterator[logging.Logger]:
-    """Configure logging once; turn a PipelineError, or an OSError the environment caused
-    (a full disk, a read-only file system, a file size limit, no permission), into
-    ``error: ...`` on stderr and exit 2.
-
-    Set NNPIPE_DEBUG=1 to see the traceback instead.
-    """
-    logging.basicConfig(level=logging.INFO, format=f"{name}: %(message)s", stream=sys.stderr)
+def one_line_errors(name: str) -> Iterator[None]:
+    """Turn a PipelineError, or an OSError the environment caused (a full disk, a read-only
+    file system, a file size limit, no permission), into ``<name>: error: ...`` on stderr and
+    exit 2. Set NNPIPE_DEBUG=1 to see the traceback instead."""
     try:
-        yield logging.getLogger(name)
-        if os.environ.get(STATS_ENV):
-            _record_stats(name, os.environ[STATS_ENV])
+        yield
     except (PipelineError, OSError) as exc:
         if os.environ.get(DEBUG_ENV) or (isinstance(exc, OSError)
                                          and exc.errno not in ENVIRONMENT_ERRNOS):
@@ -59,6 +53,17 @@ def stage(name: str) -> Iterator[logging.Logger]:
             f"{exc.filename if exc.filename is not None else 'output'}: {exc.strerror}"
         print(f"{name}: error: {short(' '.join(message.split()), MAX_MESSAGE)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[logging.Logger]:
+    """Configure logging once (``<name>: ...`` on stderr), errors as one line
+    (one_line_errors), and the stage's wall time and peak RSS appended to $NNPIPE_STAGE_STATS."""
+    logging.basicConfig(level=logging.INFO, format=f"{name}: %(message)s", stream=sys.stderr)
+    with one_line_errors(name):
+        yield logging.getLogger(name)
+        if os.environ.get(STATS_ENV):
+            _record_stats(name, os.environ[STATS_ENV])
 
 
 def name_value_pairs(parser: "argparse.ArgumentParser", rest: list[str]) -> dict[str, str]:
