@@ -611,9 +611,6 @@ FETCH_CASES = {
     "categorical_not_a_feature": (good_csv_text(), {"data.categorical": ["X3"]},
                                   ["data.categorical=['X3'] names 'X3', which is not in "
                                    "data.features"]),
-    "unknown_missing_policy": (good_csv_text(), {"data.missing": "impute"},
-                               ["data.missing='impute' must be one of error, drop, mean, "
-                                "median, most_frequent"]),
     "binary_garbage": (np.random.RandomState(0).bytes(300_000), {}, ["{src}", "not a"]),
     "sha256_mismatch": (good_csv_text(), {"fetch.sha256": "0" * 64},
                         ["{src}", "sha256", "0" * 64, "fetch.sha256", GOOD_SHA]),
