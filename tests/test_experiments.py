@@ -159,9 +159,9 @@ def test_two_hidden_layer_mlps_run_end_to_end_from_exp_run(repo):
 
 
 def _readme_recipe() -> tuple[dict, dict]:
-    """The README's "Add a model" recipe: its params.yaml block and its dvc.yaml block."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("### Add a model", 1)[1].split("\n## ", 1)[0]
+    """docs/change-it.md's model recipe: its params.yaml block and its dvc.yaml block."""
+    text = (ROOT / "docs" / "change-it.md").read_text()
+    section = text.split("\n## A model", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
     params, dvc = (yaml.safe_load(b) for b in blocks[:2])
     return params, dvc
@@ -180,7 +180,7 @@ def _merge(into: dict, extra: dict) -> None:
             into[key] = value
 
 
-def test_readme_recipe_adds_a_fifth_model_without_python(repo):
+def test_the_model_recipe_adds_a_fifth_model_without_python(repo):
     path, _ = repo
     params_block, dvc_block = _readme_recipe()
     (name,) = {k[len("train_"):] for k in params_block}
