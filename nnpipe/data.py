@@ -1,9 +1,8 @@
 """Data sets: the lesson's spiral, and a user's CSV read once and typed (fetch).
 
-:func:`read_typed` parses the CSV bytes once (Arrow), types each column by the rules of
-:mod:`nnpipe.schema` and applies the row policies (``data.missing``, ``data.missing_label``).
-Everything that can be wrong with a user's file is reported as a :class:`PipelineError`
-naming the file, line, column or value.
+:func:`read_typed` parses the CSV once (Arrow), types each column by :mod:`nnpipe.schema`'s
+rules and applies the row policies (``data.missing``, ``data.missing_label``); anything wrong
+with a user's file is a :class:`PipelineError` naming file, line, column or value.
 """
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from nnpipe import schema
+from nnpipe.dataset import MISSING
 from nnpipe.core.errors import PipelineError, short
 from nnpipe.schema import Schema
 
@@ -66,12 +66,10 @@ def parse_header(data: bytes, source: str) -> list[str]:
     if not header or all(not name.strip() for name in header):
         raise PipelineError(f"{source}: empty file, expected a CSV with a header row")
     seen: set[str] = set()
-    for name in header:
-        if name in seen:
-            hint = "; the first row looks like data: the file needs a header row" \
-                if re.fullmatch(schema.NUMBER, name) else ""
-            raise PipelineError(f"{source}: duplicate column name '{short(name)}'{hint}")
-        seen.add(name)
+    for name in (name for name in header if name in seen or seen.add(name)):  # a repeat
+        hint = "; the first row looks like data: the file needs a header row" \
+            if re.fullmatch(schema.NUMBER, name) else ""
+        raise PipelineError(f"{source}: duplicate column name '{short(name)}'{hint}")
     return header
 
 
@@ -153,7 +151,8 @@ def _parse(raw: bytes, header: Sequence[str], columns: Sequence[str], text: Sequ
         raise
 
 
-MISSING_HINT = "set data.missing to drop, mean, median or most_frequent to accept missing cells"
+MISSING_HINT = (f"set data.missing to {', '.join(MISSING[1:-1])} or {MISSING[-1]} to accept "
+                "missing cells")
 
 
 class Typed(NamedTuple):
