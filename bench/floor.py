@@ -1,4 +1,4 @@
-"""The in-process floor: every stage of dvc.yaml run by calling its main() in ONE Python process.
+"""The in-process floor: every stage of dvc.yaml run by the stages' runner in ONE Python process.
 
 Run from a repository root with no outputs yet: `python bench/floor.py`. It pays each import
 once and does exactly the stages' work, with no orchestration (no DVC, no per-stage start-up).
@@ -6,37 +6,21 @@ once and does exactly the stages' work, with no orchestration (no DVC, no per-st
 from __future__ import annotations
 
 import importlib
-import shlex
 import sys
 import time
-
-import yaml
-
-
-def stage_commands(path: str = "dvc.yaml") -> list[tuple[str, list[str]]]:
-    """(module, argv) of every stage in dvc.yaml's order (a topological order), as DVC's
-    own resolver expands it (vars, foreach)."""
-    from dvc.parsing import DataResolver
-    from dvc.repo import Repo
-
-    with open(path, encoding="utf-8") as handle:
-        document = yaml.safe_load(handle)
-    with Repo(".") as repo:
-        stages = DataResolver(repo, repo.root_dir, document).resolve()["stages"]
-    commands = []
-    for stage in stages.values():
-        words = shlex.split(stage["cmd"])
-        assert words[:3] == ["python", "-m", "stages"], stage["cmd"]
-        commands.append((f"stages.{words[3]}", words[4:]))
-    return commands
+from pathlib import Path
 
 
 def main() -> None:
     sys.path.insert(0, ".")
+    from warmstart.record import stage_commands  # dvc.yaml's stages, as DVC expands them
+
+    commands = stage_commands(Path("."))  # before the clock: DVC's resolver is orchestration
     start = time.perf_counter()
     run = importlib.import_module("stages.__main__").run  # the stages' runner, in-process
-    for module, argv in stage_commands():
-        run(module.split(".")[1], argv)
+    for _, argv in commands:
+        assert argv[:3] == ["python", "-m", "stages"], argv
+        run(argv[3], argv[4:])
     print(f"floor: {time.perf_counter() - start:.2f} s", file=sys.stderr)
 
 
