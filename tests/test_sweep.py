@@ -289,7 +289,7 @@ def test_each_trial_reports_and_an_invalid_one_fails_alone(grid_sweep, cluster):
     assert len(finished) == 3, result.stderr
     failed = lines(result, "FAILED")
     assert len(failed) == 1 and "train_torch_mlp.lr=-1" in failed[0]
-    assert "must be > 0" in failed[0]
+    assert "must be greater than 0" in failed[0]
     ok = [line for line in finished if "FAILED" not in line]
     assert all(re.search(r"torch_mlp\.test\.f1=[01]\.\d{4} in [\d.]+ s on node \w+", line)
                for line in ok), ok
