@@ -37,7 +37,8 @@ def pytest_collection_finish(session):
 # runs) start first, so the short files fill the workers' time at the end instead of one
 # worker finishing a long file alone.
 LONGEST_FIRST = ("test_experiments.py", "test_portable.py", "test_e2e.py", "test_sweep.py",
-                 "test_own_data.py", "test_warm_contract.py", "test_reliability.py", "test_warm.py")
+                 "test_own_data.py", "test_warm_contract.py", "test_recovery.py", "test_reliability.py",
+                 "test_warm.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
