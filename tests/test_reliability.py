@@ -73,7 +73,6 @@ def with_gaps(rows: int, gaps: int) -> str:
     return "\n".join(lines + [f"{i},{'' if i < gaps else i},c3" for i in range(rows)]) + "\n"
 
 
-
 # --- the table --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -83,7 +82,8 @@ class Case:
     the case's directory replaced (bytes, text, a function making them, an Edit of the good
     file, or a Make). ``changes``: params. ``args``: predict's arguments; ``argv``: a stage's
     dvc.yaml arguments edited. ``params_file``: the whole params.yaml. ``stdin``: a file of
-    the directory. ``usage``: argparse's error. Fragments may use {src}, {root}, {params}."""
+    the directory. ``usage``: argparse's error. Fragments may use {src}, {root}, {params}; a
+    fragment that is a tuple: any one of it."""
     stage: str
     fragments: tuple
     source: str | bytes | Callable[[], bytes] | None = None
@@ -103,8 +103,8 @@ def _fetch(source, *fragments, **changes) -> Case:
     return Case("fetch", ("{src}", *fragments), source=source, changes=changes)
 
 
-def _predict(source, *fragments, args=()) -> Case:
-    return Case("predict", ("{src}", *fragments), source=source, args=args)
+def _predict(source, *fragments) -> Case:
+    return Case("predict", ("{src}", *fragments), source=source)
 
 
 def _point(*args, model: str | None = None, models_dir: str | None = None,
@@ -193,6 +193,9 @@ CASES: dict[str, Case] = {
                                   "no label"),
     "fetch-single_class": _fetch(HEADER + "".join(f"{i},{i},c1\n" for i in range(12)),
                                  "column 'color' has 1 class", "c1"),
+    "fetch-extra_field_in_every_row": _fetch(  # parsed with an index, every column would shift
+        HEADER + "".join(f"{i},{i / 10},{-i / 10},c{i % 3}\n" for i in range(30)),
+        "line 2 has 4 fields, the header has 3"),
     "fetch-duplicate_columns": _fetch("X1,X1,color\n" + ROWS, "duplicate column name 'X1'"),
     "fetch-features_name_target": _fetch(good_csv_text(), "data.target 'color'", "data.features",
                                          data__features=["X1", "color"]),
