@@ -445,6 +445,12 @@ CASES: dict[str, Case] = {
     "predict-own_csv_missing_category": _own(source=",".join(RAW_ROW) + "\n" + ",".join(
         RAW_ROW.values()) + "\n" + ",".join({**RAW_ROW, "sex": "NA"}.values()) + "\n",
         fragments=["{src}: column 'sex' row 3 is missing; a missing value"]),
+    "predict-input_named_like_an_output_column": Case(
+        "predict", ("the model's input column 'label' has the name of a column predict writes "
+                    "(label, probability, p_c1, p_c2, p_c3)", "use --json"),
+        source="p_c2,label\n0.25,-0.5\n", args=("--model", LINEAR), plant={
+            model_file(LINEAR, "config.json"): Edit(lambda old: old.replace(
+                b'"X1"', b'"label"').replace(b'"X2"', b'"p_c2"'))}),
     # predict's --output: only a regular file is replaced, never the --input file
     "predict-output_without_input": _point("--output", PREDICTIONS, "X1=0", "X2=0",
                                            fragments=["--output needs --input"]),
