@@ -54,8 +54,9 @@ def model_file(model: str, name: str) -> str:
 
 
 MODELS_DIR = str(Path(flag(train(NUMPY), "model-dir")).parent)
-OWN_MODELS_DIR = "own-models"  # TORCH on the penguin table, trained with data.missing=drop and
-OWN_POLICY = {"data.missing": "drop", "data.handle_unknown": "error"}  # handle_unknown=error
+# TORCH trained on the penguin table under a policy that refuses gaps and unseen categories
+OWN_MODELS_DIR = "own-models"
+OWN_POLICY = {"data.missing": "drop", "data.handle_unknown": "error"}
 GOOD_INPUT_CSV = "X1,X2\n0.1,0.1\n-0.5,0.3\n0.9,-0.9\n"
 PREDICTIONS = "predictions.csv"
 
