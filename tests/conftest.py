@@ -34,10 +34,12 @@ def pytest_collection_finish(session):
 
 
 # The files that take longest (`--durations`; tests/test_portable.py waits for the emulated-CPU
-# runs) start first, so the short files fill the workers' time at the end instead of one
-# worker finishing a long file alone.
-LONGEST_FIRST = ("test_experiments.py", "test_portable.py", "test_e2e.py", "test_sweep.py",
-                 "test_own_data.py", "test_warm_contract.py", "test_reliability.py", "test_warm.py")
+# runs; tests/test_stages.py and tests/test_reliability.py are the longest of the quick loop)
+# start first, so the short files fill the workers' time at the end instead of one worker
+# finishing a long file alone.
+LONGEST_FIRST = ("test_experiments.py", "test_portable.py", "test_stages.py", "test_reliability.py",
+                 "test_e2e.py", "test_sweep.py", "test_own_data.py", "test_warm_contract.py",
+                 "test_recovery.py", "test_warm.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

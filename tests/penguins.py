@@ -55,3 +55,12 @@ def write(path: Path, seed: int = 0) -> Path:
     """The table as a CSV file (missing cells as ``NA`` or empty)."""
     path.write_text(frame(seed).to_csv(index=False, lineterminator="\n"))
     return path
+
+
+# One raw row as predict takes it (NAME=VALUE): the table's features, every cell present.
+RAW_ROW = {"island": "Biscoe", "sex": "female", "bill_length_mm": "45", "bill_depth_mm": "15",
+           "flipper_length_mm": "215", "body_mass_g": "5000"}
+
+
+def row_args(**changes: str) -> list[str]:
+    return [f"{k}={v}" for k, v in {**RAW_ROW, **changes}.items()]

@@ -266,17 +266,3 @@ def test_a_field_longer_than_the_csv_module_limit():
     assert csv.field_size_limit() == limit
 
 
-def test_fetch_refuses_a_csv_with_an_extra_field_and_writes_nothing(tmp_path, capsys):
-    """The stage: a parser that takes the first field as the index would shift every column."""
-    import pipeline
-
-    source = tmp_path / "mine.csv"
-    rows = "".join(f"{i},{i / 10},{-i / 10},c{i % 3}\n" for i in range(30))
-    source.write_text("X1,X2,color\n" + rows)
-    run = pipeline.Run(tmp_path, pipeline.tiny_params({"fetch.source": str(source)}))
-    with pytest.raises(SystemExit) as caught:
-        run.run(["fetch"])
-    assert caught.value.code == 2
-    assert capsys.readouterr().err == (f"fetch: error: {source}: line 2 has 4 fields, "
-                                       "the header has 3\n")
-    assert not any(path.exists() for path in run.outputs("fetch"))

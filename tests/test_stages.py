@@ -2,18 +2,14 @@
 
 A session-scoped tiny run of the whole pipeline feeds checks of each output's contents, for
 every model of the registry; the stages' byte-for-byte reruns, a user CSV with three features,
-and the one-line error contract (exit 2, ``<stage>: error: ...`` on stderr, no traceback,
-nothing written, nothing previously written lost).
+a URL source and another model registry. Bad input: the contract table, tests/test_reliability.py.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +20,7 @@ import local_http
 import penguins
 from local_http import good_csv_text
 from nnpipe.models import CURVES
-from pipeline import (MODELS, REGISTRY, ROOT, SPLITS, STAGES, Run, model_sections, tiny_params,
-                      tree_bytes, with_changes, write_params)
+from pipeline import MODELS, REGISTRY, SPLITS, STAGES, Run, tiny_params, tree_bytes, with_changes
 
 PNG_MAGIC = b"\x89PNG"
 TINY = tiny_params()
@@ -443,20 +438,6 @@ def _source_with_gaps(path: Path, rows: int, gaps: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("rows, gaps, stage, fragments", [
-    (9, 3, "split", ["class 'c3' has 6 row(s)", "at least 7 per class"]),
-    (5, 5, "fetch", ["class 'c3' has no row left (data.missing=drop dropped 5 rows with a "
-                     "missing feature)"]),
-], ids=["too_few_left", "none_left"])
-def test_a_class_that_drop_leaves_too_small_is_named(tmp_path, capsys, rows, gaps, stage,
-                                                      fragments):
-    source = _source_with_gaps(tmp_path / "mine.csv", rows, gaps)
-    run = Run(tmp_path / "run", with_changes(TINY, {"fetch.source": str(source),
-                                                    "data.missing": "drop"}))
-    expect_error(capsys, stage, lambda: run.run(["fetch", "split"]), *fragments)
-    assert not any(path.exists() for path in run.outputs("split"))
-
-
 def test_drop_removes_the_rows_with_a_missing_cell_and_says_how_many(tmp_path, caplog):
     source = _source_with_gaps(tmp_path / "mine.csv", 12, 3)
     run = Run(tmp_path / "run", with_changes(TINY, {"fetch.source": str(source),
@@ -471,95 +452,7 @@ def test_drop_removes_the_rows_with_a_missing_cell_and_says_how_many(tmp_path, c
                              "dropped_missing_label": 0}
 
 
-KINDS = "X1,kind,color\n"
-TRAIN_KINDS = KINDS + "".join(f"{i},{'ab'[i % 2]},c{i % 3}\n" for i in range(12))
-
-
-def _splits(run: Run, tables: dict[str, str]) -> None:
-    """Typed splits (Parquet) and a schema as fetch and split would write them, from CSV text."""
-    from nnpipe import data, schema
-    from nnpipe.core import tables as parquet
-
-    for name, text in tables.items():
-        typed = data.read_typed(text.encode(), name, ["X1", "kind"], "color", ["kind"], "median")
-        parquet.write_parquet(str(run / f"data/split/{name}.parquet"), typed.table)
-        if name == "train":
-            schema.save(str(run / "data/schema.json"), typed.schema)
-
-
-@pytest.mark.parametrize("val, changes, fragments", [
-    (KINDS + "1,a,c1\n2,zz,c2\n", {"data.handle_unknown": "error"},
-     ["val.parquet: column 'kind' row 2: category 'zz' was not in the train split (a, b)",
-      "data.handle_unknown=error refuses it (ignore: all zeros)"]),
-    (KINDS + "1,a,c1\n2,,c2\n", {"data.missing": "error"},
-     ["val.parquet: column 'kind' row 2 is missing; a missing value needs"]),
-], ids=["unknown_category", "missing_cell_not_imputed"])
-def test_scale_encode_refuses_what_its_state_cannot_encode(tmp_path, capsys, val, changes,
-                                                          fragments):
-    run = Run(tmp_path, with_changes(TINY, {"data.features": ["X1", "kind"], **changes}))
-    _splits(run, {"train": TRAIN_KINDS, "val": val, "test": TRAIN_KINDS})
-    expect_error(capsys, "scale_encode", lambda: run.run(["scale_encode"]), *fragments)
-    assert not any(path.exists() for path in run.outputs("scale_encode"))
-    if "data.handle_unknown" in changes:  # ignore: an all-zero one-hot row
-        write_params(run.params, with_changes(yaml_params(run), {"data.handle_unknown": "ignore"}))
-        run.run(["scale_encode"])
-        assert npz_arrays(run / "data/processed/val.npz")["X"][1, 1:].tolist() == [0.0, 0.0]
-
-
-def test_scale_encode_refuses_to_impute_a_column_empty_in_train(tmp_path, capsys):
-    run = Run(tmp_path, with_changes(TINY, {"data.features": ["X1", "kind"],
-                                            "data.missing": "most_frequent"}))
-    empty = KINDS + "".join(f"{i},{'a' if i == 0 else ''},c{i % 3}\n" for i in range(12))
-    _splits(run, {"train": empty, "val": TRAIN_KINDS, "test": TRAIN_KINDS})
-    table = pd.read_parquet(run / "data/split/train.parquet")
-    table.loc[0, "kind"] = None
-    table.to_parquet(run / "data/split/train.parquet")
-    expect_error(capsys, "scale_encode", lambda: run.run(["scale_encode"]),
-                 "train.parquet: column 'kind' has no value in the train split; "
-                 "data.missing=most_frequent has nothing to impute it from")
-
-
-# --- error contract ---------------------------------------------------------------------------
-
-def expect_error(capsys, prefix: str, call, *fragments: str) -> str:
-    """``call()`` exits 2 with one stderr line ``<prefix>: error: ...`` naming the culprit."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        call()
-    assert exc.value.code == 2
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err + out
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"{prefix}: error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
-
-
-def fails_and_keeps(capsys, tiny: Run, tmp_path: Path, name: str, changes: dict,
-                    *fragments: str) -> None:
-    """Stage ``name`` on params with ``changes`` refuses in one line, once with no outputs
-    yet (none appear) and once over the tiny run's outputs (left byte for byte)."""
-    stage = STAGES[name]
-    params = write_params(tmp_path / "params.yaml", with_changes(TINY, changes))
-    fragments = tuple(f.replace("{params}", str(params)) for f in fragments)
-    for label, with_outputs in (("fresh", False), ("previous", True)):
-        run = Run(tmp_path / label, with_changes(TINY, changes))
-        for path in (*stage.deps, *(stage.outs if with_outputs else ())):
-            source, target = tiny / path, run / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(source, target) if source.is_dir() else shutil.copy(source, target)
-        before = tree_bytes(run.root)
-        argv = stage.with_args(params=str(params))
-        with_cwd = lambda: (os.chdir(run.root), stage.main(argv))  # noqa: E731
-        cwd = os.getcwd()
-        try:
-            expect_error(capsys, stage.prefix, with_cwd, *fragments)
-        finally:
-            os.chdir(cwd)
-        assert tree_bytes(run.root) == before, label
-
+# --- a URL source and another registry -------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -567,91 +460,7 @@ def server(tmp_path_factory):
     yield from local_http.serve_good_csv(tmp_path_factory)
 
 
-def _body(extra: str) -> str:
-    return good_csv_text() + extra
-
-
 GOOD_SHA = hashlib.sha256(good_csv_text().encode()).hexdigest()
-# case id -> (file content or URL, params changes, message fragments); "{src}" is replaced by
-# the source written, "{url}" by the server's address.
-FETCH_CASES = {
-    "missing_file": (None, {}, ["{src}", "file not found", "fetch.source"]),
-    "empty_file": ("", {}, ["{src}", "empty file"]),
-    "header_only": ("X1,X2,color\n", {}, ["{src}", "has a header but no data rows"]),
-    "no_header": ("".join(f"{i}.5,{i}.25,c{i % 2}\n" for i in range(10)), {},
-                  ["{src}", "column 'X1' not found", "header row"]),
-    "missing_feature": ("X1,X3,color\n" + good_csv_text().split("\n", 1)[1], {},
-                        ["{src}", "column 'X2' not found", "X1, X3, color"]),
-    "missing_target": ("X1,X2,colour\n" + good_csv_text().split("\n", 1)[1], {},
-                       ["{src}", "column 'color' not found"]),
-    "non_numeric": (_body("abc,0.5,c1\n"), {}, ["{src}", "column 'X1' row 26", "'abc'"]),
-    "nan": (_body("0.5,nan,c1\n"), {}, ["{src}", "column 'X2' row 26", "is missing",
-                                        "set data.missing to drop, mean, median"]),
-    "empty_value": (_body(",0.5,c1\n"), {}, ["{src}", "column 'X1' row 26"]),
-    "inf": (_body("inf,0.5,c1\n"), {}, ["{src}", "column 'X1' row 26", "inf", "finite"]),
-    "missing_label": (_body("0.5,0.5,\n"), {}, ["{src}", "column 'color' row 26", "no label"]),
-    "single_class": ("X1,X2,color\n" + "".join(f"{i},{i},c1\n" for i in range(10)), {},
-                     ["{src}", "column 'color' has 1 class", "c1"]),
-    "duplicate_columns": ("X1,X1,color\n" + good_csv_text().split("\n", 1)[1], {},
-                          ["{src}", "duplicate column name 'X1'"]),
-    "features_name_target": (good_csv_text(), {"data.features": ["X1", "color"]},
-                             ["{src}", "data.target 'color'", "data.features"]),
-    # what another data.missing policy still refuses, and categorical columns
-    "mixed_column_imputed": (_body("abc,0.5,c1\n"), {"data.missing": "median"},
-                             ["{src}", "column 'X1' row 26 has value 'abc'",
-                              "or categories (list 'X1' in data.categorical)"]),
-    "all_missing_column": ("X1,X2,color\n" + "".join(f"{i},,c{i % 3}\n" for i in range(12)),
-                           {"data.missing": "mean"},
-                           ["{src}", "column 'X2' has no values (every cell is empty, NA or NaN)"]),
-    "too_many_categories": ("X1,X2,kind,color\n" + "".join(f"{i},{i},k{i},c{i % 3}\n"
-                                                          for i in range(1001)),
-                            {"data.features": ["X1", "X2", "kind"]},
-                            ["{src}", "categorical column 'kind' has 1001 categories, more than "
-                             "the 1000 allowed"]),
-    "categorical_not_a_feature": (good_csv_text(), {"data.categorical": ["X3"]},
-                                  ["data.categorical=['X3'] names 'X3', which is not in "
-                                   "data.features"]),
-    "binary_garbage": (np.random.RandomState(0).bytes(300_000), {}, ["{src}", "not a"]),
-    "sha256_mismatch": (good_csv_text(), {"fetch.sha256": "0" * 64},
-                        ["{src}", "sha256", "0" * 64, "fetch.sha256", GOOD_SHA]),
-    "url_not_pinned": ("{url}/good.csv", {"fetch.sha256": None},
-                       ["{src}", "must be pinned", f"fetch.sha256 to {GOOD_SHA}"]),
-    "http_404": ("{url}/missing.csv", {}, ["{src}", "HTTP 404"]),
-    "http_500": ("{url}/error500/good.csv", {}, ["{src}", "HTTP 500"]),
-    "unreachable": ("http://127.0.0.1:{closed}/good.csv", {"fetch.timeout": 5},
-                    ["{src}", "cannot fetch"]),
-    "unknown_param": (good_csv_text(), {"fetch.url": "x"}, ["unknown key fetch.url"]),
-    "bad_sha256_param": (good_csv_text(), {"fetch.sha256": "abc"}, ["fetch.sha256='abc'"]),
-}
-
-
-def fetch_case(name: str, tmp_path: Path, url: str) -> tuple[dict, list[str]]:
-    """(params changes, fragments) for one FETCH_CASES entry, its file written."""
-    content, changes, fragments = FETCH_CASES[name]
-    if isinstance(content, str) and content.startswith(("{url}", "http://")):
-        source = content.format(url=url, closed=local_http.closed_port())
-        changes = {"fetch.sha256": GOOD_SHA, **changes}
-    else:
-        source = str(tmp_path / f"{name}.csv")
-        if isinstance(content, str):
-            Path(source).write_text(content)
-        elif isinstance(content, bytes):
-            Path(source).write_bytes(content)
-    return {"fetch.source": source, **changes}, [f.replace("{src}", source) for f in fragments]
-
-
-@pytest.mark.parametrize("case", FETCH_CASES)
-def test_fetch_error_is_one_line_and_writes_nothing(tiny, server, tmp_path, capsys, case):
-    changes, fragments = fetch_case(case, tmp_path, server)
-    fails_and_keeps(capsys, tiny, tmp_path, "fetch", changes, *fragments)
-
-
-@pytest.mark.parametrize("case, shown", [("nan", "is missing (empty, NA or nan);"),
-                                         ("inf", "has value 'inf';"),
-                                         ("non_numeric", "has value 'abc';")])
-def test_fetch_bad_value_message_shows_the_plain_value(tiny, tmp_path, capsys, case, shown):
-    changes, _ = fetch_case(case, tmp_path, "")
-    fails_and_keeps(capsys, tiny, tmp_path, "fetch", changes, shown)
 
 
 def test_fetch_from_url_with_matching_sha256(server, tmp_path):
@@ -660,152 +469,6 @@ def test_fetch_from_url_with_matching_sha256(server, tmp_path):
     run.run(["fetch"])
     frame = pd.read_parquet(run / "data/table.parquet")
     assert list(frame.columns) == ["X1", "X2", "color"] and len(frame) == 24
-
-
-def _bad_value(name: str) -> tuple[dict, str]:
-    """(params changes, message fragment) that break one declared params name."""
-    if name == "seed":
-        return {"seed": -1}, "seed=-1"
-    if "." in name:
-        return {name: {"bad": 1}}, f"{name}="
-    return {f"{name}.zz": 1}, f"unknown key {name}.zz"
-
-
-@pytest.mark.parametrize("name", [n for n in STAGES if n != "check_params"])
-def test_a_bad_declared_param_is_one_line_and_writes_nothing(tiny, tmp_path, capsys, name):
-    """The runner validates every params name a stage declares before the stage runs (the
-    messages themselves: tests/test_params.py); here the last one each stage declares."""
-    import argparse
-    import importlib
-
-    from stages.__main__ import declared
-
-    module = importlib.import_module(STAGES[name].module)
-    last = declared(module, argparse.Namespace(name=name.partition("@")[2]))[-1]
-    changes, fragment = _bad_value(last)
-    fails_and_keeps(capsys, tiny, tmp_path, name, changes, "{params}", fragment)
-
-
-def test_random_data_too_small_for_the_split_writes_nothing(tiny, tmp_path, capsys):
-    fails_and_keeps(capsys, tiny, tmp_path, "random_data", {"random_data.samples_per_class": 2},
-                    "class '0' has 2 row(s)")
-
-
-def test_hidden_dims_auto_too_wide_for_the_data_is_one_line(tiny, tmp_path, capsys):
-    spiral_model = next(m for m in MODELS if REGISTRY[m] == "data/processed")
-    big = Run(tmp_path / "big", with_changes(TINY, {"spiral.samples_per_class": 20_000,
-                                                    f"train_{spiral_model}.hidden_dims": "auto"}))
-    big.run(["spiral", "fetch", "split", "scale_encode"])
-    cwd = os.getcwd()
-    try:
-        os.chdir(big.root)
-        expect_error(capsys, f"train_{spiral_model}", STAGES[f"train@{spiral_model}"].main,
-                     f"train_{spiral_model}.hidden_dims=auto gives 2*60000+2=120002 hidden units",
-                     "for a data set of 60000 rows", "at most 100000")
-    finally:
-        os.chdir(cwd)
-    assert not big.model_dir(spiral_model).exists()
-
-
-def test_split_refuses_a_class_too_small_for_the_split(tmp_path, capsys):
-    source = tmp_path / "mine.csv"
-    source.write_text(good_csv_text(rows_per_class=8) + "".join(f"{i},{i},c4\n" for i in range(5)))
-    run = Run(tmp_path / "run", with_changes(TINY, {"fetch.source": str(source)}))
-    expect_error(capsys, "split", lambda: run.run(["fetch", "split"]), "data/table.parquet",
-                 "class 'c4' has 5 row(s)", "at least 7")
-
-
-@pytest.mark.parametrize("name", [n for n in STAGES if n != "check_params"])
-def test_a_missing_input_is_one_line(tmp_path, capsys, monkeypatch, name):
-    """Each stage run where none of its inputs exist names the first one it reads."""
-    stage = STAGES[name]
-    run = Run(tmp_path, TINY)
-    monkeypatch.chdir(run.root)
-    if not stage.deps:
-        pytest.skip("reads no data file")
-    line = expect_error(capsys, stage.prefix, stage.main)
-    assert "not found" in line and any(dep in line for dep in stage.deps), line
-    assert sorted(p.name for p in run.root.iterdir()) == ["params.yaml"]
-
-
-def test_check_params_refuses_what_dvc_deems_unchanged(tmp_path, capsys, monkeypatch):
-    """1 == True and 1234.0 == 1234 in Python: DVC sees no change, check_params does."""
-    for changes, fragment in (({"math.portable": 1}, "math.portable=1"),
-                              ({"seed": 1234.0}, "seed=1234.0"),
-                              ({f"{model_sections()[0]}.epochs": 10.0}, ".epochs=10.0"),
-                              ({"unknown_section": {"a": 1}}, "unknown section unknown_section")):
-        run = Run(tmp_path / fragment.strip(".=").replace("=", "-"), with_changes(TINY, changes))
-        monkeypatch.chdir(run.root)
-        expect_error(capsys, "check_params", STAGES["check_params"].main, fragment)
-    Run(tmp_path / "good", TINY).run(["check_params"])
-
-
-def test_plot_model_refuses_a_confusion_file_it_cannot_use(tiny, tmp_path, capsys):
-    model = MODELS[0]
-    for content, fragment in (("[1, 2", "not valid JSON"), ('{"train": {}}', model)):
-        run = Run(tmp_path / fragment.replace(" ", "_"), TINY)
-        stage = STAGES[f"plot_model@{model}"]
-        for dep in stage.deps:
-            target = run / dep
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(tiny / dep, target) if (tiny / dep).is_dir() else \
-                shutil.copy(tiny / dep, target)
-        confusion = run / f"reports/confusion/{model}.json"
-        confusion.write_text(content)
-        cwd = os.getcwd()
-        try:
-            os.chdir(run.root)
-            expect_error(capsys, stage.prefix, stage.main, f"reports/confusion/{model}.json",
-                         fragment)
-        finally:
-            os.chdir(cwd)
-        assert not (run / "reports/figures").exists()
-
-
-@pytest.mark.parametrize("X, y", [(np.zeros((6, 3)), np.arange(6) % 3),
-                                  (np.zeros((6, 2)), np.full(6, 9))],
-                         ids=["three_features_for_a_two_feature_model", "label_out_of_range"])
-def test_evaluate_refuses_a_split_that_does_not_fit_the_model(tiny, tmp_path, capsys, X, y):
-    from nnpipe.core import files
-
-    bad = tmp_path / "bad"
-    for split_name in SPLITS:
-        files.write_npz(str(bad / f"{split_name}.npz"), {"X": X, "y": y.astype(np.int64)})
-    stage = STAGES["evaluate"]
-    argv = stage.with_args(models_dir=str(tiny / "models"))
-    start, end = argv.index("--models-dir") + 2, argv.index("--headline")
-    argv[start:end] = [f"--{MODELS[0]}", str(bad)]
-    out = Run(tmp_path / "out", TINY)
-    cwd = os.getcwd()
-    try:
-        os.chdir(out.root)
-        expect_error(capsys, "evaluate", lambda: stage.main(argv), str(bad / "train.npz"))
-    finally:
-        os.chdir(cwd)
-    assert [p.name for p in out.root.iterdir()] == ["params.yaml"]
-
-
-@pytest.mark.parametrize("pairs, fragment", [
-    ([], "expected --NAME VALUE pairs, one per model"),
-    (["--linear"], "expected --NAME VALUE, got --linear"),
-    (["linear", "data/processed"], "expected --NAME VALUE, got linear"),
-    (["--lin/ear", "data/processed"], "expected --NAME VALUE"),
-    (["--linear", "a", "--linear", "b"], "--linear given twice"),
-], ids=["none", "no_value", "no_dashes", "not_an_identifier", "twice"])
-def test_evaluate_refuses_a_malformed_model_registry(tiny, tmp_path, capsys, monkeypatch, pairs,
-                                                     fragment):
-    """dvc.yaml passes its ${models} registry as --NAME DATA_DIR pairs: anything else is a
-    usage error (exit 2, argparse's one line), before anything is read or written."""
-    argv = STAGES["evaluate"].with_args(models_dir=str(tiny / "models"))
-    argv[argv.index("--models-dir") + 2:argv.index("--headline")] = pairs
-    monkeypatch.chdir(Run(tmp_path, TINY).root)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        STAGES["evaluate"].main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert fragment in err and "Traceback" not in err, err
-    assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
 
 
 def test_evaluate_follows_the_registry_it_is_given(tiny, tmp_path, monkeypatch):
@@ -826,20 +489,3 @@ def test_evaluate_follows_the_registry_it_is_given(tiny, tmp_path, monkeypatch):
         ["base.csv", "wide_mlp.csv"]
 
 
-@pytest.mark.slow
-def test_debug_env_in_a_real_process(tmp_path):
-    """The same contract seen from outside, through dvc.yaml's runner (``python -m stages``):
-    exit 2 and one line; a traceback with NNPIPE_DEBUG=1."""
-    run = Run(tmp_path, with_changes(TINY, {"fetch.source": str(tmp_path / "no.csv")}))
-    argv = STAGES["fetch"].command()
-    env = {k: v for k, v in os.environ.items() if k != "NNPIPE_DEBUG"}
-    env["PYTHONPATH"] = str(ROOT)
-    quiet = subprocess.run(argv, cwd=run.root, env=env, capture_output=True, text=True)
-    assert quiet.returncode == 2
-    assert quiet.stderr == f"fetch: error: {tmp_path / 'no.csv'}: file not found (fetch.source)\n"
-    assert quiet.stdout == ""
-    loud = subprocess.run(argv, cwd=run.root, env={**env, "NNPIPE_DEBUG": "1"},
-                          capture_output=True, text=True)
-    assert loud.returncode == 1
-    assert "Traceback" in loud.stderr and "PipelineError" in loud.stderr
-    assert not (run / "data/table.parquet").exists()
