@@ -38,6 +38,10 @@ def status(path) -> set[str]:
 
 
 def restore(path) -> None:
+    """The committed workspace again. After a failed ``dvc exp run -S``, DVC leaves the -S
+    values in params.yaml with an index entry that git trusts as unchanged (same size and
+    time), so the next run would carry them: the index is read afresh from HEAD first."""
+    run(path, "git", "read-tree", "HEAD")
     run(path, "git", "checkout", "--", ".")
     run(path, "dvc", "checkout", "--quiet")
 
