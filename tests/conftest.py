@@ -1,5 +1,6 @@
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +18,10 @@ import env_util  # noqa: E402,F401  (records the caller's environment before pin
 from nnpipe.core import portable  # noqa: E402
 
 portable.pin(True)
+
+# Ctrl-C tests send SIGINT to the processes they start: a suite started where SIGINT is
+# ignored (a background job of a non-interactive shell) would pass that on to every child.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import emulation  # noqa: E402
 from warm_util import stop_servers  # noqa: E402
