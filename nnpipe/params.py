@@ -88,13 +88,14 @@ def _known(name: Any) -> bool:
     return name == "seed" or name in SECTIONS or str(name).startswith(MODEL_PREFIX)
 
 
-def load(path: str, *names: str) -> Params:
-    """Load and validate ``seed`` and/or the named sections of params.yaml. A name that is
-    neither ``seed``, a fixed section nor a model's section is a bug."""
+def load(path: str, *names: str, raw: Mapping[str, Any] | None = None) -> Params:
+    """Load and validate ``seed`` and/or the named sections of params.yaml (``raw``: the file
+    as already read). A name that is neither ``seed``, a fixed section nor a model's section
+    is a bug."""
     for name in names:
         if not _known(name):
             raise KeyError(f"no schema for params section {name!r}")
-    raw = read_yaml(path)
+    raw = read_yaml(path) if raw is None else raw
     values: dict[str, Any] = {}
     for name in names:
         if name not in raw:
@@ -114,4 +115,4 @@ def load_all(path: str) -> Params:
         if not _known(name):
             known = ", ".join(["seed", *SECTIONS, f"{MODEL_PREFIX}<model>"])
             raise PipelineError(f"{path}: unknown section {short(str(name))} (known: {known})")
-    return load(path, *raw)
+    return load(path, *raw, raw=raw)

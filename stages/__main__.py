@@ -29,17 +29,18 @@ from nnpipe.core import cli, portable, yamlfile
 MATH = "math.portable"  # every stage reads it: the runner pins the kernels by it
 
 
-def portable_setting(path: str) -> bool | None:
-    """``math.portable`` of params file ``path``, or None if it is not a boolean (validation
-    refuses it then). A file that cannot be read is a PipelineError naming it."""
-    section = yamlfile.read_yaml(path).get("math")
+def portable_setting(path: str, raw: Any = None) -> bool | None:
+    """``math.portable`` of params file ``path`` (``raw``: as already read), or None if it is
+    not a boolean (validation refuses it then). A file that cannot be read is a
+    PipelineError naming it."""
+    section = (yamlfile.read_yaml(path) if raw is None else raw).get("math")
     value = section.get("portable") if isinstance(section, dict) else None
     return value if isinstance(value, bool) else None
 
 
-def pin_as(path: str) -> None:
+def pin_as(path: str, raw: Any = None) -> None:
     """Pin the math kernels as params file ``path`` says, before numpy or torch load."""
-    setting = portable_setting(path)
+    setting = portable_setting(path, raw)
     if setting is not None:
         portable.pin(setting)
 
@@ -100,16 +101,20 @@ def run(stage: str, argv: list[str]) -> None:
     SystemExit(2)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--params", default="params.yaml")
+    path, raw = None, None  # the params file, read once
     if not {"-h", "--help"} & set(argv):  # help reads no params
         with cli.one_line_errors(stage):  # before the stage and its name are known
-            pin_as(common.parse_known_args(argv)[0].params)
+            path = common.parse_known_args(argv)[0].params
+            raw = yamlfile.read_yaml(path)
+            pin_as(path, raw)
     module = importlib.import_module(f"stages.{stage}")
     args = parse(module, stage, argv)
     with cli.stage(getattr(module, "LOG", stage).format(**vars(args))) as log:
         from nnpipe import params
 
         names = declared(module, args)
-        loaded = params.load(args.params, *dict.fromkeys(n.split(".")[0] for n in names))
+        loaded = params.load(args.params, *dict.fromkeys(n.split(".")[0] for n in names),
+                             raw=raw if args.params == path else None)
         portable.pin(loaded.math.portable)  # validated now; checks the kernels numpy loaded
         log.info("%s", module.run(args, Declared(loaded, names)))
 
