@@ -123,7 +123,7 @@ portable.pin({portable})  # as the stages do, before numpy and torch load
 import numpy as np
 from nnpipe import numpy_mlp, preprocess, torch_models, training
 state = preprocess.load("data/processed/preprocess.json")
-data = preprocess.load_train_data("data/processed/train.npz", "data/processed/val.npz", state)
+data = training.load_train_data("data/processed/train.npz", "data/processed/val.npz", state)
 p = params.load("params.yaml", "train_torch_mlp", "train_numpy_mlp")
 seconds = {{}}
 for name in ("train_numpy_mlp", "train_torch_mlp"):

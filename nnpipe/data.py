@@ -56,7 +56,7 @@ def spiral_frame(samples_per_class: int, classes: Sequence[str], noise: float,
 
 def parse_header(data: bytes, source: str) -> list[str]:
     """The header row of CSV bytes: unique, non-empty names; the file must be UTF-8 text."""
-    if b"\x00" in data:
+    if data.find(b"\x00") >= 0:  # find: `in` walks a map (source.Raw) byte by byte
         raise PipelineError(f"{source}: not a text CSV file (contains NUL bytes)")
     first = data[:data.find(b"\n") + 1 or len(data)].split(b"\r")[0]
     try:
@@ -79,8 +79,9 @@ def check_field_counts(data: bytes, width: int, source: str) -> None:
     skipped. Without quotes or lone CR line ends the commas are counted with NumPy, a
     fraction of the parse's time; otherwise the csv module reads the text (strictly: an
     unterminated quote is refused)."""
-    plain = b'"' not in data and (b"\r" not in data
-                                  or data.count(b"\r") == data.count(b"\r\n"))
+    quoted, cr = data.find(b'"') >= 0, data.find(b"\r") >= 0
+    data = bytes(data) if quoted or cr else data  # a map (source.Raw) has no count(), decode()
+    plain = not quoted and (not cr or data.count(b"\r") == data.count(b"\r\n"))
     found = _first_bad_plain(data, width) if plain else _first_bad_quoted(data, width, source)
     if found:
         line, fields = found
@@ -142,7 +143,7 @@ def _parse(raw: bytes, header: Sequence[str], columns: Sequence[str], text: Sequ
     """schema.arrow_read, with a row of another field count than the header named by its line
     (counted before a quoted file's parse, which a lone quote would derail; after a failed
     parse otherwise, so a good file is parsed once)."""
-    if b'"' in raw:
+    if raw.find(b'"') >= 0:
         check_field_counts(raw, len(header), source)
     try:
         return schema.arrow_read(raw, header, columns, text, source)
@@ -194,8 +195,8 @@ def read_typed(raw: bytes, source: str, features: Sequence[str], target: str,
     table = _parse(raw, header, [*features, target], [*categorical, target], source)
     if table.num_rows == 0:
         raise PipelineError(f"{source}: has a header but no data rows")
-    labels = schema.text_cells(table[target].combine_chunks())
-    no_label = _null(labels)
+    classes, codes = _label_codes(table[target])
+    no_label = codes < 0
     if missing_label == "error" and no_label.any():
         raise PipelineError(f"{source}: column '{target}' row {schema._row(no_label)} has no "
                             "label; set data.missing_label to drop to drop such rows")
@@ -215,17 +216,18 @@ def read_typed(raw: bytes, source: str, features: Sequence[str], target: str,
         incomplete |= _null(values)
     if missing == "drop":
         keep &= ~incomplete
-    return _kept(table.num_rows, keep, columns, kinds, target, labels, no_label, incomplete,
+    return _kept(table.num_rows, keep, columns, kinds, target, classes, codes, incomplete,
                  missing, source)
 
 
-def _kept(rows: int, keep: np.ndarray, columns: dict, kinds: dict, target: str, labels: Any,
-          no_label: np.ndarray, incomplete: np.ndarray, missing: str, source: str) -> Typed:
+def _kept(rows: int, keep: np.ndarray, columns: dict, kinds: dict, target: str,
+          classes: tuple[str, ...], codes: np.ndarray, incomplete: np.ndarray, missing: str,
+          source: str) -> Typed:
     """The kept rows as a table and its schema (levels, classes and counts of what is kept)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    notes = []
+    notes, no_label = [], codes < 0
     if no_label.any():
         notes.append(f"data.missing_label=drop dropped {int(no_label.sum())} rows with no label")
     if missing == "drop" and (incomplete & ~no_label).any():
@@ -233,15 +235,13 @@ def _kept(rows: int, keep: np.ndarray, columns: dict, kinds: dict, target: str, 
                      "with a missing feature")
     if not keep.any():
         raise PipelineError(f"{source}: no row left ({'; '.join(notes)})")
-    lost = set(pc.unique(labels.filter(pa.array(~no_label))).to_pylist()) - \
-        set(pc.unique(labels.filter(pa.array(keep))).to_pylist()) \
-        if (keep != ~no_label).any() else ()  # only data.missing=drop can empty a class
-    if lost:
-        raise PipelineError(f"{source}: class '{short(min(lost))}' has no row left "
-                            f"({'; '.join(notes)})")
-    mask = pa.array(keep)
-    table = pa.table({**columns, target: labels})
-    table = table if keep.all() else table.filter(mask)
+    codes = codes if keep.all() else codes[keep]
+    counts = np.bincount(codes, minlength=len(classes))  # every class had a labelled row
+    if not counts.all():  # only data.missing=drop can empty a class
+        raise PipelineError(f"{source}: class '{short(classes[int(np.argmin(counts))])}' has "
+                            f"no row left ({'; '.join(notes)})")
+    table = pa.table(columns)
+    table = table if keep.all() else table.filter(pa.array(keep))
     described = []
     for name, kind in kinds.items():
         levels = tuple(sorted(pc.unique(table[name]).drop_null().to_pylist())) \
@@ -250,34 +250,31 @@ def _kept(rows: int, keep: np.ndarray, columns: dict, kinds: dict, target: str, 
             raise PipelineError(f"{source}: categorical column '{name}' has {len(levels)} "
                                 f"categories, more than the {schema.MAX_LEVELS} allowed")
         described.append(schema.Column(name, kind, levels, table[name].null_count))
-    names, counts, codes = _label_codes(table[target])
-    if len(names) < 2:
-        raise PipelineError(f"{source}: column '{target}' has {len(names)} class "
-                            f"({short(', '.join(names))}); at least 2 are needed")
-    table = table.set_column(table.num_columns - 1, target,
-                             pa.DictionaryArray.from_arrays(codes, pa.array(names, pa.string())))
-    return Typed(table, Schema(tuple(described), target, names, counts,
+    if len(classes) < 2:
+        raise PipelineError(f"{source}: column '{target}' has {len(classes)} class "
+                            f"({short(', '.join(classes))}); at least 2 are needed")
+    table = table.append_column(target, pa.DictionaryArray.from_arrays(
+        pa.array(codes, pa.int32()), pa.array(classes, pa.string())))
+    return Typed(table, Schema(tuple(described), target, classes, tuple(counts.tolist()),
                                {"read": rows, "kept": int(keep.sum()),
                                 "dropped_missing_label": int(no_label.sum()),
                                 "dropped_missing_feature": int((~keep & ~no_label).sum())}),
                  tuple(notes))
 
 
-def _label_codes(labels: Any) -> tuple[tuple[str, ...], tuple[int, ...], Any]:
-    """The sorted classes of a string column with no nulls, each one's count, and the labels
-    as int32 codes into them (what the Parquet table stores: fast to read and to stratify)."""
-    import pyarrow as pa
+def _label_codes(labels: Any) -> tuple[tuple[str, ...], np.ndarray]:
+    """The sorted classes of a string column and each row's int32 code into them, -1 where
+    the row has no label (a missing or whitespace-only cell: :func:`schema.text_cells`, on the
+    few distinct labels instead of every row). The codes are what the Parquet table stores:
+    fast to read and to stratify."""
     import pyarrow.compute as pc
 
-    encoded = pc.dictionary_encode(labels.combine_chunks())  # classes in order of appearance
-    seen = encoded.dictionary.to_pylist()
-    order = sorted(range(len(seen)), key=seen.__getitem__)
-    rank = np.empty(len(seen), np.int32)
-    rank[order] = np.arange(len(seen), dtype=np.int32)
-    indices = encoded.indices.to_numpy(zero_copy_only=False)
-    counts = np.bincount(indices, minlength=len(seen))[order]
-    return (tuple(seen[i] for i in order), tuple(int(n) for n in counts),
-            pa.array(rank[indices], pa.int32()))
+    encoded = pc.dictionary_encode(labels.combine_chunks())  # in order of appearance
+    seen = schema.text_cells(encoded.dictionary).to_pylist()  # blank -> None
+    classes = sorted(word for word in seen if word is not None)
+    rank = {word: code for code, word in enumerate(classes)}
+    lookup = np.array([rank.get(word, -1) for word in seen] + [-1], np.int32)  # + a null's
+    return tuple(classes), lookup[pc.fill_null(encoded.indices, len(seen)).to_numpy()]
 
 
 def read_columns(raw: bytes, source: str, numeric: Sequence[str], categorical: Sequence[str],

@@ -93,8 +93,8 @@ class Scaler:
         return cls(s.mean_.tolist(), s.scale_.tolist(), s.var_.tolist(), int(s.n_samples_seen_))
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """``(X - mean) / scale``, as StandardScaler.transform computes it: ``(N, numeric)``."""
-        X = np.array(X, dtype=np.float64)
+        """``(X - mean) / scale`` in place, as StandardScaler.transform computes it, on
+        ``X: (N, numeric)`` float64 of any layout (each number on its own: the same bytes)."""
         X -= np.asarray(self.mean)
         X /= np.asarray(self.scale)
         return X
@@ -213,8 +213,12 @@ class Preprocessor:
             check_complete(frame, self.missing, cell)
         self.encoder.check(frame, cell)
         frame = self.imputer.transform(frame)
-        numeric = self.scaler.transform(frame[list(self.numeric)].to_numpy(np.float64))
-        return np.hstack([numeric, self.encoder.transform(frame)])
+        out = np.empty((len(frame), len(self.features)))  # (N, D): numeric, then one-hot
+        for i, name in enumerate(self.numeric):
+            out[:, i] = frame[name].to_numpy(np.float64)
+        self.scaler.transform(out[:, :len(self.numeric)])
+        out[:, len(self.numeric):] = self.encoder.transform(frame)
+        return out
 
     def encode(self, labels: Sequence[str]) -> np.ndarray:
         """Class names -> ``(N,) int64`` indices."""
@@ -236,7 +240,8 @@ def table(X: Any, inputs: Sequence[str], categorical: Sequence[str]) -> Any:
         X = pd.DataFrame(np.asarray(X, dtype=np.float64), columns=list(inputs))
     X = pd.DataFrame(X).reset_index(drop=True)
     return pd.DataFrame({name: as_text(X[name]) if name in categorical else
-                         X[name].astype(np.float64) for name in inputs}, index=range(len(X)))
+                         X[name].astype(np.float64) for name in inputs}, index=range(len(X)),
+                        copy=False)  # columns as they are: no copy into one block
 
 
 def check_complete(frame: Any, missing: str, cell: Cell) -> None:
@@ -254,11 +259,12 @@ def as_text(values: Any) -> Any:
     return values.astype(object).where(values.isna(), values.astype(str))
 
 
-def fit(train: Any, labels: Sequence[str], inputs: Sequence[str], rows: int,
+def fit(train: Any, labels: Sequence[str] | np.ndarray, inputs: Sequence[str], rows: int,
         categorical: Sequence[str] = (), missing: str = "error", handle_unknown: str = "error",
         classes: Sequence[str] | None = None, source: str = "train split") -> Preprocessor:
     """Fit the steps on the train split only (``train``: see :func:`table`) and its class names
-    ``labels: (N,)`` (sorted ``classes``, default those it holds), of ``rows`` rows in all."""
+    ``labels: (N,)`` (sorted ``classes``, default those it holds; or, with ``classes``, integer
+    codes into them), of ``rows`` rows in all."""
     categorical = [name for name in inputs if name in categorical]
     numeric = [name for name in inputs if name not in categorical]
     frame = table(train, inputs, categorical)
@@ -269,9 +275,11 @@ def fit(train: Any, labels: Sequence[str], inputs: Sequence[str], rows: int,
     if len(set(features)) != len(features):
         clash = sorted({name for name in features if features.count(name) > 1})
         raise PipelineError(f"{source}: encoded feature names clash ({short(', '.join(clash))})")
-    names = np.asarray(labels, dtype=str)
-    classes = tuple(np.unique(names).tolist() if classes is None else classes)
-    counts = np.bincount(np.searchsorted(np.asarray(classes), names), minlength=len(classes))
+    codes = np.asarray(labels)
+    if classes is None or codes.dtype.kind not in "iu":  # class names
+        classes = tuple(np.unique(codes.astype(str)).tolist() if classes is None else classes)
+        codes = np.searchsorted(np.asarray(classes), codes.astype(str))
+    counts = np.bincount(codes, minlength=len(classes))
     numbers = frame[numeric].to_numpy(np.float64)  # (N, numeric); the scaler's sums follow the
     if isinstance(train, np.ndarray):  # layout: column-major as pandas has it, an array's own
         numbers = np.ascontiguousarray(numbers)
@@ -286,13 +294,3 @@ def load(path: str) -> Preprocessor:
 def save(path: str, state: Preprocessor) -> None:
     files.write_json(path, state.to_dict())
 
-
-def load_train_data(train_path: str, val_path: str, state: Preprocessor) -> TrainData:
-    """The processed train and val splits, checked against the state's D features."""
-    X_train, y_train = files.read_xy(train_path)
-    X_val, y_val = files.read_xy(val_path)
-    for path, X in ((train_path, X_train), (val_path, X_val)):
-        if X.shape[1] != len(state.features):
-            raise PipelineError(f"{path}: has {X.shape[1]} features, the scaler state "
-                                f"has {len(state.features)}; re-run the data stages")
-    return TrainData(X_train, y_train, X_val, y_val)

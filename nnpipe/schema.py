@@ -54,7 +54,7 @@ def arrow_read(raw: bytes, header: Sequence[str], columns: Sequence[str], text: 
                                      quoted_strings_can_be_null=True)
         try:
             return csv.read_csv(pa.py_buffer(raw), csv.ReadOptions(block_size=block),
-                                csv.ParseOptions(newlines_in_values=b'"' in raw), options)
+                                csv.ParseOptions(newlines_in_values=raw.find(b'"') >= 0), options)
         except pa.ArrowInvalid as exc:
             found = _CONVERSION.match(str(exc))
             if "straddling" in str(exc) and block <= len(raw):

@@ -10,7 +10,7 @@ the oracle.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -49,16 +49,30 @@ def stratified_split(y: np.ndarray, train_size: float, val_size: float, test_siz
 
     As in the lesson: first train vs the rest, then the rest into val and test.
     """
+    return SplitIndices(*split_rows(y, train_size, val_size, test_size, seed, source, classes))
+
+
+def split_rows(y: np.ndarray, train_size: float, val_size: float, test_size: float, seed: int,
+               source: str = "data", classes: Sequence[str] = ()) -> Iterator[np.ndarray]:
+    """:func:`stratified_split`'s train, val and test rows, each as soon as it is drawn: the
+    train rows after the first cut, so they can be written while the second is drawn."""
     check_class_sizes(y, train_size, val_size, test_size, source, classes)
-    train, rest = _stratified_cut(y, train_size, seed)
+    first = _stratified_cut(y, train_size, seed)
+    yield next(first)  # the train rows, before the rest's permutation is drawn
+    rest = next(first)
     val, test = _stratified_cut(y[rest], val_size / (val_size + test_size), seed)
-    return SplitIndices(train, rest[val], rest[test])
+    yield rest[val]
+    yield rest[test]
 
 
-def _stratified_cut(y: np.ndarray, train_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of ``y: (N,)`` in the train and the test part, as
+def _stratified_cut(y: np.ndarray, train_size: float, seed: int) -> Iterator[np.ndarray]:
+    """Positions of ``y: (N,)`` in the train and then the test part (each yielded once
+    drawn), as
     ``train_test_split(np.arange(N), train_size=train_size, stratify=y, random_state=seed,
-    shuffle=True)`` returns them (scikit-learn's ``StratifiedShuffleSplit._iter_indices``)."""
+    shuffle=True)`` returns them (scikit-learn's ``StratifiedShuffleSplit._iter_indices``).
+
+    The permutations shuffle int32 positions where they fit: the same draws as on int64 (a
+    shuffle's draws depend on the length only), half the memory to swap in."""
     from sklearn.utils import check_random_state
     from sklearn.utils.extmath import _approximate_mode
 
@@ -70,10 +84,13 @@ def _stratified_cut(y: np.ndarray, train_size: float, seed: int) -> tuple[np.nda
     t_i = _approximate_mode(class_counts - n_i, n_test, rng)
     train, test = [], []
     for rows, count, n, t in zip(class_indices, class_counts, n_i, t_i):
-        rows = rows.take(rng.permutation(count), mode="clip")
+        order = np.arange(count, dtype=rows.dtype)
+        rng.shuffle(order)  # rng.permutation(count), in int32
+        rows = rows.take(order, mode="clip")
         train.append(rows[:n])
         test.append(rows[n:n + t])
-    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+    yield rng.permutation(np.concatenate(train))
+    yield rng.permutation(np.concatenate(test))
 
 
 def _rows_by_class(y: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -89,4 +106,6 @@ def _rows_by_class(y: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     else:
         _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
         order = np.argsort(inverse, kind="stable")
+    if len(y) < 2**31:  # int32 positions: see _stratified_cut
+        order = order.astype(np.int32)
     return np.split(order, np.cumsum(counts)[:-1]), counts

@@ -18,6 +18,7 @@ import numpy as np
 
 from nnpipe import models, numpy_mlp
 from nnpipe.architecture import MAX_WIDTH, ModelParams
+from nnpipe.core import files
 from nnpipe.core.errors import PipelineError
 from nnpipe.preprocess import Preprocessor, TrainData
 
@@ -143,3 +144,14 @@ def _figures(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
 # The one place a backend maps to code: backend -> fit(spec, section, data, seed, log name).
 BACKENDS: dict[str, Callable[..., tuple[dict[str, np.ndarray], models.History]]] = {
     "numpy": _fit_numpy, "torch": _fit_torch, "sklearn": _fit_sklearn}
+
+
+def load_train_data(train_path: str, val_path: str, state: Preprocessor) -> TrainData:
+    """The processed train and val splits, checked against the state's D features."""
+    X_train, y_train = files.read_xy(train_path)
+    X_val, y_val = files.read_xy(val_path)
+    for path, X in ((train_path, X_train), (val_path, X_val)):
+        if X.shape[1] != len(state.features):
+            raise PipelineError(f"{path}: has {X.shape[1]} features, the scaler state "
+                                f"has {len(state.features)}; re-run the data stages")
+    return TrainData(X_train, y_train, X_val, y_val)

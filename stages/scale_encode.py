@@ -26,7 +26,7 @@ def run(args, p) -> str:
     ys = [schema.class_codes(table[target], typed.classes, path).astype(np.int64)
           for path, table in zip(args.splits, splits)]
     frames = [tables.to_frame(table, features) for table in splits]
-    state = preprocess.fit(frames[0], np.asarray(typed.classes)[ys[0]], features,
+    state = preprocess.fit(frames[0], ys[0], features,
                            rows=sum(len(frame) for frame in frames),
                            categorical=typed.categorical, missing=p.data.missing,
                            handle_unknown=p.data.handle_unknown, classes=typed.classes,

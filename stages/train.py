@@ -33,7 +33,7 @@ def add_arguments(parser) -> None:
 def run(args, p) -> str:
     hp = p[f"train_{args.name}"]
     state = preprocess.load(args.state)
-    data = preprocess.load_train_data(args.train, args.val, state)
+    data = training.load_train_data(args.train, args.val, state)
     fitted = training.fit(args.name, hp, state, data, p.seed)
     models.save(args.model_dir, fitted.spec, fitted.weights, state)
     kept = fitted.history.kept_row()

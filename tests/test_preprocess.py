@@ -17,7 +17,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
 
-from nnpipe import preprocess
+from nnpipe import preprocess, training
 from nnpipe.core import files
 from nnpipe.core.errors import PipelineError
 from nnpipe.preprocess import Preprocessor
@@ -273,7 +273,7 @@ def _write_split(path, X, y):
 def test_load_train_data(tmp_path, fitted):
     train = _write_split(tmp_path / "train.npz", np.ones((4, 2)), np.array([0, 1, 0, 1]))
     val = _write_split(tmp_path / "val.npz", np.zeros((2, 2)), np.array([1, 0]))
-    data = preprocess.load_train_data(train, val, fitted)
+    data = training.load_train_data(train, val, fitted)
     assert data.X_train.shape == (4, 2) and data.X_val.shape == (2, 2)
     assert data.y_train.tolist() == [0, 1, 0, 1] and data.y_val.tolist() == [1, 0]
 
@@ -286,4 +286,4 @@ def test_load_train_data_feature_count_mismatch(tmp_path, fitted, bad):
         paths[name] = _write_split(tmp_path / f"{name}.npz", X, np.array([1, 0, 2]))
     with pytest.raises(PipelineError, match=re.escape(
             f"{paths[bad]}: has 3 features, the scaler state has 2; re-run the data stages")):
-        preprocess.load_train_data(paths["train"], paths["val"], fitted)
+        training.load_train_data(paths["train"], paths["val"], fitted)

@@ -26,7 +26,14 @@ def _raises(message: str):
 def test_read_source_local_file(tmp_path):
     path = tmp_path / "d.csv"
     path.write_bytes(b"X1,X2,color\n1,2,a\n")
-    assert source.read_source(str(path), timeout=1) == b"X1,X2,color\n1,2,a\n"
+    assert source.read_source(str(path), timeout=1)[:] == b"X1,X2,color\n1,2,a\n"  # a map
+
+
+def test_read_source_empty_and_proc_files(tmp_path):
+    """Files that cannot be mapped (empty, or /proc's, which say they are) are read."""
+    (tmp_path / "empty.csv").write_bytes(b"")
+    assert source.read_source(str(tmp_path / "empty.csv"), timeout=1) == b""
+    assert source.read_source("/proc/self/status", timeout=1).startswith(b"Name:")
 
 
 def test_read_source_missing_file(tmp_path):
