@@ -49,7 +49,9 @@ def check_replaceable(path: str, what: str = "") -> None:
 
 
 def _write_error(path: str, exc: OSError) -> PipelineError:
-    return PipelineError(f"{path}: cannot write ({exc.strerror or exc.__class__.__name__})")
+    """Says why, as the OS does (Arrow's IOError carries the errno and longer words)."""
+    reason = os.strerror(exc.errno) if exc.errno else exc.strerror or exc.__class__.__name__
+    return PipelineError(f"{path}: cannot write ({reason})")
 
 
 @contextlib.contextmanager
@@ -95,6 +97,15 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def fsync(path: str) -> None:
+    """Flush a file another writer closed to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_bytes(path: str, data: bytes) -> None:
