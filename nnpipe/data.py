@@ -139,14 +139,14 @@ def _first_bad_quoted(data: bytes, width: int, source: str) -> tuple[int, int] |
 
 
 def _parse(raw: bytes, header: Sequence[str], columns: Sequence[str], text: Sequence[str],
-           source: str) -> Any:
+           source: str, coded: Sequence[str] = ()) -> Any:
     """schema.arrow_read, with a row of another field count than the header named by its line
     (counted before a quoted file's parse, which a lone quote would derail; after a failed
     parse otherwise, so a good file is parsed once)."""
     if raw.find(b'"') >= 0:
         check_field_counts(raw, len(header), source)
     try:
-        return schema.arrow_read(raw, header, columns, text, source)
+        return schema.arrow_read(raw, header, columns, text, source, coded)
     except PipelineError:
         check_field_counts(raw, len(header), source)
         raise
@@ -192,7 +192,7 @@ def read_typed(raw: bytes, source: str, features: Sequence[str], target: str,
     drops it."""
     header = parse_header(raw, source)
     _check_columns(header, features, target, source)
-    table = _parse(raw, header, [*features, target], [*categorical, target], source)
+    table = _parse(raw, header, [*features, target], [*categorical, target], source, [target])
     if table.num_rows == 0:
         raise PipelineError(f"{source}: has a header but no data rows")
     classes, codes = _label_codes(table[target])
@@ -263,18 +263,20 @@ def _kept(rows: int, keep: np.ndarray, columns: dict, kinds: dict, target: str,
 
 
 def _label_codes(labels: Any) -> tuple[tuple[str, ...], np.ndarray]:
-    """The sorted classes of a string column and each row's int32 code into them, -1 where
-    the row has no label (a missing or whitespace-only cell: :func:`schema.text_cells`, on the
-    few distinct labels instead of every row). The codes are what the Parquet table stores:
-    fast to read and to stratify."""
+    """The sorted classes of a dictionary-coded column (as parsed) and each row's int32 code
+    into them, -1 where the row has no label (a missing or whitespace-only cell:
+    :func:`schema.text_cells`, on the few distinct labels instead of every row). The codes are
+    what the Parquet table stores: fast to read and to stratify."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    encoded = pc.dictionary_encode(labels.combine_chunks())  # in order of appearance
-    seen = schema.text_cells(encoded.dictionary).to_pylist()  # blank -> None
+    labels = labels.unify_dictionaries()  # each parsed block has its own
+    seen = schema.text_cells(labels.chunk(0).dictionary).to_pylist()  # blank -> None
     classes = sorted(word for word in seen if word is not None)
     rank = {word: code for code, word in enumerate(classes)}
     lookup = np.array([rank.get(word, -1) for word in seen] + [-1], np.int32)  # + a null's
-    return tuple(classes), lookup[pc.fill_null(encoded.indices, len(seen)).to_numpy()]
+    indices = pa.chunked_array([chunk.indices for chunk in labels.chunks], pa.int32())
+    return tuple(classes), lookup[pc.fill_null(indices, len(seen)).to_numpy()]
 
 
 def read_columns(raw: bytes, source: str, numeric: Sequence[str], categorical: Sequence[str],

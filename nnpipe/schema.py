@@ -37,16 +37,18 @@ _CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to double"
 
 
 def arrow_read(raw: bytes, header: Sequence[str], columns: Sequence[str], text: Sequence[str],
-               source: str) -> Any:
+               source: str, coded: Sequence[str] = ()) -> Any:
     """The ``columns`` of CSV bytes as an Arrow table, missing cells null: those in ``text``
-    as strings, the others float64 where Arrow's parser takes every cell (one parse), else
-    strings for :func:`typed_column` to judge. ``header``: the file's column names."""
+    as strings (in ``coded`` too: dictionary-coded, for a label's few distinct values), the
+    others float64 where Arrow's parser takes every cell (one parse), else strings for
+    :func:`typed_column` to judge. ``header``: the file's column names."""
     from pyarrow import csv
 
     from nnpipe.core.tables import arrow
 
     pa = arrow()
-    types = {name: pa.string() if name in text else pa.float64() for name in columns}
+    types = {name: pa.dictionary(pa.int32(), pa.string()) if name in coded else
+             pa.string() if name in text else pa.float64() for name in columns}
     block = 1 << 24  # bytes Arrow parses at once; a row must fit in one
     while True:
         options = csv.ConvertOptions(column_types=types, include_columns=list(columns),
