@@ -31,7 +31,12 @@ class SplitIndices(NamedTuple):
 def check_class_sizes(y: np.ndarray, train_size: float, val_size: float,
                       test_size: float, source: str, classes: Sequence[str] = ()) -> None:
     """Every class must get at least one row in each split (and two in the first cut)."""
-    labels, counts = np.unique(y, return_counts=True)
+    if y.dtype.kind in "ui":  # codes: counted, not sorted (np.unique: 0.1 s at 10M rows)
+        counts = np.bincount(y)
+        labels = np.flatnonzero(counts)
+        counts = counts[labels]
+    else:
+        labels, counts = np.unique(y, return_counts=True)
     smallest = min(train_size, val_size, test_size)
     needed = max(math.ceil(1.0 / smallest - 1e-9), MIN_ROWS_PER_CLASS)
     for label, count in zip(labels, counts):
