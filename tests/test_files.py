@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -154,17 +155,24 @@ def test_npz_round_trip(tmp_path, arrays):
     assert _listing(tmp_path) == ["a.npz"]
 
 
+def npz_bytes(arrays) -> bytes:
+    """What files.write_npz writes for ``arrays``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files.write_npz(os.path.join(tmp, "a.npz"), arrays)
+        return Path(tmp, "a.npz").read_bytes()
+
+
 def test_npz_bytes_loadable_by_numpy(tmp_path, arrays):
     path = tmp_path / "a.npz"
-    path.write_bytes(files.npz_bytes(arrays))
+    path.write_bytes(npz_bytes(arrays))
     with np.load(path, allow_pickle=False) as archive:
         np.testing.assert_array_equal(archive["X"], arrays["X"])
 
 
 def test_npz_bytes_same_arrays_same_bytes(arrays):
-    first = files.npz_bytes(arrays)
+    first = npz_bytes(arrays)
     copies = {name: array.copy() for name, array in reversed(list(arrays.items()))}
-    assert files.npz_bytes(copies) == first
+    assert npz_bytes(copies) == first
 
 
 def test_npz_bytes_do_not_depend_on_the_clock(monkeypatch, arrays):
@@ -175,7 +183,7 @@ def test_npz_bytes_do_not_depend_on_the_clock(monkeypatch, arrays):
         control = stdio.BytesIO()
         with zipfile.ZipFile(control, "w") as archive:
             archive.writestr("entry", b"x")  # zipfile stamps the (patched) current time
-        return files.npz_bytes(arrays), control.getvalue()
+        return npz_bytes(arrays), control.getvalue()
 
     ours_a, control_a = at(1_000_000_000.0)
     ours_b, control_b = at(1_700_000_000.0)
@@ -185,7 +193,7 @@ def test_npz_bytes_do_not_depend_on_the_clock(monkeypatch, arrays):
 
 def test_npz_entries_have_fixed_timestamp(arrays):
     import io as stdio
-    with zipfile.ZipFile(stdio.BytesIO(files.npz_bytes(arrays))) as archive:
+    with zipfile.ZipFile(stdio.BytesIO(npz_bytes(arrays))) as archive:
         infos = archive.infolist()
     assert [i.filename for i in infos] == sorted(f"{name}.npy" for name in arrays)
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
@@ -193,7 +201,7 @@ def test_npz_entries_have_fixed_timestamp(arrays):
 
 def test_npz_bytes_refuses_object_arrays():
     with pytest.raises(ValueError, match="'bad' has dtype object"):
-        files.npz_bytes({"bad": np.array([{"a": 1}, None], dtype=object)})
+        npz_bytes({"bad": np.array([{"a": 1}, None], dtype=object)})
 
 
 def test_read_npz_refuses_pickled_object_array(tmp_path):

@@ -49,9 +49,8 @@ def check_replaceable(path: str, what: str = "") -> None:
 
 
 def _write_error(path: str, exc: OSError) -> PipelineError:
-    """Says why, as the OS does (Arrow's IOError carries the errno and longer words)."""
     reason = os.strerror(exc.errno) if exc.errno else exc.strerror or exc.__class__.__name__
-    return PipelineError(f"{path}: cannot write ({reason})")
+    return PipelineError(f"{path}: cannot write ({reason})")  # the OS's words, Arrow's too
 
 
 @contextlib.contextmanager
@@ -101,11 +100,8 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
 
 def fsync(path: str) -> None:
     """Flush a file another writer closed to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
 def write_bytes(path: str, data: bytes) -> None:
@@ -169,13 +165,6 @@ def _npz_to(handle: IO[bytes], arrays: Mapping[str, np.ndarray]) -> None:
             info.file_size = array.nbytes + 128  # ~ the .npy's size: zip64 as writestr decides
             with archive.open(info, "w") as entry:
                 np.lib.format.write_array(entry, array, allow_pickle=False)
-
-
-def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """An .npz archive's bytes (see :func:`write_npz`)."""
-    buffer = io.BytesIO()
-    _npz_to(buffer, arrays)
-    return buffer.getvalue()
 
 
 def write_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
