@@ -28,19 +28,27 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> 
 
     Rows of the confusion matrix are actual classes, columns predicted ones.
     Undefined precision (a class never predicted) counts as 0, as in the lesson.
+
+    Every figure depends on the rows only through how often each (actual, predicted) pair
+    occurs, so scikit-learn is given each pair once, weighted by its count: the same figures
+    to the bit (tests/test_evaluation.py), from at most C² rows instead of N (at 7M rows,
+    0.03 s instead of 2.6 s per split).
     """
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     labels = np.arange(len(classes))
+    counts = np.bincount(np.asarray(y_true) * len(classes) + y_pred, minlength=len(classes) ** 2)
+    pairs = np.flatnonzero(counts)
+    y_true, y_pred, weight = pairs // len(classes), pairs % len(classes), counts[pairs]
     precision, recall, f1, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average="weighted", zero_division=0)
-    overall = {"accuracy": float(accuracy_score(y_true, y_pred)), "precision": float(precision),
-               "recall": float(recall), "f1": float(f1)}
+        y_true, y_pred, labels=labels, average="weighted", zero_division=0, sample_weight=weight)
+    overall = {"accuracy": float(accuracy_score(y_true, y_pred, sample_weight=weight)),
+               "precision": float(precision), "recall": float(recall), "f1": float(f1)}
     p, r, f, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average=None, zero_division=0)
+        y_true, y_pred, labels=labels, average=None, zero_division=0, sample_weight=weight)
     per_class = {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                         "support": int(support[i])} for i, name in enumerate(classes)}
-    confusion = confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    confusion = confusion_matrix(y_true, y_pred, labels=labels, sample_weight=weight).tolist()
     return SplitMetrics(overall, per_class, confusion)
 
 

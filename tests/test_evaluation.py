@@ -18,6 +18,32 @@ def hand_case():
     return metrics.evaluate(np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 0]), CLASSES)
 
 
+@pytest.mark.parametrize("seed, classes, rows, skew", [
+    (0, 3, 1000, 0.9), (1, 2, 7, 0.5), (2, 5, 3001, 0.99), (3, 4, 500, 0.0), (4, 3, 2, 1.0)])
+def test_figures_are_scikit_learns_on_every_row_to_the_bit(seed, classes, rows, skew):
+    """evaluate() hands scikit-learn the (actual, predicted) pair counts; the figures must be
+    what it computes from the rows themselves, bit for bit (a class never predicted, and one
+    never present, included)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes - 1, rows)  # the last class never occurs
+    pred = np.where(rng.random(rows) < skew, y, rng.integers(0, classes, rows))
+    pred[pred == 1] = 0 if classes > 2 else 1  # class 1 never predicted (with 3+ classes)
+    names = [f"k{i}" for i in range(classes)]
+    got, labels = metrics.evaluate(y, pred, names), np.arange(classes)
+    weighted = precision_recall_fscore_support(y, pred, labels=labels, average="weighted",
+                                               zero_division=0)
+    assert got.overall == {"accuracy": float(accuracy_score(y, pred)),
+                           **dict(zip(("precision", "recall", "f1"), map(float, weighted[:3])))}
+    p, r, f, support = precision_recall_fscore_support(y, pred, labels=labels, average=None,
+                                                       zero_division=0)
+    assert got.per_class == {name: {"precision": float(p[i]), "recall": float(r[i]),
+                                    "f1": float(f[i]), "support": int(support[i])}
+                             for i, name in enumerate(names)}
+    assert got.confusion == confusion_matrix(y, pred, labels=labels).tolist()
+
+
 def test_accuracy_by_hand(hand_case):
     assert hand_case.overall["accuracy"] == pytest.approx(4 / 6)
 
