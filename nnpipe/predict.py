@@ -46,8 +46,6 @@ from nnpipe.core import cli, files, tables
 from nnpipe.core.errors import PipelineError, short
 from nnpipe.preprocess import Preprocessor
 
-MIN_MB, MAX_MB = 2.0 ** -20, 1 << 20  # --max-mb from one byte to 1 TB, as fetch.max_mb
-
 
 def _csv_row(names: Sequence[str], values: Sequence[str]) -> bytes:
     buffer = io.StringIO()
@@ -198,15 +196,15 @@ def to_records(result: Prediction) -> list[dict[str, Any]]:
 
 
 def _max_mb(text: str) -> float:
-    """--max-mb: a finite number of MB from MIN_MB (one byte) to MAX_MB (argparse: a usage
-    error)."""
+    """--max-mb: a finite number of MB from source.MIN_MB (one byte) to source.MAX_MB
+    (argparse: a usage error)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and MIN_MB <= value <= MAX_MB):
+    if not (math.isfinite(value) and source.MIN_MB <= value <= source.MAX_MB):
         raise argparse.ArgumentTypeError(f"{short(repr(text))} is not a number of MB from "
-                                         f"2**-20 (one byte) to {MAX_MB}")
+                                         f"{source.MIN_MB:g} (one byte) to {source.MAX_MB}")
     return value
 
 
@@ -230,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", help="with --input: write the predictions (CSV, or JSON "
                         "with --json) here (a new or regular file; - for stdout, the default)")
     parser.add_argument("--max-mb", type=_max_mb, default=1024,
-                        help=f"largest --input CSV read, in MB (default 1024, at most {MAX_MB})")
+                        help=f"largest --input CSV read, in MB (default 1024, at most "
+                             f"{source.MAX_MB})")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("features", nargs="*", metavar="NAME=VALUE")
     args = parser.parse_args(argv)

@@ -18,7 +18,8 @@ from nnpipe.core.errors import PipelineError, short
 from nnpipe.core.params import Number, Section, Text
 
 MAX_TIMEOUT = 86_400  # seconds (a day): a socket timeout beyond ~1e9 overflows
-MAX_MB, MIN_MB = 1 << 20, 2.0 ** -20  # fetch.max_mb: at most a terabyte, at least one byte
+# fetch.max_mb and predict's --max-mb: at most a terabyte, at least one byte (1e-6 MB is 1.05)
+MAX_MB, MIN_MB = 1 << 20, 1e-6
 
 
 class FetchParams(Section):

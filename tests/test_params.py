@@ -350,7 +350,7 @@ def test_missing_seed_is_named(write_params):
     ("fetch", "sha256", "g" * 64, f"sha256='{'g' * 64}' must match pattern '^[0-9a-fA-F]{{64}}$'"),
     ("fetch", "sha256", 12345, "sha256=12345 must be a valid string"),
     ("fetch", "timeout", 1e10, "timeout=10000000000.0 must be less than or equal to 86400"),
-    ("fetch", "max_mb", 0, "max_mb=0 must be greater than or equal to 0.000000953"),
+    ("fetch", "max_mb", 0, "max_mb=0 must be greater than or equal to 0.000001"),
     ("spiral", "classes", ["c1", 2], "classes[1]=2 must be a valid string"),
     ("spiral", "classes", [], "classes=[] must have at least 1 item, not 0"),
     ("spiral", "classes", ["a", "b", "a"], "classes=['a', 'b', 'a'] must not repeat a name"),

@@ -378,7 +378,7 @@ CASES: dict[str, Case] = {
     "predict-dev_zero": _predict(DEV_ZERO, "not a regular file", "--input"),
     "predict-fifo": _predict(FIFO, "not a regular file"),
     **{f"predict-max_mb_{value}": Case(
-        "predict", (f"argument --max-mb: '{value}' is not a number of MB from 2**-20 (one byte) "
+        "predict", (f"argument --max-mb: '{value}' is not a number of MB from 1e-06 (one byte) "
                     "to 1048576",), source=GOOD_INPUT_CSV, args=("--max-mb", value), usage=True)
        for value in ("nan", "inf", "1e300", "-1", "0", "1e-300", "abc", "1048577")},
     "predict-arg_nan": _point("X1=nan", "X2=0", fragments=["feature 'X1' is missing; a missing "
