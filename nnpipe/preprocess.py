@@ -227,9 +227,6 @@ class Preprocessor:
             raise PipelineError(f"a label is not one of the classes ({', '.join(self.classes)})")
         return np.searchsorted(np.asarray(self.classes), names).astype(np.int64)
 
-    def decode(self, indices: np.ndarray) -> np.ndarray:
-        return np.asarray(self.classes)[np.asarray(indices, dtype=np.int64)]
-
 
 def table(X: Any, inputs: Sequence[str], categorical: Sequence[str]) -> Any:
     """``X`` (a DataFrame, a mapping of columns or an all-numeric ``(N, inputs)`` array) as a
